@@ -12,4 +12,4 @@ pub mod payloads;
 pub mod sse;
 pub mod system;
 
-pub use envelope::Envelope;
+pub use envelope::{Envelope, EnvelopeRef};

@@ -27,7 +27,10 @@ impl fmt::Display for NameError {
         match self {
             Self::EmptyTopic => write!(f, "a topic must not be empty"),
             Self::TopicTooLong { len } => {
-                write!(f, "a topic is at most {MAX_TOPIC_BYTES} bytes, this one has {len}")
+                write!(
+                    f,
+                    "a topic is at most {MAX_TOPIC_BYTES} bytes, this one has {len}"
+                )
             }
             Self::TopicControlCharacter => write!(f, "a topic must not contain control characters"),
             Self::EventTypeLength { len } => write!(
@@ -39,7 +42,10 @@ impl fmt::Display for NameError {
                 "an event type may only contain A-Z, a-z, 0-9 and . _ : -, found {found:?}"
             ),
             Self::ReservedEventType => {
-                write!(f, "event types beginning with \"{RESERVED_PREFIX}\" are reserved")
+                write!(
+                    f,
+                    "event types beginning with \"{RESERVED_PREFIX}\" are reserved"
+                )
             }
         }
     }
@@ -91,7 +97,12 @@ mod tests {
 
     #[test]
     fn accepts_the_topics_the_api_names() {
-        for topic in ["orders", "rooms/42", "https://example.com/books/1", "ünïcödé"] {
+        for topic in [
+            "orders",
+            "rooms/42",
+            "https://example.com/books/1",
+            "ünïcödé",
+        ] {
             assert_eq!(validate_topic(topic), Ok(()), "{topic}");
         }
         assert_eq!(validate_topic(&"x".repeat(MAX_TOPIC_BYTES)), Ok(()));
@@ -105,7 +116,11 @@ mod tests {
             Err(NameError::TopicTooLong { len: 257 })
         );
         for topic in ["a\nb", "a\rb", "a\0b", "tab\there", "del\u{7f}"] {
-            assert_eq!(validate_topic(topic), Err(NameError::TopicControlCharacter), "{topic:?}");
+            assert_eq!(
+                validate_topic(topic),
+                Err(NameError::TopicControlCharacter),
+                "{topic:?}"
+            );
         }
     }
 
@@ -114,7 +129,10 @@ mod tests {
         for kind in ["message", "order.created", "a:b_c-d", &"x".repeat(64)] {
             assert_eq!(validate_publishable_event_type(kind), Ok(()), "{kind}");
         }
-        assert!(matches!(validate_event_type(""), Err(NameError::EventTypeLength { len: 0 })));
+        assert!(matches!(
+            validate_event_type(""),
+            Err(NameError::EventTypeLength { len: 0 })
+        ));
         assert!(validate_event_type(&"x".repeat(65)).is_err());
         assert_eq!(
             validate_event_type("a b"),

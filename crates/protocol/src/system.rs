@@ -65,6 +65,8 @@ pub enum CloseReason {
     MaxLifetime,
     /// The credential the connection was opened with expired.
     CredentialExpired,
+    /// The event store stopped answering while the stream was replaying history.
+    StorageUnavailable,
 }
 
 impl CloseReason {
@@ -81,12 +83,16 @@ impl CloseReason {
             Self::SlowConsumer => "slow_consumer",
             Self::MaxLifetime => "max_lifetime",
             Self::CredentialExpired => "credential_expired",
+            Self::StorageUnavailable => "storage_unavailable",
         }
     }
 }
 
 impl From<CloseReason> for Closing {
     fn from(reason: CloseReason) -> Self {
-        Self { reason, reconnect: reason.reconnect() }
+        Self {
+            reason,
+            reconnect: reason.reconnect(),
+        }
     }
 }

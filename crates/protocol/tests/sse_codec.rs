@@ -5,7 +5,11 @@ use herald_protocol::sse::{Decoder, Frame, Item, SseEvent};
 use proptest::prelude::*;
 
 fn event(id: &str, kind: &str, data: &str) -> Item {
-    Item::Event(SseEvent { id: id.into(), event: kind.into(), data: data.into() })
+    Item::Event(SseEvent {
+        id: id.into(),
+        event: kind.into(),
+        data: data.into(),
+    })
 }
 
 fn comment(text: &str) -> Item {
@@ -15,10 +19,20 @@ fn comment(text: &str) -> Item {
 /// Decodes `input` fed whole, then byte by byte, and checks both give `expected`.
 #[track_caller]
 fn assert_decodes(input: &[u8], expected: &[Item]) {
-    assert_eq!(Decoder::new().feed(input), expected, "fed whole: {:?}", String::from_utf8_lossy(input));
+    assert_eq!(
+        Decoder::new().feed(input),
+        expected,
+        "fed whole: {:?}",
+        String::from_utf8_lossy(input)
+    );
     let mut decoder = Decoder::new();
     let piecewise: Vec<Item> = input.iter().flat_map(|b| decoder.feed(&[*b])).collect();
-    assert_eq!(piecewise, expected, "fed byte by byte: {:?}", String::from_utf8_lossy(input));
+    assert_eq!(
+        piecewise,
+        expected,
+        "fed byte by byte: {:?}",
+        String::from_utf8_lossy(input)
+    );
 }
 
 #[test]
@@ -26,34 +40,126 @@ fn decoder_follows_every_parsing_rule() {
     let vectors: &[(&str, &[u8], &[Item])] = &[
         ("LF line ends", b"data: a\n\n", &[event("", "message", "a")]),
         ("CR line ends", b"data: a\r\r", &[event("", "message", "a")]),
-        ("CRLF line ends", b"data: a\r\n\r\n", &[event("", "message", "a")]),
-        ("mixed line ends", b"data: a\rdata: b\r\ndata: c\n\n", &[event("", "message", "a\nb\nc")]),
-        ("a leading BOM is skipped", b"\xEF\xBB\xBFdata: a\n\n", &[event("", "message", "a")]),
-        ("only the first BOM is skipped", b"\xEF\xBB\xBF\xEF\xBB\xBFdata: a\n\n", &[]),
+        (
+            "CRLF line ends",
+            b"data: a\r\n\r\n",
+            &[event("", "message", "a")],
+        ),
+        (
+            "mixed line ends",
+            b"data: a\rdata: b\r\ndata: c\n\n",
+            &[event("", "message", "a\nb\nc")],
+        ),
+        (
+            "a leading BOM is skipped",
+            b"\xEF\xBB\xBFdata: a\n\n",
+            &[event("", "message", "a")],
+        ),
+        (
+            "only the first BOM is skipped",
+            b"\xEF\xBB\xBF\xEF\xBB\xBFdata: a\n\n",
+            &[],
+        ),
         ("a comment", b": keep-alive\n\n", &[comment("keep-alive")]),
         ("an empty comment", b":\n", &[comment("")]),
-        ("a field without a colon is a field with an empty value", b"data\n\n", &[event("", "message", "")]),
-        ("two data fields without colon", b"data\ndata\n\n", &[event("", "message", "\n")]),
-        ("only one leading space is removed", b"data:  two\n\n", &[event("", "message", " two")]),
-        ("no space after the colon", b"data:x\n\n", &[event("", "message", "x")]),
-        ("multi-line data is joined with LF", b"data: a\ndata: b\n\n", &[event("", "message", "a\nb")]),
-        ("event names the type", b"event: tick\ndata: 1\n\n", &[event("", "tick", "1")]),
-        ("the type resets after dispatch", b"event: tick\ndata: 1\n\ndata: 2\n\n", &[event("", "tick", "1"), event("", "message", "2")]),
+        (
+            "a field without a colon is a field with an empty value",
+            b"data\n\n",
+            &[event("", "message", "")],
+        ),
+        (
+            "two data fields without colon",
+            b"data\ndata\n\n",
+            &[event("", "message", "\n")],
+        ),
+        (
+            "only one leading space is removed",
+            b"data:  two\n\n",
+            &[event("", "message", " two")],
+        ),
+        (
+            "no space after the colon",
+            b"data:x\n\n",
+            &[event("", "message", "x")],
+        ),
+        (
+            "multi-line data is joined with LF",
+            b"data: a\ndata: b\n\n",
+            &[event("", "message", "a\nb")],
+        ),
+        (
+            "event names the type",
+            b"event: tick\ndata: 1\n\n",
+            &[event("", "tick", "1")],
+        ),
+        (
+            "the type resets after dispatch",
+            b"event: tick\ndata: 1\n\ndata: 2\n\n",
+            &[event("", "tick", "1"), event("", "message", "2")],
+        ),
         ("no data, no event", b"event: tick\n\n", &[]),
-        ("the type of an undispatched frame is dropped", b"event: tick\n\ndata: 2\n\n", &[event("", "message", "2")]),
-        ("an id applies to its event and later ones", b"id: 7\ndata: a\n\ndata: b\n\n", &[event("7", "message", "a"), event("7", "message", "b")]),
-        ("an id without data still sets the last id", b"id: 9\n\ndata: b\n\n", &[event("9", "message", "b")]),
-        ("an empty id clears the last id", b"id: 3\ndata: a\n\nid\ndata: b\n\n", &[event("3", "message", "a"), event("", "message", "b")]),
-        ("an id containing NUL is ignored", b"id: 1\ndata: a\n\nid: 2\x003\ndata: b\n\n", &[event("1", "message", "a"), event("1", "message", "b")]),
+        (
+            "the type of an undispatched frame is dropped",
+            b"event: tick\n\ndata: 2\n\n",
+            &[event("", "message", "2")],
+        ),
+        (
+            "an id applies to its event and later ones",
+            b"id: 7\ndata: a\n\ndata: b\n\n",
+            &[event("7", "message", "a"), event("7", "message", "b")],
+        ),
+        (
+            "an id without data still sets the last id",
+            b"id: 9\n\ndata: b\n\n",
+            &[event("9", "message", "b")],
+        ),
+        (
+            "an empty id clears the last id",
+            b"id: 3\ndata: a\n\nid\ndata: b\n\n",
+            &[event("3", "message", "a"), event("", "message", "b")],
+        ),
+        (
+            "an id containing NUL is ignored",
+            b"id: 1\ndata: a\n\nid: 2\x003\ndata: b\n\n",
+            &[event("1", "message", "a"), event("1", "message", "b")],
+        ),
         ("retry with digits", b"retry: 3000\n", &[Item::Retry(3000)]),
-        ("retry with other characters is ignored", b"retry: 30s\nretry: -1\nretry: 1.5\nretry:\n", &[]),
-        ("retry too large is ignored", b"retry: 99999999999999999999999\n", &[]),
-        ("unknown fields are ignored", b"foo: bar\ndata: a\n\n", &[event("", "message", "a")]),
-        ("field names are case-sensitive", b"Data: a\ndata: b\n\n", &[event("", "message", "b")]),
+        (
+            "retry with other characters is ignored",
+            b"retry: 30s\nretry: -1\nretry: 1.5\nretry:\n",
+            &[],
+        ),
+        (
+            "retry too large is ignored",
+            b"retry: 99999999999999999999999\n",
+            &[],
+        ),
+        (
+            "unknown fields are ignored",
+            b"foo: bar\ndata: a\n\n",
+            &[event("", "message", "a")],
+        ),
+        (
+            "field names are case-sensitive",
+            b"Data: a\ndata: b\n\n",
+            &[event("", "message", "b")],
+        ),
         ("an unterminated event is not dispatched", b"data: a\n", &[]),
-        ("a colon in the value is kept", b"data: a: b\n\n", &[event("", "message", "a: b")]),
-        ("invalid UTF-8 becomes the replacement character", b"data: \xFF\n\n", &[event("", "message", "\u{FFFD}")]),
-        ("multi-byte UTF-8", "data: h\u{e9}llo \u{1F600}\n\n".as_bytes(), &[event("", "message", "h\u{e9}llo \u{1F600}")]),
+        (
+            "a colon in the value is kept",
+            b"data: a: b\n\n",
+            &[event("", "message", "a: b")],
+        ),
+        (
+            "invalid UTF-8 becomes the replacement character",
+            b"data: \xFF\n\n",
+            &[event("", "message", "\u{FFFD}")],
+        ),
+        (
+            "multi-byte UTF-8",
+            "data: h\u{e9}llo \u{1F600}\n\n".as_bytes(),
+            &[event("", "message", "h\u{e9}llo \u{1F600}")],
+        ),
     ];
     for (rule, input, expected) in vectors {
         let mut decoder = Decoder::new();
@@ -70,7 +176,11 @@ fn crlf_split_between_reads_is_one_line_end() {
     assert_eq!(decoder.feed(b"data: a\r"), vec![]);
     assert_eq!(decoder.feed(b"\ndata: b\r"), vec![]);
     assert_eq!(decoder.feed(b"\n\r"), vec![event("", "message", "a\nb")]);
-    assert_eq!(decoder.feed(b"\n"), vec![], "the LF after a final CR is not a second blank line");
+    assert_eq!(
+        decoder.feed(b"\n"),
+        vec![],
+        "the LF after a final CR is not a second blank line"
+    );
 }
 
 #[test]
@@ -85,14 +195,31 @@ fn a_bom_split_across_reads_is_skipped() {
     let mut decoder = Decoder::new();
     assert_eq!(decoder.feed(b"\xEF"), vec![]);
     assert_eq!(decoder.feed(b"\xBB"), vec![]);
-    assert_eq!(decoder.feed(b"\xBFdata: a\n\n"), vec![event("", "message", "a")]);
+    assert_eq!(
+        decoder.feed(b"\xBFdata: a\n\n"),
+        vec![event("", "message", "a")]
+    );
 }
 
 #[test]
 fn decodes_what_the_encoder_writes_for_system_frames() {
-    let bytes = Frame::new().retry(2000).event("herald.connected").data("{\"a\":1}").encode().unwrap();
-    assert_decodes(&bytes, &[Item::Retry(2000), event("", "herald.connected", "{\"a\":1}")]);
-    assert_decodes(&Frame::new().comment("heartbeat").encode().unwrap(), &[comment("heartbeat")]);
+    let bytes = Frame::new()
+        .retry(2000)
+        .event("herald.connected")
+        .data("{\"a\":1}")
+        .encode()
+        .unwrap();
+    assert_decodes(
+        &bytes,
+        &[
+            Item::Retry(2000),
+            event("", "herald.connected", "{\"a\":1}"),
+        ],
+    );
+    assert_decodes(
+        &Frame::new().comment("heartbeat").encode().unwrap(),
+        &[comment("heartbeat")],
+    );
 }
 
 fn normalise_line_ends(data: &str) -> String {

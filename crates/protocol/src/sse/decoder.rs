@@ -81,7 +81,10 @@ impl Decoder {
 
         let mut start = 0;
         let mut at = self.scanned;
-        while let Some(offset) = self.pending[at..].iter().position(|&b| b == b'\r' || b == b'\n') {
+        while let Some(offset) = self.pending[at..]
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+        {
             let end = at + offset;
             let mut next = end + 1;
             if self.pending[end] == b'\r' {
@@ -106,7 +109,9 @@ impl Decoder {
             return;
         }
         if let Some(comment) = line.strip_prefix(':') {
-            sink(Item::Comment(comment.strip_prefix(' ').unwrap_or(comment).to_owned()));
+            sink(Item::Comment(
+                comment.strip_prefix(' ').unwrap_or(comment).to_owned(),
+            ));
             return;
         }
         let (field, value) = match line.split_once(':') {
@@ -143,6 +148,10 @@ impl Decoder {
             kind if kind.is_empty() => "message".to_owned(),
             kind => kind,
         };
-        sink(Item::Event(SseEvent { id: self.last_event_id.clone(), event, data }));
+        sink(Item::Event(SseEvent {
+            id: self.last_event_id.clone(),
+            event,
+            data,
+        }));
     }
 }

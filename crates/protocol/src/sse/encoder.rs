@@ -136,7 +136,11 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
         let current = rest?;
         match current.find(['\r', '\n']) {
             Some(at) => {
-                let skip = if current[at..].starts_with("\r\n") { 2 } else { 1 };
+                let skip = if current[at..].starts_with("\r\n") {
+                    2
+                } else {
+                    1
+                };
                 rest = Some(&current[at + skip..]);
                 Some(&current[..at])
             }
@@ -165,9 +169,18 @@ mod tests {
 
     #[test]
     fn refuses_line_breaks_in_id_and_event() {
-        assert_eq!(Frame::new().id("a\nb").encode(), Err(EncodeError::InvalidId));
-        assert_eq!(Frame::new().id("a\0b").encode(), Err(EncodeError::InvalidId));
-        assert_eq!(Frame::new().event("a\rb").encode(), Err(EncodeError::InvalidEvent));
+        assert_eq!(
+            Frame::new().id("a\nb").encode(),
+            Err(EncodeError::InvalidId)
+        );
+        assert_eq!(
+            Frame::new().id("a\0b").encode(),
+            Err(EncodeError::InvalidId)
+        );
+        assert_eq!(
+            Frame::new().event("a\rb").encode(),
+            Err(EncodeError::InvalidEvent)
+        );
     }
 
     #[test]
@@ -180,12 +193,18 @@ mod tests {
             .data("{}")
             .encode()
             .unwrap();
-        assert_eq!(bytes, b": hello\nretry: 2500\nid: 1\nevent: herald.connected\ndata: {}\n\n");
+        assert_eq!(
+            bytes,
+            b": hello\nretry: 2500\nid: 1\nevent: herald.connected\ndata: {}\n\n"
+        );
     }
 
     #[test]
     fn multi_line_comments_stay_comments() {
-        assert_eq!(Frame::new().comment("a\nb").encode().unwrap(), b": a\n: b\n\n");
+        assert_eq!(
+            Frame::new().comment("a\nb").encode().unwrap(),
+            b": a\n: b\n\n"
+        );
         assert_eq!(Frame::new().comment("").encode().unwrap(), b":\n\n");
     }
 }

@@ -1,0 +1,456 @@
+//! Settings: command-line flags, then environment variables, then an optional TOML file, then
+//! defaults. Clap reads the first two; [`FileSettings`] the third.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// The `herald` command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Herald, a real-time event hub: pushes events to browsers over Server-Sent Events.",
+    long_about = "Herald, a real-time event hub: pushes events to browsers over Server-Sent \
+                  Events.\n\nServing is the default command. Every setting can also come from an \
+                  environment variable or a TOML file (--config); flags win over the environment, \
+                  which wins over the file. Durations take a unit (15s, 500ms, 2h); a bare number \
+                  is seconds.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the hub, the API and the web app (the default).
+    Serve(ServeArgs),
+}
+
+impl Cli {
+    /// The serve settings, whether given with or without the explicit `serve` command.
+    pub fn into_serve_args(self) -> ServeArgs {
+        match self.command {
+            Some(Command::Serve(args)) => args,
+            None => self.serve,
+        }
+    }
+}
+
+/// The settings of `herald serve`. Each is optional here so that a value from the file can fill
+/// what neither a flag nor the environment gave.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on; port 0 picks a free port (the bound address is logged as
+    /// "listening on <addr:port>"). [default: 127.0.0.1:8080]
+    #[arg(long, env = "HERALD_LISTEN", value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+
+    /// Directory for Herald's data. [default: ./data]
+    #[arg(long, env = "HERALD_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Directory of the built web app, served at `/`. [default: dist]
+    #[arg(long, env = "HERALD_STATIC_DIR", value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Development mode: refuses to listen on anything but loopback.
+    #[arg(long, env = "HERALD_DEV")]
+    pub dev: bool,
+
+    /// HS256 key for JSON Web Tokens.
+    #[arg(
+        long,
+        env = "HERALD_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// PEM file with the RS256 or ES256 public key for JSON Web Tokens.
+    #[arg(long, env = "HERALD_JWT_PUBLIC_KEY", value_name = "PEM_FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Redis URL for cluster mode (redis://host:port).
+    #[arg(long, env = "HERALD_REDIS_URL", value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// TOML file with any of these settings, named as the long flags with `_` for `-`.
+    #[arg(long, env = "HERALD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Longest silence on an idle stream before a heartbeat comment is sent. [default: 15s]
+    #[arg(long, env = "HERALD_HEARTBEAT", value_parser = parse_duration, value_name = "DURATION")]
+    pub heartbeat: Option<Duration>,
+
+    /// Base reconnection delay told to clients; each connection gets up to 50% more as jitter so
+    /// a restart does not cause a reconnect storm. [default: 3s]
+    #[arg(long, env = "HERALD_RETRY", value_parser = parse_duration, value_name = "DURATION")]
+    pub retry: Option<Duration>,
+
+    /// Events queued for one connection before it counts as a slow consumer and is closed with
+    /// reason `slow_consumer`, to resume from its last event id. [default: 1024]
+    #[arg(long, env = "HERALD_QUEUE_CAPACITY", value_name = "EVENTS")]
+    pub queue_capacity: Option<usize>,
+
+    /// Maximum lifetime of one connection, after which it is closed with reason `max_lifetime`
+    /// and the client reconnects; 0 for no limit. [default: 1h]
+    #[arg(long, env = "HERALD_MAX_CONNECTION_LIFETIME", value_parser = parse_duration, value_name = "DURATION")]
+    pub max_connection_lifetime: Option<Duration>,
+
+    /// Maximum topics one connection may subscribe to. [default: 64]
+    #[arg(long, env = "HERALD_MAX_TOPICS_PER_CONNECTION", value_name = "N")]
+    pub max_topics_per_connection: Option<usize>,
+
+    /// Maximum simultaneous connections holding one client id. [default: 32]
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_CLIENT", value_name = "N")]
+    pub max_connections_per_client: Option<usize>,
+
+    /// Maximum topics one publish may name. [default: 64]
+    #[arg(long, env = "HERALD_MAX_TOPICS_PER_PUBLISH", value_name = "N")]
+    pub max_topics_per_publish: Option<usize>,
+
+    /// Largest request body accepted, in bytes. [default: 1048576]
+    #[arg(long, env = "HERALD_MAX_BODY_BYTES", value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+
+    /// Events kept for replay per topic (and per client stream). [default: 1000]
+    #[arg(long, env = "HERALD_HISTORY_MAX_EVENTS", value_name = "N")]
+    pub history_max_events: Option<usize>,
+
+    /// How long events are kept for replay. [default: 1h]
+    #[arg(long, env = "HERALD_HISTORY_MAX_AGE", value_parser = parse_duration, value_name = "DURATION")]
+    pub history_max_age: Option<Duration>,
+
+    /// How long a client id stays valid after its last connection ends. [default: 24h]
+    #[arg(long, env = "HERALD_CLIENT_TTL", value_parser = parse_duration, value_name = "DURATION")]
+    pub client_ttl: Option<Duration>,
+
+    /// How long shutdown waits for streams to flush their `herald.closing` frame before the
+    /// process exits regardless. [default: 1s]
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", value_parser = parse_duration, value_name = "DURATION")]
+    pub shutdown_grace: Option<Duration>,
+}
+
+/// The file form of [`ServeArgs`]: the same names, snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    static_dir: Option<PathBuf>,
+    dev: Option<bool>,
+    jwt_secret: Option<String>,
+    jwt_public_key: Option<PathBuf>,
+    redis: Option<String>,
+    heartbeat: Option<FileDuration>,
+    retry: Option<FileDuration>,
+    queue_capacity: Option<usize>,
+    max_connection_lifetime: Option<FileDuration>,
+    max_topics_per_connection: Option<usize>,
+    max_connections_per_client: Option<usize>,
+    max_topics_per_publish: Option<usize>,
+    max_body_bytes: Option<usize>,
+    history_max_events: Option<usize>,
+    history_max_age: Option<FileDuration>,
+    client_ttl: Option<FileDuration>,
+    shutdown_grace: Option<FileDuration>,
+}
+
+/// A duration in the file: a string with a unit, or a number of seconds.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "toml::Value")]
+struct FileDuration(Duration);
+
+impl TryFrom<toml::Value> for FileDuration {
+    type Error = String;
+
+    fn try_from(value: toml::Value) -> Result<Self, Self::Error> {
+        match value {
+            toml::Value::String(text) => parse_duration(&text).map(Self),
+            toml::Value::Integer(secs) if secs >= 0 => {
+                Ok(Self(Duration::from_secs(secs.unsigned_abs())))
+            }
+            other => Err(format!(
+                "expected a duration such as \"15s\", found {}",
+                other.type_str()
+            )),
+        }
+    }
+}
+
+/// Parses `15s`, `500ms`, `1h 30m`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text).map_err(|err| format!("invalid duration {text:?}: {err}"))
+}
+
+/// Why the settings could not be put together.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    ParseFile {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The resolved settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub static_dir: PathBuf,
+    pub dev: bool,
+    pub heartbeat: Duration,
+    pub retry: Duration,
+    pub queue_capacity: usize,
+    /// `None` means connections may live forever.
+    pub max_connection_lifetime: Option<Duration>,
+    pub max_topics_per_connection: usize,
+    pub max_connections_per_client: usize,
+    pub max_topics_per_publish: usize,
+    pub max_body_bytes: usize,
+    pub history_max_events: usize,
+    pub history_max_age: Duration,
+    pub client_ttl: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            static_dir: PathBuf::from("dist"),
+            dev: false,
+            heartbeat: Duration::from_secs(15),
+            retry: Duration::from_secs(3),
+            queue_capacity: 1024,
+            max_connection_lifetime: Some(Duration::from_secs(3600)),
+            max_topics_per_connection: 64,
+            max_connections_per_client: 32,
+            max_topics_per_publish: 64,
+            max_body_bytes: 1024 * 1024,
+            history_max_events: 1000,
+            history_max_age: Duration::from_secs(3600),
+            client_ttl: Duration::from_secs(24 * 3600),
+            shutdown_grace: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Config {
+    /// Layers flags and environment (already merged by clap) over the file over the defaults,
+    /// then checks the result.
+    pub fn resolve(args: ServeArgs) -> Result<Self, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileSettings::default(),
+        };
+        let defaults = Self::default();
+        let lifetime = args
+            .max_connection_lifetime
+            .or(file.max_connection_lifetime.map(|d| d.0))
+            .or(defaults.max_connection_lifetime);
+        let config = Self {
+            listen: args.listen.or(file.listen).unwrap_or(defaults.listen),
+            data_dir: args.data_dir.or(file.data_dir).unwrap_or(defaults.data_dir),
+            static_dir: args
+                .static_dir
+                .or(file.static_dir)
+                .unwrap_or(defaults.static_dir),
+            dev: args.dev || file.dev.unwrap_or(false),
+            heartbeat: pick(args.heartbeat, file.heartbeat, defaults.heartbeat),
+            retry: pick(args.retry, file.retry, defaults.retry),
+            queue_capacity: args
+                .queue_capacity
+                .or(file.queue_capacity)
+                .unwrap_or(defaults.queue_capacity),
+            max_connection_lifetime: lifetime.filter(|d| !d.is_zero()),
+            max_topics_per_connection: args
+                .max_topics_per_connection
+                .or(file.max_topics_per_connection)
+                .unwrap_or(defaults.max_topics_per_connection),
+            max_connections_per_client: args
+                .max_connections_per_client
+                .or(file.max_connections_per_client)
+                .unwrap_or(defaults.max_connections_per_client),
+            max_topics_per_publish: args
+                .max_topics_per_publish
+                .or(file.max_topics_per_publish)
+                .unwrap_or(defaults.max_topics_per_publish),
+            max_body_bytes: args
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(defaults.max_body_bytes),
+            history_max_events: args
+                .history_max_events
+                .or(file.history_max_events)
+                .unwrap_or(defaults.history_max_events),
+            history_max_age: pick(
+                args.history_max_age,
+                file.history_max_age,
+                defaults.history_max_age,
+            ),
+            client_ttl: pick(args.client_ttl, file.client_ttl, defaults.client_ttl),
+            shutdown_grace: pick(
+                args.shutdown_grace,
+                file.shutdown_grace,
+                defaults.shutdown_grace,
+            ),
+        };
+        if args.jwt_secret.or(file.jwt_secret).is_some()
+            || args.jwt_public_key.or(file.jwt_public_key).is_some()
+        {
+            return Err(ConfigError::Invalid(
+                "JWT authentication is not available in this version of Herald; remove \
+                 --jwt-secret/--jwt-public-key rather than run without the protection they imply"
+                    .into(),
+            ));
+        }
+        if args.redis.or(file.redis).is_some() {
+            return Err(ConfigError::Invalid(
+                "cluster mode (--redis) is not available in this version of Herald".into(),
+            ));
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("queue_capacity", self.queue_capacity),
+            ("max_topics_per_connection", self.max_topics_per_connection),
+            (
+                "max_connections_per_client",
+                self.max_connections_per_client,
+            ),
+            ("max_topics_per_publish", self.max_topics_per_publish),
+            ("max_body_bytes", self.max_body_bytes),
+            ("history_max_events", self.history_max_events),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+        }
+        if self.heartbeat.is_zero() {
+            return Err(ConfigError::Invalid(
+                "heartbeat must be longer than zero".into(),
+            ));
+        }
+        if self.dev && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "development mode only listens on loopback, not {}",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn pick(flag: Option<Duration>, file: Option<FileDuration>, default: Duration) -> Duration {
+    flag.or(file.map(|d| d.0)).unwrap_or(default)
+}
+
+fn read_file(path: &Path) -> Result<FileSettings, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> ServeArgs {
+        Cli::try_parse_from(std::iter::once("herald").chain(args.iter().copied()))
+            .expect("arguments parse")
+            .into_serve_args()
+    }
+
+    #[test]
+    fn defaults_bind_loopback_8080() {
+        let config = Config::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.data_dir, PathBuf::from("data"));
+        assert_eq!(config.static_dir, PathBuf::from("dist"));
+        assert_eq!(config.heartbeat, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("herald-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("herald.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nheartbeat = \"2s\"\nqueue_capacity = 7\n",
+        )
+        .unwrap();
+        let args = parse(&["--config", file.to_str().unwrap(), "--heartbeat", "500ms"]);
+        let config = Config::resolve(args).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9000".parse().unwrap());
+        assert_eq!(config.heartbeat, Duration::from_millis(500));
+        assert_eq!(config.queue_capacity, 7);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn explicit_serve_command_takes_the_same_flags() {
+        let args = parse(&["serve", "--listen", "127.0.0.1:0"]);
+        assert_eq!(args.listen, Some("127.0.0.1:0".parse().unwrap()));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        let err = toml::from_str::<FileSettings>("listn = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn durations_take_units_or_seconds() {
+        assert_eq!(parse_duration("15"), Ok(Duration::from_secs(15)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn development_mode_stays_on_loopback() {
+        let args = parse(&["--dev", "--listen", "0.0.0.0:8080"]);
+        assert!(matches!(
+            Config::resolve(args),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        let args = parse(&["--queue-capacity", "0"]);
+        assert!(matches!(
+            Config::resolve(args),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+}

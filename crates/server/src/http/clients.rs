@@ -1,0 +1,62 @@
+//! The live connections: list them, close a client.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use herald_protocol::api::ClientInfo;
+
+use super::AppState;
+use crate::error::{ApiError, ApiPath};
+use crate::ids::{ClientId, rfc3339};
+
+/// Lists the live connections, oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/clients",
+    tag = "clients",
+    responses((status = 200, description = "The live connections", body = Vec<ClientInfo>))
+)]
+pub async fn list(State(state): State<AppState>) -> Json<Vec<ClientInfo>> {
+    let clients = state
+        .hub
+        .connections()
+        .iter()
+        .map(|connection| ClientInfo {
+            client_id: connection.client_id.to_string(),
+            connection_id: connection.id.as_str().to_owned(),
+            user: connection.user.clone(),
+            topics: connection
+                .topics
+                .iter()
+                .map(|topic| topic.to_string())
+                .collect(),
+            connected_at: rfc3339(connection.connected_at),
+        })
+        .collect();
+    Json(clients)
+}
+
+/// Closes every connection of a client: each receives `herald.closing` with `reconnect: false`.
+#[utoipa::path(
+    delete,
+    path = "/api/clients/{client_id}",
+    tag = "clients",
+    params(("client_id" = String, Path, description = "A client id from `herald.connected`")),
+    responses(
+        (status = 204, description = "The client's connections are closing"),
+        (status = 404, description = "The client has no live connection", body = herald_protocol::api::ErrorBody),
+    )
+)]
+pub async fn close(
+    State(state): State<AppState>,
+    ApiPath(client_id): ApiPath,
+) -> Result<StatusCode, ApiError> {
+    let closed = ClientId::parse(&client_id).map_or(0, |client| state.hub.close_client(&client));
+    if closed == 0 {
+        return Err(ApiError::not_found(
+            "client_not_connected",
+            format!("client {client_id:?} has no live connection"),
+        ));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

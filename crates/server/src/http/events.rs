@@ -1,0 +1,172 @@
+//! `GET /events`: the subscription stream.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use herald_protocol::names::validate_topic;
+use herald_protocol::sse::CONTENT_TYPE;
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::hub::{SubscribeError, SubscribeRequest, Subscription};
+use crate::ids::ClientId;
+
+/// Opens an event stream for the topics in the query.
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "subscribe",
+    params(
+        ("topic" = Vec<String>, Query, description = "A topic to receive; repeat for several. At least one unless `client_id` is given."),
+        ("client_id" = Option<String>, Query, description = "Keep the client id issued in an earlier `herald.connected`."),
+        ("last_event_id" = Option<String>, Query, description = "Replay events after this id; the `Last-Event-ID` header wins."),
+        ("Last-Event-ID" = Option<String>, Header, description = "Replay events after this id (sent by EventSource when it reconnects)."),
+    ),
+    responses(
+        (status = 200, description = "An endless `text/event-stream`: `retry`, `herald.connected`, replayed events (or `herald.reset`), live events, heartbeats, and `herald.closing` when the server ends it.", content_type = "text/event-stream", body = String),
+        (status = 400, description = "Invalid topic, unknown client id, or no topic", body = herald_protocol::api::ErrorBody),
+        (status = 429, description = "Too many connections for this client id", body = herald_protocol::api::ErrorBody),
+        (status = 503, description = "The event store is unavailable", body = herald_protocol::api::ErrorBody),
+    )
+)]
+pub async fn subscribe(
+    State(state): State<AppState>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let request = parse_request(
+        query.as_deref().unwrap_or(""),
+        &headers,
+        state.config.max_topics_per_connection,
+    )?;
+    let subscription = state
+        .hub
+        .subscribe(request)
+        .await
+        .map_err(|err| match err {
+            SubscribeError::UnknownClient(_) => {
+                ApiError::bad_request("unknown_client_id", err.to_string())
+            }
+            SubscribeError::TooManyConnections { .. } => {
+                ApiError::too_many("too_many_connections", err.to_string())
+            }
+            SubscribeError::Storage(err) => ApiError::unavailable(&err),
+        })?;
+    Ok(stream_response(subscription))
+}
+
+fn parse_request(
+    query: &str,
+    headers: &HeaderMap,
+    max_topics: usize,
+) -> Result<SubscribeRequest, ApiError> {
+    let mut request = SubscribeRequest::default();
+    let mut query_last_id = None;
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match &*key {
+            "topic" => {
+                validate_topic(&value)
+                    .map_err(|err| ApiError::bad_request("invalid_topic", err.to_string()))?;
+                if !request.topics.iter().any(|topic| **topic == *value) {
+                    request.topics.push(Arc::from(&*value));
+                }
+                if request.topics.len() > max_topics {
+                    return Err(ApiError::bad_request(
+                        "too_many_topics",
+                        format!("a connection may subscribe to at most {max_topics} topics"),
+                    ));
+                }
+            }
+            "client_id" => {
+                let client = ClientId::parse(&value).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "unknown_client_id",
+                        "this client id was not issued by this server",
+                    )
+                })?;
+                request.client_id = Some(client);
+            }
+            "last_event_id" => query_last_id = Some(value.into_owned()),
+            // Other parameters (cache busters, credentials handled elsewhere) are not ours.
+            _ => {}
+        }
+    }
+    if request.topics.is_empty() && request.client_id.is_none() {
+        return Err(ApiError::bad_request(
+            "missing_topic",
+            "name at least one topic (?topic=...), or a client_id to receive only that client's events",
+        ));
+    }
+    let header_last_id = headers
+        .get("last-event-id")
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    // An empty id means "none", as EventSource treats it.
+    request.last_event_id = header_last_id.or(query_last_id).filter(|id| !id.is_empty());
+    Ok(request)
+}
+
+/// The response headers that keep every proxy and browser from buffering or caching the stream.
+pub fn stream_headers(response: &mut Response) {
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+}
+
+fn stream_response(subscription: Subscription) -> Response {
+    let stream = futures_util::stream::unfold(subscription, |mut subscription| async move {
+        let chunk = subscription.next().await?;
+        Some((Ok::<_, Infallible>(chunk), subscription))
+    });
+    let mut response = Body::from_stream(stream).into_response();
+    stream_headers(&mut response);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(query: &str) -> Result<SubscribeRequest, ApiError> {
+        parse_request(query, &HeaderMap::new(), 4)
+    }
+
+    #[test]
+    fn reads_repeated_topics_once_each() {
+        let request = parse("topic=a&topic=rooms%2F42&topic=a").unwrap();
+        assert_eq!(request.topics, vec![Arc::from("a"), Arc::from("rooms/42")]);
+    }
+
+    #[test]
+    fn header_last_event_id_wins_over_the_query() {
+        let mut headers = HeaderMap::new();
+        headers.insert("last-event-id", HeaderValue::from_static("9"));
+        let request = parse_request("topic=a&last_event_id=5", &headers, 4).unwrap();
+        assert_eq!(request.last_event_id.as_deref(), Some("9"));
+        assert_eq!(
+            parse("topic=a&last_event_id=5")
+                .unwrap()
+                .last_event_id
+                .as_deref(),
+            Some("5")
+        );
+    }
+
+    #[test]
+    fn refuses_bad_topics_and_too_many() {
+        assert_eq!(parse("topic=a%0Ab").unwrap_err().code, "invalid_topic");
+        assert_eq!(parse("topic=").unwrap_err().code, "invalid_topic");
+        assert_eq!(
+            parse("topic=a&topic=b&topic=c&topic=d&topic=e")
+                .unwrap_err()
+                .code,
+            "too_many_topics"
+        );
+        assert_eq!(parse("").unwrap_err().code, "missing_topic");
+        assert_eq!(parse("client_id=zz").unwrap_err().code, "unknown_client_id");
+    }
+}

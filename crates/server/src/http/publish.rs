@@ -1,0 +1,192 @@
+//! Publishing: to topics, to one client, and to everyone.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::Json;
+use axum::extract::State;
+use herald_protocol::api::{PublishRequest, PublishResponse, SendRequest, SendResponse};
+use herald_protocol::names::{DEFAULT_EVENT_TYPE, validate_publishable_event_type, validate_topic};
+use serde_json::value::{RawValue, to_raw_value};
+
+use super::AppState;
+use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::hub::PublishError;
+use crate::ids::ClientId;
+use crate::storage::{NewEvent, StoredEvent, StreamKey};
+
+/// Publishes one event to one or several topics.
+#[utoipa::path(
+    post,
+    path = "/api/publish",
+    tag = "publish",
+    request_body = PublishRequest,
+    responses(
+        (status = 200, description = "Stored and queued for every subscriber", body = PublishResponse),
+        (status = 400, description = "Invalid topic, type or body", body = herald_protocol::api::ErrorBody),
+        (status = 413, description = "Body too large", body = herald_protocol::api::ErrorBody),
+        (status = 415, description = "Body is not JSON", body = herald_protocol::api::ErrorBody),
+        (status = 503, description = "The event store is unavailable", body = herald_protocol::api::ErrorBody),
+    )
+)]
+pub async fn publish(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<PublishRequest>,
+) -> Result<Json<PublishResponse>, ApiError> {
+    let topics = topics_of(&request, state.config.max_topics_per_publish)?;
+    let streams = topics
+        .iter()
+        .map(|topic| StreamKey::Topic(Arc::from(topic.as_str())))
+        .collect();
+    let stored = store(&state, streams, request.kind.as_deref(), &request.data).await?;
+    Ok(Json(PublishResponse {
+        id: stored.id.clone(),
+        topics,
+    }))
+}
+
+/// Sends an event to every live connection of one client, and keeps it for the client's replay.
+#[utoipa::path(
+    post,
+    path = "/api/clients/{client_id}/events",
+    tag = "publish",
+    params(("client_id" = String, Path, description = "A client id from `herald.connected`")),
+    request_body = SendRequest,
+    responses(
+        (status = 200, description = "Stored and queued for the client's connections", body = SendResponse),
+        (status = 400, description = "Invalid type or body", body = herald_protocol::api::ErrorBody),
+        (status = 404, description = "The client id was never issued or has expired", body = herald_protocol::api::ErrorBody),
+    )
+)]
+pub async fn send_to_client(
+    State(state): State<AppState>,
+    ApiPath(client_id): ApiPath,
+    ApiJson(request): ApiJson<SendRequest>,
+) -> Result<Json<SendResponse>, ApiError> {
+    let not_found = || {
+        ApiError::not_found(
+            "client_not_found",
+            format!("no client {client_id:?} has connected, or it has expired"),
+        )
+    };
+    let client = ClientId::parse(&client_id).ok_or_else(not_found)?;
+    let known = state
+        .hub
+        .storage()
+        .client_exists(&client)
+        .await
+        .map_err(|err| ApiError::unavailable(&err))?;
+    if !known {
+        return Err(not_found());
+    }
+    let stored = store(
+        &state,
+        vec![StreamKey::Client(client)],
+        request.kind.as_deref(),
+        &request.data,
+    )
+    .await?;
+    Ok(Json(SendResponse {
+        id: stored.id.clone(),
+    }))
+}
+
+/// Sends an event to every connection.
+#[utoipa::path(
+    post,
+    path = "/api/broadcast",
+    tag = "publish",
+    request_body = SendRequest,
+    responses(
+        (status = 200, description = "Stored and queued for every connection", body = SendResponse),
+        (status = 400, description = "Invalid type or body", body = herald_protocol::api::ErrorBody),
+    )
+)]
+pub async fn broadcast(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<SendRequest>,
+) -> Result<Json<SendResponse>, ApiError> {
+    let stored = store(
+        &state,
+        vec![StreamKey::Broadcast],
+        request.kind.as_deref(),
+        &request.data,
+    )
+    .await?;
+    Ok(Json(SendResponse {
+        id: stored.id.clone(),
+    }))
+}
+
+/// The checked, de-duplicated topics of a publish.
+fn topics_of(request: &PublishRequest, max_topics: usize) -> Result<Vec<String>, ApiError> {
+    let given: Vec<&String> = match (&request.topic, &request.topics) {
+        (Some(topic), None) => vec![topic],
+        (None, Some(topics)) if !topics.is_empty() => topics.iter().collect(),
+        (None, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "missing_topic",
+                "\"topics\" must name at least one topic",
+            ));
+        }
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "missing_topic",
+                "name a \"topic\" or a list of \"topics\"",
+            ));
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_body",
+                "give either \"topic\" or \"topics\", not both",
+            ));
+        }
+    };
+    if given.len() > max_topics {
+        return Err(ApiError::bad_request(
+            "too_many_topics",
+            format!("one publish may name at most {max_topics} topics"),
+        ));
+    }
+    let mut topics: Vec<String> = Vec::with_capacity(given.len());
+    for topic in given {
+        validate_topic(topic)
+            .map_err(|err| ApiError::bad_request("invalid_topic", err.to_string()))?;
+        if !topics.contains(topic) {
+            topics.push(topic.clone());
+        }
+    }
+    Ok(topics)
+}
+
+/// Validates the type, stores the event through the hub and records the publish latency.
+async fn store(
+    state: &AppState,
+    streams: Vec<StreamKey>,
+    kind: Option<&str>,
+    data: &serde_json::Value,
+) -> Result<Arc<StoredEvent>, ApiError> {
+    let started = Instant::now();
+    let kind = kind.unwrap_or(DEFAULT_EVENT_TYPE);
+    validate_publishable_event_type(kind)
+        .map_err(|err| ApiError::bad_request("invalid_type", err.to_string()))?;
+    let data: Box<RawValue> = to_raw_value(data).map_err(|err| {
+        ApiError::bad_request("invalid_body", format!("data cannot be stored: {err}"))
+    })?;
+    let event = NewEvent {
+        streams,
+        kind: kind.to_owned(),
+        data,
+        time: SystemTime::now(),
+    };
+    let stored = state.hub.publish(event).await.map_err(|err| match err {
+        PublishError::Storage(err) => ApiError::unavailable(&err),
+        PublishError::ShuttingDown => ApiError::unavailable(&"the server is shutting down"),
+    })?;
+    state
+        .hub
+        .metrics()
+        .publish_latency
+        .observe(started.elapsed().as_secs_f64());
+    Ok(stored)
+}

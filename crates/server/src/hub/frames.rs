@@ -1,0 +1,79 @@
+//! Encoding of the frames the hub sends. Every byte goes through the protocol's [`Frame`].
+
+use bytes::Bytes;
+use herald_protocol::EnvelopeRef;
+use herald_protocol::sse::Frame;
+use herald_protocol::system::{self, CloseReason, Closing, Connected, Reset, ResetReason};
+
+use crate::ids::rfc3339;
+use crate::storage::{StoredEvent, StreamKey};
+
+/// The frame of `event` as delivered through `stream`: `id`, `event` and the envelope as `data`.
+pub fn event_frame(event: &StoredEvent, stream: &StreamKey) -> Bytes {
+    let time = rfc3339(event.time);
+    let envelope = EnvelopeRef {
+        id: &event.id,
+        topic: stream.topic(),
+        kind: &event.kind,
+        data: &event.data,
+        time: &time,
+    };
+    let data = to_json(&envelope);
+    encode(Frame::new().id(&event.id).event(&event.kind).data(&data))
+}
+
+/// The first frame of a subscription: the reconnection delay and `herald.connected`. `id` is the
+/// position the stream starts from when the client gave none, so a reconnect before the first
+/// event still resumes from here.
+pub fn greeting(retry_ms: u64, id: Option<&str>, connected: &Connected) -> Bytes {
+    let data = to_json(connected);
+    let mut frame = Frame::new()
+        .retry(retry_ms)
+        .event(system::CONNECTED)
+        .data(&data);
+    if let Some(id) = id {
+        frame = frame.id(id);
+    }
+    encode(frame)
+}
+
+/// `herald.reset`, carrying the id live events continue from so the client's last event id moves
+/// past the gap.
+pub fn reset(reason: ResetReason, latest_id: &str) -> Bytes {
+    let data = to_json(&Reset {
+        reason,
+        latest_id: latest_id.to_owned(),
+    });
+    encode(Frame::new().id(latest_id).event(system::RESET).data(&data))
+}
+
+pub fn closing(reason: CloseReason) -> Bytes {
+    let data = to_json(&Closing::from(reason));
+    encode(Frame::new().event(system::CLOSING).data(&data))
+}
+
+pub fn heartbeat() -> Bytes {
+    Bytes::from_static(b": heartbeat\n\n")
+}
+
+/// Serialises a protocol type. These types hold only strings, numbers and JSON already checked,
+/// so serialisation cannot fail; an empty object is the safe fallback if it ever did.
+pub fn to_json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_else(|err| {
+        tracing::error!(%err, "serialising a frame failed");
+        "{}".to_owned()
+    })
+}
+
+/// Encodes a frame whose `id` and `event` were validated when they entered the server (event
+/// types by the protocol's name rules, ids issued by storage); a frame that still fails is
+/// dropped with an error log rather than corrupting the stream.
+pub fn encode(frame: Frame<'_>) -> Bytes {
+    match frame.encode() {
+        Ok(bytes) => Bytes::from(bytes),
+        Err(err) => {
+            tracing::error!(%err, "refusing to write an invalid frame");
+            Bytes::new()
+        }
+    }
+}

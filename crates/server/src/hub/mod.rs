@@ -1,0 +1,285 @@
+//! The hub: accepts publishes, gives them their place in the log, fans them out to live
+//! connections, and opens subscriptions that replay what a client missed before going live.
+//!
+//! Ordering rests on one rule: a single task, the [`sequencer`], appends events to storage and
+//! fans them out in the order storage numbered them. A subscription registers for live events
+//! *before* it reads history, and skips live events it already replayed, so the hand-over from
+//! replay to live has neither a gap nor a duplicate.
+
+mod frames;
+mod registry;
+mod sequencer;
+mod subscription;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use herald_protocol::system::{CloseReason, Connected, ResetReason};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::ids::{ClientId, random_u32};
+use crate::metrics::Metrics;
+use crate::storage::{NewEvent, Seq, Storage, StorageError, StoredEvent};
+
+pub use frames::to_json;
+pub use registry::Connection;
+use registry::Registry;
+use sequencer::PublishJob;
+use subscription::Start;
+pub use subscription::Subscription;
+
+/// The limits and timings the hub applies, taken from [`Config`].
+#[derive(Debug, Clone)]
+pub struct HubSettings {
+    pub heartbeat: Duration,
+    pub retry: Duration,
+    pub queue_capacity: usize,
+    pub max_connection_lifetime: Option<Duration>,
+    pub max_connections_per_client: usize,
+    pub client_ttl: Duration,
+    pub history_max_age: Duration,
+}
+
+impl From<&Config> for HubSettings {
+    fn from(config: &Config) -> Self {
+        Self {
+            heartbeat: config.heartbeat,
+            retry: config.retry,
+            queue_capacity: config.queue_capacity,
+            max_connection_lifetime: config.max_connection_lifetime,
+            max_connections_per_client: config.max_connections_per_client,
+            client_ttl: config.client_ttl,
+            history_max_age: config.history_max_age,
+        }
+    }
+}
+
+/// Why a publish failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("storage failed: {0}")]
+    Storage(#[from] StorageError),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// Why a subscription was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscribeError {
+    #[error("client id {0} was not issued by this server or has expired")]
+    UnknownClient(ClientId),
+    #[error("this client already holds the maximum of {limit} connections")]
+    TooManyConnections { limit: usize },
+    #[error("storage failed: {0}")]
+    Storage(#[from] StorageError),
+}
+
+/// What a subscriber asked for.
+#[derive(Debug, Clone, Default)]
+pub struct SubscribeRequest {
+    pub topics: Vec<Arc<str>>,
+    pub client_id: Option<ClientId>,
+    /// The last event id the client saw, from `Last-Event-ID` or `last_event_id`.
+    pub last_event_id: Option<String>,
+}
+
+/// A cheap handle to the hub; clones share it.
+#[derive(Debug, Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    storage: Arc<dyn Storage>,
+    registry: Registry,
+    metrics: Arc<Metrics>,
+    settings: HubSettings,
+    /// Publishes waiting for the sequencer.
+    publish_queue: mpsc::Sender<PublishJob>,
+    /// Cancelled when the server shuts down; every connection's close token is a child.
+    shutdown: CancellationToken,
+}
+
+/// How many publishes the sequencer takes in one storage append.
+const PUBLISH_BATCH: usize = 256;
+
+impl Hub {
+    /// Starts the hub's background tasks; they end when `shutdown` is cancelled.
+    pub fn start(
+        storage: Arc<dyn Storage>,
+        metrics: Arc<Metrics>,
+        settings: HubSettings,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (publish_queue, jobs) = mpsc::channel(PUBLISH_BATCH * 4);
+        let hub = Self {
+            inner: Arc::new(Inner {
+                storage,
+                registry: Registry::default(),
+                metrics,
+                settings,
+                publish_queue,
+                shutdown: shutdown.clone(),
+            }),
+        };
+        tokio::spawn(sequencer::run(hub.clone(), jobs, PUBLISH_BATCH));
+        tokio::spawn(hub.clone().expire_periodically(shutdown));
+        hub
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// A shared handle to the metrics, for objects that outlive a borrow of the hub.
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        Arc::clone(&self.inner.metrics)
+    }
+
+    pub fn storage(&self) -> &dyn Storage {
+        &*self.inner.storage
+    }
+
+    /// Appends an event to the log and queues it for every live connection that receives one of
+    /// its streams. Returns once storage has it.
+    pub async fn publish(&self, event: NewEvent) -> Result<Arc<StoredEvent>, PublishError> {
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .publish_queue
+            .send(PublishJob { event, reply })
+            .await
+            .map_err(|_| PublishError::ShuttingDown)?;
+        answer
+            .await
+            .map_err(|_| PublishError::ShuttingDown)?
+            .map_err(PublishError::from)
+    }
+
+    /// Opens a subscription: registers it for live events, then decides where its stream starts.
+    pub async fn subscribe(
+        &self,
+        request: SubscribeRequest,
+    ) -> Result<Subscription, SubscribeError> {
+        let inner = &*self.inner;
+        let client_id = match request.client_id {
+            Some(client) if inner.storage.client_exists(&client).await? => client,
+            Some(client) => return Err(SubscribeError::UnknownClient(client)),
+            None => {
+                let client = ClientId::generate();
+                inner.storage.register_client(&client).await?;
+                client
+            }
+        };
+        let (connection, queue) = Connection::new(
+            client_id,
+            request.topics,
+            inner.settings.queue_capacity,
+            &inner.shutdown,
+        );
+        inner
+            .registry
+            .insert(&connection, inner.settings.max_connections_per_client)
+            .map_err(|refused| SubscribeError::TooManyConnections {
+                limit: refused.limit,
+            })?;
+        inner.metrics.connections.inc();
+        inner.metrics.connections_opened.inc();
+        let guard = subscription::Registration::new(self.clone(), Arc::clone(&connection));
+
+        // Registered before reading the log's position: every event numbered after `latest` is
+        // fanned out to this connection, and anything at or before it is read from storage.
+        let latest = inner.storage.latest().await?;
+        let start = match request.last_event_id.as_deref() {
+            None => Start::Live { from: latest },
+            Some(id) => match inner.storage.parse_id(id) {
+                Some(seq) if seq <= latest => Start::Replay { after: seq },
+                _ => Start::Reset {
+                    reason: ResetReason::UnknownId,
+                    latest,
+                },
+            },
+        };
+        let connected = Connected {
+            client_id: connection.client_id.to_string(),
+            connection_id: connection.id.as_str().to_owned(),
+            topics: connection
+                .topics
+                .iter()
+                .map(|topic| topic.to_string())
+                .collect(),
+        };
+        tracing::debug!(connection = connection.id.as_str(), client = %connection.client_id, "subscribed");
+        Ok(Subscription::new(
+            self.clone(),
+            guard,
+            queue,
+            start,
+            &connected,
+            self.retry_with_jitter(),
+        ))
+    }
+
+    /// Closes every connection of a client with `reconnect: false`; returns how many there were.
+    pub fn close_client(&self, client: &ClientId) -> usize {
+        self.inner
+            .registry
+            .close_client(client, CloseReason::AdminClose)
+    }
+
+    /// The live connections, oldest first.
+    pub fn connections(&self) -> Vec<Arc<Connection>> {
+        self.inner.registry.snapshot()
+    }
+
+    /// The reconnection delay for one connection: the base plus up to half again, at random.
+    fn retry_with_jitter(&self) -> u64 {
+        let base = u64::try_from(self.inner.settings.retry.as_millis()).unwrap_or(u64::MAX / 4);
+        base + u64::from(random_u32()) % (base / 2 + 1)
+    }
+
+    fn settings(&self) -> &HubSettings {
+        &self.inner.settings
+    }
+
+    fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
+    fn format_id(&self, seq: Seq) -> String {
+        self.inner.storage.format_id(seq)
+    }
+
+    /// Keeps live clients fresh and lets storage forget expired clients and history.
+    async fn expire_periodically(self, shutdown: CancellationToken) {
+        let period = (self.inner.settings.history_max_age / 10)
+            .clamp(Duration::from_millis(100), Duration::from_secs(30));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let storage = &self.inner.storage;
+            let now = SystemTime::now();
+            let live = self.inner.registry.live_clients();
+            let result = async {
+                storage.touch_clients(&live).await?;
+                let cutoff = now
+                    .checked_sub(self.inner.settings.client_ttl)
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                let oldest_kept = now
+                    .checked_sub(self.inner.settings.history_max_age)
+                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                storage.expire(cutoff, oldest_kept).await
+            }
+            .await;
+            if let Err(err) = result {
+                tracing::warn!(%err, "expiring history failed; will retry");
+            }
+        }
+    }
+}

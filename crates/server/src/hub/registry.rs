@@ -1,0 +1,227 @@
+//! [`Registry`]: the live connections, indexed by the streams they receive.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use herald_protocol::system::CloseReason;
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio_util::sync::CancellationToken;
+
+use crate::ids::{ClientId, ConnectionId};
+use crate::storage::{Seq, StreamKey};
+
+/// An encoded event waiting in a connection's queue.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub seq: Seq,
+    /// Shared with every other connection receiving the same frame.
+    pub bytes: Bytes,
+}
+
+/// The registry's side of one connection.
+#[derive(Debug)]
+pub struct Connection {
+    pub id: ConnectionId,
+    pub client_id: ClientId,
+    pub user: Option<String>,
+    pub topics: Vec<Arc<str>>,
+    pub connected_at: SystemTime,
+    /// The streams this connection receives: its topics, its client stream and broadcasts.
+    pub streams: Vec<StreamKey>,
+    /// Bounded: a subscriber that lets it fill up is closed rather than buffered without limit.
+    sender: mpsc::Sender<Queued>,
+    /// Cancelled to end the stream; a child of the server's shutdown token.
+    close: CancellationToken,
+    /// Why `close` was cancelled; unset means shutdown.
+    close_reason: OnceLock<CloseReason>,
+}
+
+impl Connection {
+    pub fn new(
+        client_id: ClientId,
+        topics: Vec<Arc<str>>,
+        capacity: usize,
+        shutdown: &CancellationToken,
+    ) -> (Arc<Self>, mpsc::Receiver<Queued>) {
+        let (sender, receiver) = mpsc::channel(capacity);
+        let mut streams: Vec<StreamKey> = topics.iter().cloned().map(StreamKey::Topic).collect();
+        streams.push(StreamKey::Client(client_id.clone()));
+        streams.push(StreamKey::Broadcast);
+        let connection = Self {
+            id: ConnectionId::generate(),
+            client_id,
+            user: None,
+            topics,
+            connected_at: SystemTime::now(),
+            streams,
+            sender,
+            close: shutdown.child_token(),
+            close_reason: OnceLock::new(),
+        };
+        (Arc::new(connection), receiver)
+    }
+
+    /// Queues an event without waiting. A full queue closes the connection as a slow consumer:
+    /// it resumes from its last event id, and nobody else waits for it.
+    fn offer(&self, item: Queued) {
+        match self.sender.try_send(item) {
+            Ok(()) | Err(TrySendError::Closed(_)) => {}
+            Err(TrySendError::Full(_)) => self.close(CloseReason::SlowConsumer),
+        }
+    }
+
+    /// Asks the stream to send `herald.closing` with `reason` and end. The first reason wins.
+    pub fn close(&self, reason: CloseReason) {
+        let _ = self.close_reason.set(reason);
+        self.close.cancel();
+    }
+
+    pub fn closed(&self) -> &CancellationToken {
+        &self.close
+    }
+
+    pub fn close_reason(&self) -> CloseReason {
+        self.close_reason
+            .get()
+            .copied()
+            .unwrap_or(CloseReason::Shutdown)
+    }
+
+    /// Whether this connection receives `stream`.
+    pub fn receives(&self, stream: &StreamKey) -> bool {
+        self.streams.contains(stream)
+    }
+}
+
+/// Refusal to register a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyConnections {
+    pub limit: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: RwLock<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    connections: HashMap<ConnectionId, Arc<Connection>>,
+    /// Topic and client streams to the connections receiving them. Broadcasts go to every
+    /// connection, so they have no entry.
+    streams: HashMap<StreamKey, HashMap<ConnectionId, Arc<Connection>>>,
+}
+
+impl Registry {
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        // Every update of `Inner` completes under the guard, so a poisoned lock still holds
+        // consistent data.
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a connection unless its client already holds `per_client_limit` connections.
+    pub fn insert(
+        &self,
+        connection: &Arc<Connection>,
+        per_client_limit: usize,
+    ) -> Result<(), TooManyConnections> {
+        let mut inner = self.write();
+        let client_stream = StreamKey::Client(connection.client_id.clone());
+        let held = inner.streams.get(&client_stream).map_or(0, HashMap::len);
+        if held >= per_client_limit {
+            return Err(TooManyConnections {
+                limit: per_client_limit,
+            });
+        }
+        inner
+            .connections
+            .insert(connection.id.clone(), Arc::clone(connection));
+        for stream in &connection.streams {
+            if *stream != StreamKey::Broadcast {
+                inner
+                    .streams
+                    .entry(stream.clone())
+                    .or_default()
+                    .insert(connection.id.clone(), Arc::clone(connection));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn remove(&self, connection: &Connection) {
+        let mut inner = self.write();
+        inner.connections.remove(&connection.id);
+        for stream in &connection.streams {
+            if let Some(members) = inner.streams.get_mut(stream) {
+                members.remove(&connection.id);
+                if members.is_empty() {
+                    inner.streams.remove(stream);
+                }
+            }
+        }
+    }
+
+    /// Queues an event's frames for every connection receiving one of its streams. `frames[i]`
+    /// is the frame for `streams[i]`; a connection receiving several gets the first, once.
+    pub fn fan_out(&self, seq: Seq, streams: &[StreamKey], frames: &[Bytes]) {
+        let inner = self.read();
+        let mut seen: HashSet<&ConnectionId> = HashSet::new();
+        let dedupe = streams.len() > 1;
+        for (stream, frame) in streams.iter().zip(frames) {
+            let targets: Box<dyn Iterator<Item = &Arc<Connection>>> = match stream {
+                StreamKey::Broadcast => Box::new(inner.connections.values()),
+                other => match inner.streams.get(other) {
+                    Some(members) => Box::new(members.values()),
+                    None => continue,
+                },
+            };
+            for connection in targets {
+                if dedupe && !seen.insert(&connection.id) {
+                    continue;
+                }
+                connection.offer(Queued {
+                    seq,
+                    bytes: frame.clone(),
+                });
+            }
+        }
+    }
+
+    /// Closes every connection of a client; returns how many there were.
+    pub fn close_client(&self, client: &ClientId, reason: CloseReason) -> usize {
+        let inner = self.read();
+        let Some(members) = inner.streams.get(&StreamKey::Client(client.clone())) else {
+            return 0;
+        };
+        for connection in members.values() {
+            connection.close(reason);
+        }
+        members.len()
+    }
+
+    /// Every live connection, oldest first.
+    pub fn snapshot(&self) -> Vec<Arc<Connection>> {
+        let mut all: Vec<_> = self.read().connections.values().cloned().collect();
+        all.sort_by_key(|connection| connection.connected_at);
+        all
+    }
+
+    /// The client ids that have live connections.
+    pub fn live_clients(&self) -> Vec<ClientId> {
+        self.read()
+            .streams
+            .keys()
+            .filter_map(|stream| match stream {
+                StreamKey::Client(client) => Some(client.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,276 @@
+//! [`Subscription`]: one subscriber's stream of frames, from greeting through replay to live
+//! events and a closing frame.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use herald_protocol::system::{CloseReason, Connected, ResetReason};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, Sleep};
+
+use super::registry::{Connection, Queued};
+use super::{Hub, frames};
+use crate::storage::{Replay, Seq};
+
+/// Events read from storage per replay step.
+const REPLAY_PAGE: usize = 256;
+/// Live events written in one chunk when several are waiting, to save write calls.
+const LIVE_BATCH: usize = 64;
+
+/// Where a new subscription's stream begins.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    /// No last event id: live events after the log's current position.
+    Live { from: Seq },
+    /// Replay the events after a known position, then go live.
+    Replay { after: Seq },
+    /// The last event id cannot be replayed: say so, then go live after `latest`.
+    Reset { reason: ResetReason, latest: Seq },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Replay,
+    Live,
+    Closing,
+    Done,
+}
+
+/// Removes the connection from the registry when the stream is dropped, which hyper does as soon
+/// as the client goes away or the response ends: the registry never keeps a dead connection.
+#[derive(Debug)]
+pub struct Registration {
+    hub: Hub,
+    connection: Arc<Connection>,
+}
+
+impl Registration {
+    pub fn new(hub: Hub, connection: Arc<Connection>) -> Self {
+        Self { hub, connection }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.hub.registry().remove(&self.connection);
+        self.hub.metrics().connections.dec();
+        tracing::debug!(
+            connection = self.connection.id.as_str(),
+            "connection released"
+        );
+    }
+}
+
+/// One subscriber's stream. Call [`Subscription::next`] until it returns `None`.
+#[derive(Debug)]
+pub struct Subscription {
+    hub: Hub,
+    registration: Registration,
+    queue: mpsc::Receiver<Queued>,
+    /// The first chunk: `retry`, `herald.connected`, and `herald.reset` when there is a gap.
+    greeting: Option<Bytes>,
+    phase: Phase,
+    /// The newest position written to the stream: replayed or live events at or before it are
+    /// skipped, which is what makes the replay-to-live hand-over free of duplicates.
+    last_sent: Seq,
+    heartbeat: Pin<Box<Sleep>>,
+    /// When the connection reaches its maximum lifetime, if it has one.
+    expires: Option<Pin<Box<Sleep>>>,
+}
+
+impl Subscription {
+    pub(super) fn new(
+        hub: Hub,
+        registration: Registration,
+        queue: mpsc::Receiver<Queued>,
+        start: Start,
+        connected: &Connected,
+        retry_ms: u64,
+    ) -> Self {
+        let (phase, last_sent, greeting_id) = match start {
+            Start::Live { from } => (Phase::Live, from, Some(hub.format_id(from))),
+            Start::Replay { after } => (Phase::Replay, after, None),
+            Start::Reset { latest, .. } => (Phase::Live, latest, None),
+        };
+        let mut greeting =
+            BytesMut::from(&frames::greeting(retry_ms, greeting_id.as_deref(), connected)[..]);
+        if let Start::Reset { reason, latest } = start {
+            greeting.extend_from_slice(&frames::reset(reason, &hub.format_id(latest)));
+            hub.metrics().resets.inc();
+        }
+        let settings = hub.settings();
+        let heartbeat = Box::pin(tokio::time::sleep(settings.heartbeat));
+        let expires = settings
+            .max_connection_lifetime
+            .map(|lifetime| Box::pin(tokio::time::sleep(lifetime)));
+        Self {
+            hub,
+            registration,
+            queue,
+            greeting: Some(greeting.freeze()),
+            phase,
+            last_sent,
+            heartbeat,
+            expires,
+        }
+    }
+
+    pub fn connection(&self) -> &Arc<Connection> {
+        &self.registration.connection
+    }
+
+    /// The next chunk of the stream, or `None` once it has ended. Idle streams get a heartbeat
+    /// comment whenever nothing was written for the heartbeat interval.
+    pub async fn next(&mut self) -> Option<Bytes> {
+        let chunk = self.next_chunk().await;
+        if chunk.is_some() {
+            let interval = self.hub.settings().heartbeat;
+            self.heartbeat.as_mut().reset(Instant::now() + interval);
+        }
+        chunk
+    }
+
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        if let Some(greeting) = self.greeting.take() {
+            return Some(greeting);
+        }
+        loop {
+            match self.phase {
+                Phase::Replay => {
+                    if self.connection().closed().is_cancelled() {
+                        self.phase = Phase::Closing;
+                        continue;
+                    }
+                    if let Some(chunk) = self.replay_page().await {
+                        return Some(chunk);
+                    }
+                }
+                Phase::Live => {
+                    if let Some(chunk) = self.live().await {
+                        return Some(chunk);
+                    }
+                }
+                Phase::Closing => {
+                    self.phase = Phase::Done;
+                    let reason = self.connection().close_reason();
+                    self.hub
+                        .metrics()
+                        .connections_closed
+                        .get_or_create(&crate::metrics::CloseLabels {
+                            reason: reason.as_str(),
+                        })
+                        .inc();
+                    tracing::debug!(
+                        connection = self.connection().id.as_str(),
+                        reason = reason.as_str(),
+                        "closing stream"
+                    );
+                    return Some(frames::closing(reason));
+                }
+                Phase::Done => return None,
+            }
+        }
+    }
+
+    /// Writes the next page of history, or moves on to live (or a reset) when there is none.
+    async fn replay_page(&mut self) -> Option<Bytes> {
+        let connection = Arc::clone(self.connection());
+        let storage = self.hub.storage();
+        match storage
+            .read_after(&connection.streams, self.last_sent, REPLAY_PAGE)
+            .await
+        {
+            Ok(Replay::Events(events)) if events.is_empty() => {
+                self.phase = Phase::Live;
+                None
+            }
+            Ok(Replay::Events(events)) => {
+                let mut chunk = BytesMut::new();
+                for event in &events {
+                    if event.seq <= self.last_sent {
+                        continue;
+                    }
+                    if let Some(stream) = event
+                        .streams
+                        .iter()
+                        .find(|stream| connection.receives(stream))
+                    {
+                        chunk.extend_from_slice(&frames::event_frame(event, stream));
+                        self.hub.metrics().events_replayed.inc();
+                        self.hub.metrics().events_delivered.inc();
+                    }
+                    self.last_sent = event.seq;
+                }
+                Some(chunk.freeze())
+            }
+            Ok(Replay::Expired) => match storage.latest().await {
+                Ok(latest) => {
+                    self.last_sent = latest;
+                    self.phase = Phase::Live;
+                    self.hub.metrics().resets.inc();
+                    Some(frames::reset(
+                        ResetReason::HistoryExpired,
+                        &self.hub.format_id(latest),
+                    ))
+                }
+                Err(err) => self.storage_failed(&err),
+            },
+            Err(err) => self.storage_failed(&err),
+        }
+    }
+
+    fn storage_failed(&mut self, err: &crate::storage::StorageError) -> Option<Bytes> {
+        tracing::error!(%err, "replay failed; closing the stream so the client retries");
+        self.connection().close(CloseReason::StorageUnavailable);
+        self.phase = Phase::Closing;
+        None
+    }
+
+    /// Waits for live events, a heartbeat, the end of the connection's lifetime, or a close.
+    async fn live(&mut self) -> Option<Bytes> {
+        let connection = Arc::clone(self.connection());
+        let lifetime = self.expires.as_mut();
+        let expires = async {
+            match lifetime {
+                Some(sleep) => sleep.await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            () = connection.closed().cancelled() => {
+                self.phase = Phase::Closing;
+                None
+            }
+            () = expires => {
+                connection.close(CloseReason::MaxLifetime);
+                self.phase = Phase::Closing;
+                None
+            }
+            first = self.queue.recv() => {
+                // The registry holds the sender until this subscription is dropped.
+                let Some(first) = first else {
+                    self.phase = Phase::Closing;
+                    return None;
+                };
+                let mut chunk = BytesMut::new();
+                let mut next = Some(first);
+                let mut taken = 0;
+                while let Some(item) = next.take() {
+                    if item.seq > self.last_sent {
+                        chunk.extend_from_slice(&item.bytes);
+                        self.last_sent = item.seq;
+                        self.hub.metrics().events_delivered.inc();
+                    }
+                    taken += 1;
+                    if taken < LIVE_BATCH {
+                        next = self.queue.try_recv().ok();
+                    }
+                }
+                (!chunk.is_empty()).then(|| chunk.freeze())
+            }
+            () = self.heartbeat.as_mut() => Some(frames::heartbeat()),
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Herald's server: the hub, its storage boundary, and the HTTP edge.
+//!
+//! [`run`] is the entry point for the binary and the tests alike.
+
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod ids;
+pub mod metrics;
+mod server;
+pub mod storage;
+
+pub use config::Config;
+pub use server::run;

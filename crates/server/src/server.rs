@@ -1,0 +1,82 @@
+//! [`run`]: the one seam that starts Herald, used by `main` and by the tests.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::http::{AppState, router};
+use crate::hub::{Hub, HubSettings};
+use crate::metrics::Metrics;
+use crate::storage::MemoryStorage;
+
+/// Serves Herald on `listener` until `shutdown` completes. Then every stream is sent
+/// `herald.closing` and ended; connections get `config.shutdown_grace` to flush, after which
+/// `run` returns regardless.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let address = listener.local_addr()?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|err| {
+        std::io::Error::new(
+            err.kind(),
+            format!(
+                "cannot create the data directory {}: {err}",
+                config.data_dir.display()
+            ),
+        )
+    })?;
+    if !config.static_dir.join("index.html").is_file() {
+        tracing::warn!(dir = %config.static_dir.display(), "no web app found (index.html missing); serving the API only");
+    }
+    let token = CancellationToken::new();
+    let storage = Arc::new(MemoryStorage::new(config.history_max_events));
+    let hub = Hub::start(
+        storage,
+        Arc::new(Metrics::new()),
+        HubSettings::from(&config),
+        token.clone(),
+    );
+    let grace = config.shutdown_grace;
+    let state = AppState {
+        hub,
+        config: Arc::new(config),
+        shutdown: token.clone(),
+    };
+    let app = router(state);
+
+    let listener = listener.tap_io(|stream| {
+        // Events are small writes that must leave at once rather than wait to be coalesced.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%err, "could not set TCP_NODELAY");
+        }
+    });
+    tracing::info!("listening on {address}");
+    let signal = {
+        let token = token.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing every stream");
+            token.cancel();
+        }
+    };
+    let serve = axum::serve(listener, app)
+        .with_graceful_shutdown(signal)
+        .into_future();
+    let deadline = async move {
+        token.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = serve => result,
+        () = deadline => {
+            tracing::warn!("connections still open after the shutdown grace period; exiting anyway");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! [`MemoryStorage`]: the event log and client directory held in this process.
+//!
+//! History lives in one ring per stream, capped by count on append and by age in the background.
+//! Sequence numbers start at the boot time in microseconds, so an id from an earlier run of the
+//! process is older than anything held now and replaying it announces a reset instead of
+//! silently matching a different event.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{BoxFuture, NewEvent, Replay, Seq, Storage, StorageError, StoredEvent, StreamKey};
+use crate::ids::ClientId;
+
+#[derive(Debug)]
+pub struct MemoryStorage {
+    /// Events kept per stream.
+    max_events_per_stream: usize,
+    /// The position before the first event of this run: ids at or below it are from before.
+    floor: Seq,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    latest: Seq,
+    streams: HashMap<StreamKey, History>,
+    clients: HashMap<ClientId, SystemTime>,
+}
+
+#[derive(Debug, Default)]
+struct History {
+    events: VecDeque<Arc<StoredEvent>>,
+    /// The newest position removed from this stream: replaying from before it would skip events.
+    trimmed_through: Seq,
+}
+
+impl History {
+    fn trim_front(&mut self) {
+        if let Some(event) = self.events.pop_front() {
+            self.trimmed_through = event.seq;
+        }
+    }
+}
+
+impl MemoryStorage {
+    pub fn new(max_events_per_stream: usize) -> Self {
+        let boot = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        let floor = u64::try_from(boot.as_micros()).unwrap_or(u64::MAX / 2);
+        Self {
+            max_events_per_stream,
+            floor,
+            state: Mutex::new(State {
+                latest: floor,
+                ..State::default()
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // The lock guards plain data whose every update completes before the guard drops, so a
+        // panic elsewhere cannot leave it half-updated: use it as is.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn append_now(&self, events: Vec<NewEvent>) -> Vec<Arc<StoredEvent>> {
+        let mut state = self.state();
+        let mut stored = Vec::with_capacity(events.len());
+        for event in events {
+            state.latest += 1;
+            let seq = state.latest;
+            let event = Arc::new(StoredEvent {
+                seq,
+                id: seq.to_string(),
+                streams: event.streams,
+                kind: event.kind,
+                data: event.data,
+                time: event.time,
+            });
+            for stream in &event.streams {
+                let history = state.streams.entry(stream.clone()).or_default();
+                history.events.push_back(Arc::clone(&event));
+                while history.events.len() > self.max_events_per_stream {
+                    history.trim_front();
+                }
+            }
+            stored.push(event);
+        }
+        stored
+    }
+
+    fn read_now(&self, streams: &[StreamKey], after: Seq, limit: usize) -> Replay {
+        let state = self.state();
+        if after < self.floor {
+            return Replay::Expired;
+        }
+        let mut found: Vec<Arc<StoredEvent>> = Vec::new();
+        for stream in streams {
+            let Some(history) = state.streams.get(stream) else {
+                continue;
+            };
+            if history.trimmed_through > after {
+                return Replay::Expired;
+            }
+            let start = history.events.partition_point(|event| event.seq <= after);
+            found.extend(history.events.range(start..).take(limit).cloned());
+        }
+        found.sort_by_key(|event| event.seq);
+        found.dedup_by_key(|event| event.seq);
+        found.truncate(limit);
+        Replay::Events(found)
+    }
+
+    fn expire_now(&self, cutoff: SystemTime, oldest_kept: SystemTime) {
+        let mut state = self.state();
+        let State {
+            streams, clients, ..
+        } = &mut *state;
+        clients.retain(|client, seen| {
+            let keep = *seen >= cutoff;
+            if !keep {
+                streams.remove(&StreamKey::Client(client.clone()));
+            }
+            keep
+        });
+        for history in streams.values_mut() {
+            while history
+                .events
+                .front()
+                .is_some_and(|event| event.time < oldest_kept)
+            {
+                history.trim_front();
+            }
+        }
+    }
+}
+
+impl Storage for MemoryStorage {
+    fn append(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'_, Result<Vec<Arc<StoredEvent>>, StorageError>> {
+        let stored = self.append_now(events);
+        Box::pin(async move { Ok(stored) })
+    }
+
+    fn latest(&self) -> BoxFuture<'_, Result<Seq, StorageError>> {
+        let latest = self.state().latest;
+        Box::pin(async move { Ok(latest) })
+    }
+
+    fn read_after<'a>(
+        &'a self,
+        streams: &'a [StreamKey],
+        after: Seq,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Replay, StorageError>> {
+        let replay = self.read_now(streams, after, limit);
+        Box::pin(async move { Ok(replay) })
+    }
+
+    fn parse_id(&self, id: &str) -> Option<Seq> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        id.parse().ok()
+    }
+
+    fn format_id(&self, seq: Seq) -> String {
+        seq.to_string()
+    }
+
+    fn register_client<'a>(
+        &'a self,
+        client: &'a ClientId,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        self.state()
+            .clients
+            .insert(client.clone(), SystemTime::now());
+        Box::pin(async { Ok(()) })
+    }
+
+    fn client_exists<'a>(
+        &'a self,
+        client: &'a ClientId,
+    ) -> BoxFuture<'a, Result<bool, StorageError>> {
+        let exists = self.state().clients.contains_key(client);
+        Box::pin(async move { Ok(exists) })
+    }
+
+    fn touch_clients<'a>(
+        &'a self,
+        clients: &'a [ClientId],
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        let now = SystemTime::now();
+        let mut state = self.state();
+        for client in clients {
+            if let Some(seen) = state.clients.get_mut(client) {
+                *seen = now;
+            }
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn expire(
+        &self,
+        cutoff: SystemTime,
+        oldest_kept: SystemTime,
+    ) -> BoxFuture<'_, Result<(), StorageError>> {
+        self.expire_now(cutoff, oldest_kept);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::to_raw_value;
+
+    fn event(streams: &[&str]) -> NewEvent {
+        NewEvent {
+            streams: streams
+                .iter()
+                .map(|s| StreamKey::Topic(Arc::from(*s)))
+                .collect(),
+            kind: "message".into(),
+            data: to_raw_value(&serde_json::Value::Null).unwrap(),
+            time: SystemTime::now(),
+        }
+    }
+
+    fn topics(names: &[&str]) -> Vec<StreamKey> {
+        names
+            .iter()
+            .map(|s| StreamKey::Topic(Arc::from(*s)))
+            .collect()
+    }
+
+    fn seqs(replay: Replay) -> Vec<Seq> {
+        match replay {
+            Replay::Events(events) => events.iter().map(|e| e.seq).collect(),
+            Replay::Expired => panic!("expected events, got Expired"),
+        }
+    }
+
+    #[test]
+    fn replays_the_events_of_the_asked_streams_in_order_once() {
+        let store = MemoryStorage::new(100);
+        let start = store.floor;
+        let stored = store.append_now(vec![
+            event(&["a"]),
+            event(&["b"]),
+            event(&["a", "b"]),
+            event(&["c"]),
+        ]);
+        assert_eq!(
+            stored.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [start + 1, start + 2, start + 3, start + 4]
+        );
+        assert_eq!(
+            seqs(store.read_now(&topics(&["a", "b"]), start, 10)),
+            [start + 1, start + 2, start + 3]
+        );
+        assert_eq!(
+            seqs(store.read_now(&topics(&["a", "b"]), start + 1, 10)),
+            [start + 2, start + 3]
+        );
+        assert_eq!(
+            seqs(store.read_now(&topics(&["a", "b"]), start, 2)),
+            [start + 1, start + 2]
+        );
+    }
+
+    #[test]
+    fn trimmed_history_is_reported_as_expired() {
+        let store = MemoryStorage::new(2);
+        let start = store.floor;
+        store.append_now(vec![event(&["a"]), event(&["a"]), event(&["a"])]);
+        assert!(matches!(
+            store.read_now(&topics(&["a"]), start, 10),
+            Replay::Expired
+        ));
+        assert_eq!(
+            seqs(store.read_now(&topics(&["a"]), start + 1, 10)),
+            [start + 2, start + 3]
+        );
+        assert!(matches!(
+            store.read_now(&topics(&["a"]), start - 5, 10),
+            Replay::Expired
+        ));
+    }
+
+    #[test]
+    fn expiry_drops_old_events_and_forgotten_clients() {
+        let store = MemoryStorage::new(10);
+        let start = store.floor;
+        let client = ClientId::generate();
+        store
+            .state()
+            .clients
+            .insert(client.clone(), SystemTime::UNIX_EPOCH);
+        store.append_now(vec![event(&["a"])]);
+        store.expire_now(
+            SystemTime::now() - Duration::from_secs(60),
+            SystemTime::now() + Duration::from_secs(1),
+        );
+        assert!(matches!(
+            store.read_now(&topics(&["a"]), start, 10),
+            Replay::Expired
+        ));
+        assert!(!store.state().clients.contains_key(&client));
+    }
+
+    #[test]
+    fn ids_are_decimal_positions() {
+        let store = MemoryStorage::new(1);
+        assert_eq!(store.parse_id(&store.format_id(42)), Some(42));
+        for bad in ["", "+5", "-1", "1e3", "abc", "99999999999999999999999"] {
+            assert_eq!(store.parse_id(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The storage boundary: the event log that gives events their ids and answers replays, and the
+//! directory of client ids the server has issued.
+//!
+//! The hub talks only to [`Storage`]. [`MemoryStorage`] keeps everything in this process; durable
+//! and clustered implementations take its place behind the same trait. An implementation must
+//! keep these promises:
+//! - `append` assigns increasing sequence numbers in the order of the batch and returns only
+//!   once the events are stored as durably as the implementation promises;
+//! - `read_after` returns the events after a position in sequence order, or
+//!   [`Replay::Expired`] when some of them are no longer retained: never a silent gap.
+
+mod memory;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::value::RawValue;
+
+use crate::ids::ClientId;
+
+pub use memory::MemoryStorage;
+
+/// A future returned through the object-safe [`Storage`] trait.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A position in the event log. Sequence numbers increase in the order events are delivered.
+pub type Seq = u64;
+
+/// One stream a connection can receive and history is kept for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum StreamKey {
+    Topic(Arc<str>),
+    Client(ClientId),
+    Broadcast,
+}
+
+impl StreamKey {
+    /// The topic named in the envelope of an event delivered through this stream.
+    pub fn topic(&self) -> Option<&str> {
+        match self {
+            Self::Topic(topic) => Some(topic),
+            Self::Client(_) | Self::Broadcast => None,
+        }
+    }
+}
+
+/// An event to append to the log.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// The streams the event belongs to, in the publisher's order, without duplicates.
+    pub streams: Vec<StreamKey>,
+    pub kind: String,
+    pub data: Box<RawValue>,
+    pub time: SystemTime,
+}
+
+/// An event the log has accepted.
+#[derive(Debug)]
+pub struct StoredEvent {
+    pub seq: Seq,
+    /// The id clients see, the wire form of `seq`.
+    pub id: String,
+    pub streams: Vec<StreamKey>,
+    pub kind: String,
+    pub data: Box<RawValue>,
+    pub time: SystemTime,
+}
+
+/// The answer to a replay request.
+#[derive(Debug)]
+pub enum Replay {
+    /// The next events after the position, oldest first; empty when there are none.
+    Events(Vec<Arc<StoredEvent>>),
+    /// Some events after the position are no longer retained.
+    Expired,
+}
+
+/// A failure of the backing store. The message is for the operator's log.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct StorageError(pub String);
+
+/// The event log and client directory the hub is built on.
+pub trait Storage: Send + Sync + fmt::Debug + 'static {
+    /// Appends `events` in order, assigning each the next sequence number.
+    fn append(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'_, Result<Vec<Arc<StoredEvent>>, StorageError>>;
+
+    /// The position of the newest event, or of the start of the log when it is empty.
+    fn latest(&self) -> BoxFuture<'_, Result<Seq, StorageError>>;
+
+    /// Up to `limit` events after `after` that belong to any of `streams`, oldest first.
+    fn read_after<'a>(
+        &'a self,
+        streams: &'a [StreamKey],
+        after: Seq,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Replay, StorageError>>;
+
+    /// The position an event id names, or `None` if this log never issued such an id.
+    fn parse_id(&self, id: &str) -> Option<Seq>;
+
+    /// The event id of a position.
+    fn format_id(&self, seq: Seq) -> String;
+
+    /// Records a newly issued client id.
+    fn register_client<'a>(
+        &'a self,
+        client: &'a ClientId,
+    ) -> BoxFuture<'a, Result<(), StorageError>>;
+
+    /// Whether a client id was issued and has not expired.
+    fn client_exists<'a>(
+        &'a self,
+        client: &'a ClientId,
+    ) -> BoxFuture<'a, Result<bool, StorageError>>;
+
+    /// Marks clients as seen now (those with live connections), so they do not expire.
+    fn touch_clients<'a>(
+        &'a self,
+        clients: &'a [ClientId],
+    ) -> BoxFuture<'a, Result<(), StorageError>>;
+
+    /// Forgets clients not seen since `cutoff`, with their streams, and drops events stamped
+    /// before `oldest_kept` from every stream.
+    fn expire(
+        &self,
+        cutoff: SystemTime,
+        oldest_kept: SystemTime,
+    ) -> BoxFuture<'_, Result<(), StorageError>>;
+
+    /// Answers when the store is usable, for readiness checks.
+    fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>>;
+}
