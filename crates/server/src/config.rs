@@ -133,6 +133,11 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_CLIENT_TTL", value_parser = parse_duration, value_name = "DURATION")]
     pub client_ttl: Option<Duration>,
 
+    /// How long a write to a client may make no progress before the connection is dropped:
+    /// a subscriber that stops reading cannot hold its connection open. [default: 30s]
+    #[arg(long, env = "HERALD_WRITE_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
+    pub write_timeout: Option<Duration>,
+
     /// How long shutdown waits for streams to flush their `herald.closing` frame before the
     /// process exits regardless. [default: 1s]
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", value_parser = parse_duration, value_name = "DURATION")]
@@ -161,6 +166,7 @@ struct FileSettings {
     history_max_events: Option<usize>,
     history_max_age: Option<FileDuration>,
     client_ttl: Option<FileDuration>,
+    write_timeout: Option<FileDuration>,
     shutdown_grace: Option<FileDuration>,
 }
 
@@ -231,6 +237,7 @@ pub struct Config {
     pub history_max_events: usize,
     pub history_max_age: Duration,
     pub client_ttl: Duration,
+    pub write_timeout: Duration,
     pub shutdown_grace: Duration,
 }
 
@@ -252,6 +259,7 @@ impl Default for Config {
             history_max_events: 1000,
             history_max_age: Duration::from_secs(3600),
             client_ttl: Duration::from_secs(24 * 3600),
+            write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(1),
         }
     }
@@ -311,6 +319,11 @@ impl Config {
                 defaults.history_max_age,
             ),
             client_ttl: pick(args.client_ttl, file.client_ttl, defaults.client_ttl),
+            write_timeout: pick(
+                args.write_timeout,
+                file.write_timeout,
+                defaults.write_timeout,
+            ),
             shutdown_grace: pick(
                 args.shutdown_grace,
                 file.shutdown_grace,

@@ -7,9 +7,10 @@ pub mod error;
 pub mod http;
 pub mod hub;
 pub mod ids;
+mod listener;
 pub mod metrics;
 mod server;
 pub mod storage;
 
 pub use config::Config;
-pub use server::run;
+pub use server::{run, run_with_storage};

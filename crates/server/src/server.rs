@@ -3,15 +3,15 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::http::{AppState, router};
 use crate::hub::{Hub, HubSettings};
+use crate::listener::Listener;
 use crate::metrics::Metrics;
-use crate::storage::MemoryStorage;
+use crate::storage::{MemoryStorage, Storage};
 
 /// Serves Herald on `listener` until `shutdown` completes. Then every stream is sent
 /// `herald.closing` and ended; connections get `config.shutdown_grace` to flush, after which
@@ -19,6 +19,17 @@ use crate::storage::MemoryStorage;
 pub async fn run(
     listener: TcpListener,
     config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let storage = Arc::new(MemoryStorage::new(config.history_max_events));
+    run_with_storage(listener, config, storage, shutdown).await
+}
+
+/// [`run`] on a storage of the caller's choosing.
+pub async fn run_with_storage(
+    listener: TcpListener,
+    config: Config,
+    storage: Arc<dyn Storage>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
@@ -35,7 +46,6 @@ pub async fn run(
         tracing::warn!(dir = %config.static_dir.display(), "no web app found (index.html missing); serving the API only");
     }
     let token = CancellationToken::new();
-    let storage = Arc::new(MemoryStorage::new(config.history_max_events));
     let hub = Hub::start(
         storage,
         Arc::new(Metrics::new()),
@@ -43,6 +53,7 @@ pub async fn run(
         token.clone(),
     );
     let grace = config.shutdown_grace;
+    let write_timeout = config.write_timeout;
     let state = AppState {
         hub,
         config: Arc::new(config),
@@ -50,12 +61,7 @@ pub async fn run(
     };
     let app = router(state);
 
-    let listener = listener.tap_io(|stream| {
-        // Events are small writes that must leave at once rather than wait to be coalesced.
-        if let Err(err) = stream.set_nodelay(true) {
-            tracing::debug!(%err, "could not set TCP_NODELAY");
-        }
-    });
+    let listener = Listener::new(listener, write_timeout);
     tracing::info!("listening on {address}");
     let signal = {
         let token = token.clone();

@@ -1,0 +1,142 @@
+//! [`Listener`]: the TCP listener Herald serves on, with the socket policy every connection gets.
+//!
+//! A subscriber that stops reading while keeping its socket open would otherwise hold its
+//! connection, and the buffers behind it, forever: once the kernel's send buffer is full, a write
+//! never completes. [`TimedStream`] fails a write that has made no progress for the write timeout,
+//! which makes hyper drop the connection and with it everything the hub held for it.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Sleep;
+
+#[derive(Debug)]
+pub struct Listener {
+    inner: TcpListener,
+    write_timeout: Duration,
+}
+
+impl Listener {
+    pub fn new(inner: TcpListener, write_timeout: Duration) -> Self {
+        Self {
+            inner,
+            write_timeout,
+        }
+    }
+}
+
+impl axum::serve::Listener for Listener {
+    type Io = TimedStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        // axum's accept retries transient errors (such as running out of file descriptors)
+        // with a pause, so this never busy-loops.
+        let (stream, address) = axum::serve::Listener::accept(&mut self.inner).await;
+        // Events are small writes that must leave at once rather than wait to be coalesced.
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%err, "could not set TCP_NODELAY");
+        }
+        (
+            TimedStream {
+                inner: stream,
+                write_timeout: self.write_timeout,
+                stalled_since: None,
+            },
+            address,
+        )
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// A TCP stream whose writes fail once they have been stuck for the write timeout.
+#[derive(Debug)]
+pub struct TimedStream {
+    inner: TcpStream,
+    write_timeout: Duration,
+    /// Started when a write first returns `Pending`, cleared when one completes.
+    stalled_since: Option<Pin<Box<Sleep>>>,
+}
+
+impl TimedStream {
+    fn on_write<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        match result {
+            Poll::Ready(result) => {
+                self.stalled_since = None;
+                Poll::Ready(result)
+            }
+            Poll::Pending => {
+                let timeout = self.write_timeout;
+                let stalled = self
+                    .stalled_since
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                match stalled.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the peer stopped reading for longer than the write timeout",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl AsyncRead for TimedStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TimedStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.on_write(cx, result)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.on_write(cx, result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        this.on_write(cx, result)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}

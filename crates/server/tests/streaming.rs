@@ -1,0 +1,217 @@
+//! Subscribing and receiving: headers, the greeting, live events, topics, heartbeats, clean-up.
+
+mod support;
+
+use std::time::Duration;
+
+use herald_protocol::sse::Item;
+use serde_json::json;
+use support::TestServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_and_connected_arrive_before_any_publish() {
+    let server = TestServer::start().await;
+    let mut stream = server.subscribe("topic=orders").await;
+    assert_eq!(stream.headers["content-type"], "text/event-stream");
+    assert_eq!(stream.headers["cache-control"], "no-cache");
+    assert_eq!(stream.headers["x-accel-buffering"], "no");
+
+    let Some(Item::Retry(retry)) = stream.next_item().await else {
+        panic!("the first field is retry")
+    };
+    assert!(
+        (3000..=4500).contains(&retry),
+        "retry {retry} is the 3 s default plus at most 50% jitter"
+    );
+    let connected = stream.connected().await;
+    assert_eq!(connected.topics, ["orders"]);
+    assert_eq!(connected.client_id.len(), 32, "client ids are 128-bit hex");
+    assert!(!connected.connection_id.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_is_jittered_between_connections() {
+    let server = TestServer::start().await;
+    let mut retries = std::collections::BTreeSet::new();
+    for _ in 0..8 {
+        let mut stream = server.subscribe("topic=a").await;
+        let Some(Item::Retry(retry)) = stream.next_item().await else {
+            panic!("retry first")
+        };
+        retries.insert(retry);
+    }
+    assert!(
+        retries.len() > 1,
+        "eight connections got the same retry: {retries:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_event_arrives_with_its_id_type_and_envelope() {
+    let server = TestServer::start().await;
+    let mut stream = server.subscribe("topic=orders").await;
+    stream.connected().await;
+
+    let ack = server
+        .publish(
+            "orders",
+            "order.created",
+            json!({"order": 42, "items": ["a", "b"]}),
+        )
+        .await;
+    assert_eq!(ack.topics, ["orders"]);
+    let envelope = stream.envelope().await;
+    assert_eq!(envelope.id, ack.id);
+    assert_eq!(envelope.topic.as_deref(), Some("orders"));
+    assert_eq!(envelope.kind, "order.created");
+    assert_eq!(envelope.data, json!({"order": 42, "items": ["a", "b"]}));
+    assert!(
+        humantime::parse_rfc3339(&envelope.time).is_ok(),
+        "time {} is RFC 3339",
+        envelope.time
+    );
+    assert_eq!(stream.last_event_id(), ack.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn type_defaults_to_message_and_data_to_null() {
+    let server = TestServer::start().await;
+    let mut stream = server.subscribe("topic=t").await;
+    stream.connected().await;
+    let response = server
+        .post_json("/api/publish", &json!({"topic": "t"}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let envelope = stream.envelope().await;
+    assert_eq!(envelope.kind, "message");
+    assert_eq!(envelope.data, serde_json::Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_receives_each_of_its_topics_and_no_other() {
+    let server = TestServer::start().await;
+    let mut both = server.subscribe("topic=rooms%2F1&topic=rooms%2F2").await;
+    let mut one = server.subscribe("topic=rooms%2F1").await;
+    assert_eq!(both.connected().await.topics, ["rooms/1", "rooms/2"]);
+    one.connected().await;
+
+    server.publish("rooms/2", "message", json!(1)).await;
+    server.publish("elsewhere", "message", json!(2)).await;
+    server.publish("rooms/1", "message", json!(3)).await;
+
+    assert_eq!(both.envelope().await.data, json!(1));
+    let third = both.envelope().await;
+    assert_eq!(
+        (third.topic.as_deref(), third.data),
+        (Some("rooms/1"), json!(3))
+    );
+    assert_eq!(
+        one.envelope().await.data,
+        json!(3),
+        "events of other topics are not delivered"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_for_several_topics_arrives_once_per_connection() {
+    let server = TestServer::start().await;
+    let mut stream = server.subscribe("topic=a&topic=b").await;
+    stream.connected().await;
+    let response = server
+        .post_json(
+            "/api/publish",
+            &json!({"topics": ["b", "a"], "data": "twice?"}),
+        )
+        .await;
+    let ack: herald_protocol::api::PublishResponse = response.json().await.unwrap();
+    assert_eq!(ack.topics, ["b", "a"]);
+    server.publish("a", "message", json!("after")).await;
+
+    let first = stream.envelope().await;
+    assert_eq!(
+        (first.id.as_str(), first.topic.as_deref()),
+        (ack.id.as_str(), Some("b"))
+    );
+    assert_eq!(
+        stream.envelope().await.data,
+        json!("after"),
+        "no duplicate of the two-topic event"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_streams_get_heartbeats() {
+    let server =
+        TestServer::start_with(|config| config.heartbeat = Duration::from_millis(100)).await;
+    let mut stream = server.subscribe("topic=quiet").await;
+    stream.connected().await;
+    for _ in 0..3 {
+        assert_eq!(
+            stream.next_item().await,
+            Some(Item::Comment("heartbeat".into()))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registry_is_empty_after_all_clients_leave() {
+    let server = TestServer::start().await;
+    let mut streams = Vec::new();
+    for topic in ["a", "b", "c"] {
+        let mut stream = server.subscribe(&format!("topic={topic}")).await;
+        stream.connected().await;
+        streams.push(stream);
+    }
+    let (_, clients) = server.get_json("/api/clients").await;
+    assert_eq!(clients.as_array().unwrap().len(), 3);
+    assert_eq!(server.metric("herald_connections").await, 3.0);
+
+    drop(streams);
+    server
+        .eventually("every connection is released", || async {
+            server.get_json("/api/clients").await.1 == json!([])
+                && server.metric("herald_connections").await == 0.0
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_is_closed_at_its_maximum_lifetime() {
+    let server = TestServer::start_with(|config| {
+        config.max_connection_lifetime = Some(Duration::from_millis(300))
+    })
+    .await;
+    let mut stream = server.subscribe("topic=a").await;
+    stream.connected().await;
+    let closing = stream.closing().await;
+    assert_eq!(
+        closing.reason,
+        herald_protocol::system::CloseReason::MaxLifetime
+    );
+    assert!(closing.reconnect);
+    stream.assert_ends().await;
+    server
+        .eventually("the connection is released", || async {
+            server.metric("herald_connections").await == 0.0
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_connection_starts_at_an_id_it_can_resume_from() {
+    let server = TestServer::start().await;
+    let mut stream = server.subscribe("topic=a").await;
+    stream.connected().await;
+    let start = stream.last_event_id().to_owned();
+    assert!(
+        !start.is_empty(),
+        "herald.connected carries the starting position"
+    );
+    drop(stream);
+
+    // Published while the client was away, before it ever received an event.
+    let missed = server.publish("a", "message", json!("missed")).await;
+    let mut again = server.subscribe_after("topic=a", Some(&start)).await;
+    again.connected().await;
+    assert_eq!(again.envelope().await.id, missed.id);
+}

@@ -1,0 +1,275 @@
+//! Test helpers: a real Herald on `127.0.0.1:0` and a native SSE client built on the protocol's
+//! decoder. Every wait is bounded by a deadline and ends as soon as its condition holds.
+
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::missing_panics_doc
+)]
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herald_protocol::Envelope;
+use herald_protocol::api::PublishResponse;
+use herald_protocol::sse::{Decoder, Item, SseEvent};
+use herald_protocol::system::{self, Closing, Connected};
+use herald_server::Config;
+use herald_server::storage::{MemoryStorage, Storage};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long any single wait may take before the test fails.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A Herald server running in this test's runtime.
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+    data_dir: PathBuf,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Config::default();
+        adjust(&mut config);
+        let storage = Arc::new(MemoryStorage::new(config.history_max_events));
+        Self::start_on(config, storage).await
+    }
+
+    pub async fn start_on(mut config: Config, storage: Arc<dyn Storage>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let data_dir = std::env::temp_dir().join(format!(
+            "herald-test-{}-{}",
+            std::process::id(),
+            address.port()
+        ));
+        config.data_dir = data_dir.clone();
+        config.static_dir = data_dir.join("no-web-app");
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(herald_server::run_with_storage(
+            listener,
+            config,
+            storage,
+            async {
+                let _ = signal.await;
+            },
+        ));
+        Self {
+            base: format!("http://{address}"),
+            http: reqwest::Client::new(),
+            shutdown: Some(shutdown),
+            task: Some(task),
+            data_dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Opens `GET /events?{query}` and checks it answered 200.
+    pub async fn subscribe(&self, query: &str) -> SseStream {
+        self.subscribe_after(query, None).await
+    }
+
+    /// Opens `GET /events?{query}` with a `Last-Event-ID` header.
+    pub async fn subscribe_after(&self, query: &str, last_event_id: Option<&str>) -> SseStream {
+        let mut request = self.http.get(self.url(&format!("/events?{query}")));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = tokio::time::timeout(TIMEOUT, request.send())
+            .await
+            .expect("headers in time")
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET /events?{query}");
+        SseStream::new(response)
+    }
+
+    pub async fn get_stream(&self, path: &str) -> SseStream {
+        let response = tokio::time::timeout(TIMEOUT, self.http.get(self.url(path)).send())
+            .await
+            .expect("headers in time")
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        SseStream::new(response)
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Publishes and returns the acknowledgement, failing the test on any other answer.
+    pub async fn publish(&self, topic: &str, kind: &str, data: Value) -> PublishResponse {
+        let response = self
+            .post_json(
+                "/api/publish",
+                &json!({"topic": topic, "type": kind, "data": data}),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "publish to {topic}");
+        response.json().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// The value of one sample line of `/metrics`, such as `herald_connections` or
+    /// `herald_demo_streams_cancelled_total{demo="countdown"}`; 0 when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self
+            .http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Waits until `check` holds, re-checking as the server's state changes.
+    pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let deadline = Instant::now() + TIMEOUT;
+        while !check().await {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Signals shutdown and waits for the server to return; returns how long that took.
+    pub async fn shutdown(mut self) -> Duration {
+        let started = Instant::now();
+        let _ = self.shutdown.take().unwrap().send(());
+        let task = self.task.take().unwrap();
+        tokio::time::timeout(TIMEOUT, task)
+            .await
+            .expect("server stops")
+            .unwrap()
+            .unwrap();
+        started.elapsed()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A native SSE client reading one response.
+pub struct SseStream {
+    pub headers: reqwest::header::HeaderMap,
+    response: reqwest::Response,
+    decoder: Decoder,
+    items: VecDeque<Item>,
+}
+
+impl SseStream {
+    pub fn new(response: reqwest::Response) -> Self {
+        Self {
+            headers: response.headers().clone(),
+            response,
+            decoder: Decoder::new(),
+            items: VecDeque::new(),
+        }
+    }
+
+    /// The next item, or `None` when the server ended the stream.
+    pub async fn next_item(&mut self) -> Option<Item> {
+        loop {
+            if let Some(item) = self.items.pop_front() {
+                return Some(item);
+            }
+            let chunk = tokio::time::timeout(TIMEOUT, self.response.chunk())
+                .await
+                .expect("a frame within the timeout")
+                .expect("the stream reads cleanly")?;
+            self.items.extend(self.decoder.feed(&chunk));
+        }
+    }
+
+    /// The next event, skipping comments and `retry`; fails if the stream ends.
+    pub async fn next_event(&mut self) -> SseEvent {
+        loop {
+            match self.next_item().await.expect("the stream to go on") {
+                Item::Event(event) => return event,
+                Item::Comment(_) | Item::Retry(_) => {}
+            }
+        }
+    }
+
+    /// The next event, which must have type `kind`.
+    pub async fn expect(&mut self, kind: &str) -> SseEvent {
+        let event = self.next_event().await;
+        assert_eq!(event.event, kind, "unexpected event: {event:?}");
+        event
+    }
+
+    pub async fn connected(&mut self) -> Connected {
+        serde_json::from_str(&self.expect(system::CONNECTED).await.data).unwrap()
+    }
+
+    /// The next event as an envelope, checking that the frame and the envelope agree.
+    pub async fn envelope(&mut self) -> Envelope {
+        let event = self.next_event().await;
+        let envelope: Envelope = serde_json::from_str(&event.data)
+            .unwrap_or_else(|err| panic!("event {event:?} carries an envelope: {err}"));
+        assert_eq!(envelope.id, event.id, "frame id and envelope id agree");
+        assert_eq!(
+            envelope.kind, event.event,
+            "frame event and envelope type agree"
+        );
+        envelope
+    }
+
+    pub async fn closing(&mut self) -> Closing {
+        serde_json::from_str(&self.expect(system::CLOSING).await.data).unwrap()
+    }
+
+    /// Asserts the server ends the stream without sending another event.
+    pub async fn assert_ends(mut self) {
+        while let Some(item) = self.next_item().await {
+            assert!(
+                !matches!(item, Item::Event(_)),
+                "expected the end of the stream, got {item:?}"
+            );
+        }
+    }
+
+    pub fn last_event_id(&self) -> &str {
+        self.decoder.last_event_id()
+    }
+}
