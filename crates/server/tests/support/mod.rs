@@ -195,6 +195,9 @@ pub struct SseStream {
     response: reqwest::Response,
     decoder: Decoder,
     items: VecDeque<Item>,
+    /// The id in force at the last event handed to the test: what a client that stopped here
+    /// would send as `Last-Event-ID` (the decoder may have read further ahead).
+    last_event_id: String,
 }
 
 impl SseStream {
@@ -204,6 +207,7 @@ impl SseStream {
             response,
             decoder: Decoder::new(),
             items: VecDeque::new(),
+            last_event_id: String::new(),
         }
     }
 
@@ -211,6 +215,9 @@ impl SseStream {
     pub async fn next_item(&mut self) -> Option<Item> {
         loop {
             if let Some(item) = self.items.pop_front() {
+                if let Item::Event(event) = &item {
+                    self.last_event_id.clone_from(&event.id);
+                }
                 return Some(item);
             }
             let chunk = tokio::time::timeout(TIMEOUT, self.response.chunk())
@@ -270,6 +277,6 @@ impl SseStream {
     }
 
     pub fn last_event_id(&self) -> &str {
-        self.decoder.last_event_id()
+        &self.last_event_id
     }
 }
