@@ -54,7 +54,17 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.hub.registry().remove(&self.connection);
-        self.hub.metrics().connections.dec();
+        let metrics = self.hub.metrics();
+        metrics.connections.dec();
+        // Counted on release rather than when the closing frame is written: a subscriber that
+        // stopped reading never receives that frame, and is exactly the one to count.
+        if self.connection.closed().is_cancelled() {
+            let reason = self.connection.close_reason().as_str();
+            metrics
+                .connections_closed
+                .get_or_create(&crate::metrics::CloseLabels { reason })
+                .inc();
+        }
         tracing::debug!(
             connection = self.connection.id.as_str(),
             "connection released"
@@ -154,13 +164,6 @@ impl Subscription {
                 Phase::Closing => {
                     self.phase = Phase::Done;
                     let reason = self.connection().close_reason();
-                    self.hub
-                        .metrics()
-                        .connections_closed
-                        .get_or_create(&crate::metrics::CloseLabels {
-                            reason: reason.as_str(),
-                        })
-                        .inc();
                     tracing::debug!(
                         connection = self.connection().id.as_str(),
                         reason = reason.as_str(),
