@@ -1,0 +1,128 @@
+//! Graceful shutdown: every stream is told, and the process exits promptly even when thousands
+//! of connections are open.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use herald_protocol::system::CloseReason;
+use support::TestServer;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::Command;
+
+const CONNECTIONS: usize = 2000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_stream_gets_herald_closing_on_shutdown() {
+    let server = TestServer::start().await;
+    let mut streams = Vec::new();
+    for topic in ["a", "b", "c"] {
+        let mut stream = server.subscribe(&format!("topic={topic}")).await;
+        stream.connected().await;
+        streams.push(stream);
+    }
+    let mut countdown = server
+        .get_stream("/demo/countdown?count=100&interval_ms=50")
+        .await;
+    countdown.expect("customEvent").await;
+
+    let took = server.shutdown().await;
+    assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+    for mut stream in streams {
+        let closing = stream.closing().await;
+        assert_eq!(
+            (closing.reason, closing.reconnect),
+            (CloseReason::Shutdown, true)
+        );
+        stream.assert_ends().await;
+    }
+    assert_eq!(countdown.closing().await.reason, CloseReason::Shutdown);
+}
+
+/// Opens a raw subscription and reads until its `herald.connected` frame has arrived.
+async fn open_raw(address: &str, n: usize) -> TcpStream {
+    let mut socket = TcpStream::connect(address).await.unwrap();
+    let request = format!(
+        "GET /events?topic=t{} HTTP/1.1\r\nHost: {address}\r\n\r\n",
+        n % 50
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("herald.connected") {
+        let read = tokio::time::timeout(support::TIMEOUT, socket.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(read > 0, "connection {n} closed before herald.connected");
+        seen.extend_from_slice(&buf[..read]);
+    }
+    socket
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_exits_within_two_seconds_of_sigterm_with_thousands_of_streams() {
+    let data_dir = std::env::temp_dir().join(format!("herald-shutdown-{}", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .arg("--static-dir")
+        .arg(data_dir.join("none"))
+        .env("HERALD_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
+    let address = loop {
+        let line = tokio::time::timeout(support::TIMEOUT, log.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("a log line");
+        if let Some((_, address)) = line.split_once("listening on ") {
+            break address.trim().to_owned();
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+
+    let mut sockets = Vec::with_capacity(CONNECTIONS);
+    for n in 0..CONNECTIONS {
+        sockets.push(open_raw(&address, n).await);
+    }
+
+    let pid = child.id().unwrap().to_string();
+    let started = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(exit.success(), "herald exited with {exit}");
+    assert!(
+        took < Duration::from_secs(2),
+        "exit took {took:?} with {CONNECTIONS} streams"
+    );
+
+    let mut told = 0;
+    for mut socket in sockets {
+        let mut rest = Vec::new();
+        let _ = tokio::time::timeout(support::TIMEOUT, socket.read_to_end(&mut rest))
+            .await
+            .unwrap();
+        if String::from_utf8_lossy(&rest).contains(r#""reason":"shutdown""#) {
+            told += 1;
+        }
+    }
+    assert_eq!(told, CONNECTIONS, "every stream received herald.closing");
+    let _ = std::fs::remove_dir_all(data_dir);
+}
