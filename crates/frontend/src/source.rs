@@ -12,14 +12,22 @@ use web_sys::{Event, EventSource, MessageEvent};
 /// What the stream delivered, decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceEvent {
-    Connected { connected: Connected, last_event_id: String },
+    Connected {
+        connected: Connected,
+        last_event_id: String,
+    },
     Event(Envelope),
     Reset(Reset),
     Closing(Closing),
     /// The browser lost the stream; `retrying` says whether it is reconnecting by itself.
-    Lost { retrying: bool },
+    Lost {
+        retrying: bool,
+    },
     /// A frame whose data did not decode as its type promises.
-    Undecodable { event: String, error: String },
+    Undecodable {
+        event: String,
+        error: String,
+    },
 }
 
 type Handler = Rc<RefCell<dyn FnMut(SourceEvent)>>;
@@ -33,10 +41,16 @@ pub struct Source {
 
 impl Source {
     /// Opens `url` and calls `handler` for Herald's system events and for each of `event_types`.
-    pub fn open(url: &str, event_types: &[&str], handler: impl FnMut(SourceEvent) + 'static) -> Result<Self, String> {
+    pub fn open(
+        url: &str,
+        event_types: &[&str],
+        handler: impl FnMut(SourceEvent) + 'static,
+    ) -> Result<Self, String> {
         let source = EventSource::new(url).map_err(|err| format!("cannot open {url}: {err:?}"))?;
         let handler: Handler = Rc::new(RefCell::new(handler));
-        let names = [system::CONNECTED, system::RESET, system::CLOSING].into_iter().chain(event_types.iter().copied());
+        let names = [system::CONNECTED, system::RESET, system::CLOSING]
+            .into_iter()
+            .chain(event_types.iter().copied());
         let mut messages = Vec::new();
         for name in names {
             let handler = Rc::clone(&handler);
@@ -66,7 +80,11 @@ impl Source {
             })
         };
         source.set_onerror(Some(errors.as_ref().unchecked_ref()));
-        Ok(Self { source, _messages: messages, _errors: errors })
+        Ok(Self {
+            source,
+            _messages: messages,
+            _errors: errors,
+        })
     }
 }
 
@@ -79,11 +97,16 @@ impl Drop for Source {
 fn decode(event: &str, message: &MessageEvent) -> SourceEvent {
     let data = message.data().as_string().unwrap_or_default();
     let result = match event {
-        system::CONNECTED => serde_json::from_str(&data)
-            .map(|connected| SourceEvent::Connected { connected, last_event_id: message.last_event_id() }),
+        system::CONNECTED => serde_json::from_str(&data).map(|connected| SourceEvent::Connected {
+            connected,
+            last_event_id: message.last_event_id(),
+        }),
         system::RESET => serde_json::from_str(&data).map(SourceEvent::Reset),
         system::CLOSING => serde_json::from_str(&data).map(SourceEvent::Closing),
         _ => serde_json::from_str(&data).map(SourceEvent::Event),
     };
-    result.unwrap_or_else(|err| SourceEvent::Undecodable { event: event.to_owned(), error: err.to_string() })
+    result.unwrap_or_else(|err| SourceEvent::Undecodable {
+        event: event.to_owned(),
+        error: err.to_string(),
+    })
 }

@@ -18,20 +18,31 @@ fn page_topics() -> Vec<String> {
         .trim_start_matches('?')
         .split('&')
         .filter_map(|pair| pair.strip_prefix("topic="))
-        .filter_map(|value| js_sys_decode(value))
+        .filter_map(decode_component)
         .filter(|topic| herald_protocol::names::validate_topic(topic).is_ok())
         .collect();
-    if topics.is_empty() { vec![DEFAULT_TOPIC.to_owned()] } else { topics }
+    if topics.is_empty() {
+        vec![DEFAULT_TOPIC.to_owned()]
+    } else {
+        topics
+    }
 }
 
-fn js_sys_decode(value: &str) -> Option<String> {
-    web_sys::js_sys::decode_uri_component(value).ok().and_then(|decoded| decoded.as_string())
+fn decode_component(value: &str) -> Option<String> {
+    web_sys::js_sys::decode_uri_component(value)
+        .ok()
+        .and_then(|decoded| decoded.as_string())
 }
 
 fn events_url(topics: &[String]) -> String {
     let query: Vec<String> = topics
         .iter()
-        .map(|topic| format!("topic={}", String::from(web_sys::js_sys::encode_uri_component(topic))))
+        .map(|topic| {
+            format!(
+                "topic={}",
+                String::from(web_sys::js_sys::encode_uri_component(topic))
+            )
+        })
         .collect();
     format!("/events?{}", query.join("&"))
 }
@@ -46,7 +57,10 @@ pub fn App() -> impl IntoView {
 
     let mut attempts = 0u32;
     let handler = move |event: SourceEvent| match event {
-        SourceEvent::Connected { connected, last_event_id } => {
+        SourceEvent::Connected {
+            connected,
+            last_event_id,
+        } => {
             attempts = 0;
             state.set(ConnectionState::Open);
             info.update(|info| {
@@ -63,10 +77,16 @@ pub fn App() -> impl IntoView {
         }
         SourceEvent::Reset(reset) => {
             info.update(|info| info.last_event_id = Some(reset.latest_id.clone()));
-            log.update(|log| log.push(LogEntry::Gap { reason: format!("{:?}", reset.reason) }));
+            log.update(|log| {
+                log.push(LogEntry::Gap {
+                    reason: format!("{:?}", reset.reason),
+                })
+            });
         }
         SourceEvent::Closing(closing) if !closing.reconnect => {
-            state.set(ConnectionState::ClosedByServer { reason: closing.reason.as_str().to_owned() });
+            state.set(ConnectionState::ClosedByServer {
+                reason: closing.reason.as_str().to_owned(),
+            });
         }
         SourceEvent::Closing(_) => {}
         SourceEvent::Lost { retrying: true } => {
@@ -74,8 +94,13 @@ pub fn App() -> impl IntoView {
             state.set(ConnectionState::Reconnecting { attempt: attempts });
         }
         SourceEvent::Lost { retrying: false } => {
-            if !matches!(state.get_untracked(), ConnectionState::ClosedByServer { .. }) {
-                state.set(ConnectionState::ClosedByServer { reason: "the server refused the connection".into() });
+            if !matches!(
+                state.get_untracked(),
+                ConnectionState::ClosedByServer { .. }
+            ) {
+                state.set(ConnectionState::ClosedByServer {
+                    reason: "the server refused the connection".into(),
+                });
             }
         }
         SourceEvent::Undecodable { event, error } => {

@@ -19,21 +19,6 @@ fn assert_error(status: u16, body: &Value, expected_status: u16, expected_code: 
     );
 }
 
-async fn post_raw(
-    server: &TestServer,
-    path: &str,
-    content_type: Option<&str>,
-    body: impl Into<reqwest::Body>,
-) -> (u16, Value) {
-    let mut request = server.http.post(server.url(path)).body(body);
-    if let Some(content_type) = content_type {
-        request = request.header("content-type", content_type);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_input_is_400() {
     let server = TestServer::start().await;
@@ -86,7 +71,7 @@ async fn invalid_input_is_400() {
         ("/api/broadcast", "nope", "invalid_json"),
     ];
     for (path, body, code) in cases {
-        let (status, response) = post_raw(&server, path, json, body.to_string()).await;
+        let (status, response) = server.post_raw(path, json, body.to_string()).await;
         assert_error(status, &response, 400, code);
     }
     let long_topic = "t".repeat(257);
@@ -168,11 +153,14 @@ async fn a_wrong_method_is_405() {
 async fn a_body_past_the_limit_is_413() {
     let server = TestServer::start_with(|config| config.max_body_bytes = 1024).await;
     let body = json!({"topic": "a", "data": "x".repeat(2048)}).to_string();
-    let (status, response) =
-        post_raw(&server, "/api/publish", Some("application/json"), body).await;
+    let (status, response) = server
+        .post_raw("/api/publish", Some("application/json"), body)
+        .await;
     assert_error(status, &response, 413, "payload_too_large");
     let body = json!({"topic": "a", "data": "x".repeat(512)}).to_string();
-    let (status, _) = post_raw(&server, "/api/publish", Some("application/json"), body).await;
+    let (status, _) = server
+        .post_raw("/api/publish", Some("application/json"), body)
+        .await;
     assert_eq!(status, 200, "a body within the limit is accepted");
 }
 
@@ -185,16 +173,16 @@ async fn a_body_that_is_not_json_is_415() {
         Some("text/plain"),
         Some("application/x-www-form-urlencoded"),
     ] {
-        let (status, response) = post_raw(&server, "/api/publish", content_type, body).await;
+        let (status, response) = server.post_raw("/api/publish", content_type, body).await;
         assert_error(status, &response, 415, "unsupported_media_type");
     }
-    let (status, _) = post_raw(
-        &server,
-        "/api/publish",
-        Some("application/json; charset=utf-8"),
-        body,
-    )
-    .await;
+    let (status, _) = server
+        .post_raw(
+            "/api/publish",
+            Some("application/json; charset=utf-8"),
+            body,
+        )
+        .await;
     assert_eq!(status, 200);
 }
 

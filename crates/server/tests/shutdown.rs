@@ -43,19 +43,22 @@ async fn every_stream_gets_herald_closing_on_shutdown() {
 
 /// Opens a raw subscription and reads until its `herald.connected` frame has arrived.
 async fn open_raw(address: &str, n: usize) -> TcpStream {
-    let mut socket = TcpStream::connect(address).await.unwrap();
+    let mut socket = TcpStream::connect(address).await.expect("connect");
     let request = format!(
         "GET /events?topic=t{} HTTP/1.1\r\nHost: {address}\r\n\r\n",
         n % 50
     );
-    socket.write_all(request.as_bytes()).await.unwrap();
+    socket
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the request");
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&seen).contains("herald.connected") {
         let read = tokio::time::timeout(support::TIMEOUT, socket.read(&mut buf))
             .await
-            .unwrap()
-            .unwrap();
+            .expect("data in time")
+            .expect("read");
         assert!(read > 0, "connection {n} closed before herald.connected");
         seen.extend_from_slice(&buf[..read]);
     }

@@ -6,9 +6,13 @@ pub enum ConnectionState {
     Connecting,
     Open,
     /// The browser lost the stream and is retrying; `attempt` counts the tries.
-    Reconnecting { attempt: u32 },
+    Reconnecting {
+        attempt: u32,
+    },
     /// The server ended the stream and asked not to reconnect.
-    ClosedByServer { reason: String },
+    ClosedByServer {
+        reason: String,
+    },
 }
 
 impl ConnectionState {

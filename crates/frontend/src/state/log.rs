@@ -7,7 +7,9 @@ use herald_protocol::Envelope;
 pub enum LogEntry {
     Event(Envelope),
     /// `herald.reset`: the server could not replay everything; shown as a visible gap.
-    Gap { reason: String },
+    Gap {
+        reason: String,
+    },
 }
 
 /// The newest received events, bounded so a long session cannot grow the page without limit.
@@ -20,7 +22,11 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn new(capacity: usize) -> Self {
-        Self { capacity, entries: VecDeque::with_capacity(capacity), next_key: 0 }
+        Self {
+            capacity,
+            entries: VecDeque::with_capacity(capacity),
+            next_key: 0,
+        }
     }
 
     /// Adds an entry, dropping the oldest past the capacity.

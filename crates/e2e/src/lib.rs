@@ -1,0 +1,215 @@
+//! Helpers for driving the served Herald console in headless Chromium over WebDriver.
+//!
+//! The browser tests need the web app built by trunk (`cargo xtask test` builds it and sets
+//! `HERALD_E2E_DIST`), Chromium and ChromeDriver (`CHROMIUM`, `CHROMEDRIVER`, by default the
+//! Debian paths). A failing step leaves a screenshot under `HERALD_E2E_ARTIFACTS`
+//! (default `artifacts/e2e` in the workspace).
+
+#![allow(clippy::missing_panics_doc)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use herald_server::Config;
+use herald_server::storage::MemoryStorage;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+/// How long one step may take before the test fails with a screenshot.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The built web app: `HERALD_E2E_DIST`, or `dist/` in the workspace.
+pub fn dist_dir() -> PathBuf {
+    let dir = std::env::var_os("HERALD_E2E_DIST")
+        .map_or_else(|| workspace_root().join("dist"), PathBuf::from);
+    assert!(
+        dir.join("index.html").is_file(),
+        "no built web app in {}: run the browser tests through `cargo xtask test`, which builds it",
+        dir.display()
+    );
+    dir
+}
+
+/// Herald serving the built web app on a free loopback port, in this test's runtime.
+#[derive(Debug)]
+pub struct Server {
+    pub base: String,
+    stop: Option<oneshot::Sender<()>>,
+    data_dir: PathBuf,
+}
+
+impl Server {
+    pub async fn start(static_dir: PathBuf) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let address = listener.local_addr().expect("bound address");
+        let data_dir = std::env::temp_dir().join(format!(
+            "herald-e2e-{}-{}",
+            std::process::id(),
+            address.port()
+        ));
+        let config = Config {
+            static_dir,
+            data_dir: data_dir.clone(),
+            ..Config::default()
+        };
+        let storage = Arc::new(MemoryStorage::new(config.history_max_events));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(herald_server::run_with_storage(
+            listener,
+            config,
+            storage,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        Self {
+            base: format!("http://{address}"),
+            stop: Some(stop),
+            data_dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A headless Chromium session driven through its own ChromeDriver.
+#[derive(Debug)]
+pub struct Browser {
+    pub client: Client,
+    /// Kept so the driver lives as long as the session; killed on drop.
+    _driver: Child,
+    profile: PathBuf,
+    artifacts: PathBuf,
+}
+
+impl Browser {
+    pub async fn launch(test_name: &str) -> Self {
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+        let chromedriver =
+            std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            probe.local_addr().expect("bound address").port()
+        };
+        let driver = Command::new(&chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!("cannot start {chromedriver}: {err}; install chromium-driver")
+            });
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not start listening"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        let profile =
+            std::env::temp_dir().join(format!("herald-e2e-chromium-{}-{port}", std::process::id()));
+        let capabilities = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--disable-quic", "--no-first-run", "--window-size=1280,900",
+                    format!("--user-data-dir={}", profile.display()),
+                ],
+            }
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else {
+            unreachable!("built as an object")
+        };
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a WebDriver session");
+        let artifacts = std::env::var_os("HERALD_E2E_ARTIFACTS")
+            .map_or_else(|| workspace_root().join("artifacts/e2e"), PathBuf::from)
+            .join(test_name);
+        Self {
+            client,
+            _driver: driver,
+            profile,
+            artifacts,
+        }
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|err| panic!("cannot open {url}: {err}"));
+    }
+
+    /// Waits for an element matching `css`; on timeout saves a screenshot named after `step`
+    /// and fails.
+    pub async fn wait_for(&self, step: &str, css: &str) -> Element {
+        let found = self
+            .client
+            .wait()
+            .at_most(STEP_TIMEOUT)
+            .for_element(Locator::Css(css))
+            .await;
+        match found {
+            Ok(element) => element,
+            Err(err) => self.fail(step, &format!("no element {css}: {err}")).await,
+        }
+    }
+
+    /// The text of the element matching `css`.
+    pub async fn text(&self, step: &str, css: &str) -> String {
+        let element = self.wait_for(step, css).await;
+        match element.text().await {
+            Ok(text) => text,
+            Err(err) => self.fail(step, &format!("cannot read {css}: {err}")).await,
+        }
+    }
+
+    /// Saves a screenshot of the page for `step`, then fails the test with `message`.
+    pub async fn fail(&self, step: &str, message: &str) -> ! {
+        let path = self.artifacts.join(format!("{step}.png"));
+        let saved = match self.client.screenshot().await {
+            Ok(png) => std::fs::create_dir_all(&self.artifacts)
+                .and_then(|()| std::fs::write(&path, png))
+                .map(|()| format!("screenshot: {}", path.display()))
+                .unwrap_or_else(|err| format!("screenshot not saved: {err}")),
+            Err(err) => format!("screenshot not taken: {err}"),
+        };
+        panic!("step {step:?} failed: {message} ({saved})");
+    }
+
+    pub async fn close(self) {
+        let _ = self.client.clone().close().await;
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}

@@ -1,0 +1,139 @@
+//! `cargo xtask`: installs the tools Herald's build needs, builds the web app, runs the server
+//! and the whole test suite.
+//!
+//! - `cargo xtask run [-- HERALD_ARGS...]`: build the console in release mode and serve it with
+//!   the API on http://127.0.0.1:8080 (data under ./data).
+//! - `cargo xtask test`: formatting, lints, unit and integration tests, and the browser tests.
+//! - `cargo xtask setup`: only install the tools.
+//! - `cargo xtask dist`: only build the console into dist/.
+
+mod tools;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let command = args.next().unwrap_or_default();
+    let rest: Vec<String> = args.skip_while(|arg| arg == "--").collect();
+    let root = workspace_root();
+    std::env::set_current_dir(&root).with_context(|| format!("cannot enter {}", root.display()))?;
+    match command.as_str() {
+        "run" => run(&rest),
+        "test" => test(),
+        "setup" => tools::ensure_build_tools().map(|_| ()),
+        "dist" => {
+            let path = tools::ensure_build_tools()?;
+            build_dist(&path)
+        }
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n  run [-- ARGS]  build the console (release) and serve it with the API\n  \
+                 test           fmt, clippy, unit, integration and browser tests\n  setup          install the build tools\n  \
+                 dist           build the console into dist/"
+            );
+            if command.is_empty() || command == "help" || command == "--help" {
+                Ok(())
+            } else {
+                bail!("unknown command {command:?}")
+            }
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn run(herald_args: &[String]) -> Result<()> {
+    let path = tools::ensure_build_tools()?;
+    build_dist(&path)?;
+    step("build and start herald (release)", || {
+        let mut command = Command::new("cargo");
+        command
+            .args([
+                "run",
+                "--release",
+                "--package",
+                "herald-server",
+                "--bin",
+                "herald",
+                "--",
+            ])
+            .args(herald_args);
+        // Herald runs until Ctrl-C; its exit ends this command.
+        tools::run_command(&mut command)
+    })
+}
+
+fn test() -> Result<()> {
+    let started = Instant::now();
+    let path = tools::ensure_build_tools()?;
+    tools::ensure_browser()?;
+    step("cargo fmt --check", || {
+        tools::run_command(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
+    })?;
+    step("cargo clippy (server, protocol, tests, tools)", || {
+        tools::run_command(Command::new("cargo").args([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "herald-frontend",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    step("cargo clippy (web console, wasm32)", || {
+        tools::run_command(Command::new("cargo").args([
+            "clippy",
+            "--package",
+            "herald-frontend",
+            "--target",
+            "wasm32-unknown-unknown",
+            "--",
+            "-D",
+            "warnings",
+        ]))
+    })?;
+    build_dist(&path)?;
+    let mut totals = tools::TestTotals::default();
+    step("cargo test (unit, integration and browser tests)", || {
+        let dist = std::env::current_dir()?.join("dist");
+        totals = tools::run_tests(
+            Command::new("cargo")
+                .args(["test", "--workspace", "--exclude", "herald-frontend"])
+                .env("HERALD_E2E_DIST", dist),
+        )?;
+        Ok(())
+    })?;
+    println!("==> all checks passed in {:.0?}", started.elapsed());
+    println!("{} passed, {} failed", totals.passed, totals.failed);
+    Ok(())
+}
+
+fn build_dist(path: &std::ffi::OsStr) -> Result<()> {
+    step("trunk build --release (web console into dist/)", || {
+        tools::run_command(
+            Command::new("trunk")
+                .args(["build", "--release", "--offline"])
+                .env("PATH", path),
+        )
+    })
+}
+
+/// Runs one named step, printing its start and how long it took.
+fn step(name: &str, action: impl FnOnce() -> Result<()>) -> Result<()> {
+    println!("==> {name}");
+    let started = Instant::now();
+    action().with_context(|| format!("step failed: {name}"))?;
+    println!("==> {name}: done in {:.1?}", started.elapsed());
+    Ok(())
+}
