@@ -25,6 +25,9 @@ pub struct MemoryStorage {
 struct State {
     latest: Seq,
     streams: HashMap<StreamKey, History>,
+    /// The newest position trimmed from any stream that was then forgotten for being empty:
+    /// a stream without history cannot be replayed from before it.
+    forgotten_through: Seq,
     clients: HashMap<ClientId, SystemTime>,
 }
 
@@ -99,6 +102,9 @@ impl MemoryStorage {
         let mut found: Vec<Arc<StoredEvent>> = Vec::new();
         for stream in streams {
             let Some(history) = state.streams.get(stream) else {
+                if state.forgotten_through > after {
+                    return Replay::Expired;
+                }
                 continue;
             };
             if history.trimmed_through > after {
@@ -116,7 +122,10 @@ impl MemoryStorage {
     fn expire_now(&self, cutoff: SystemTime, oldest_kept: SystemTime) {
         let mut state = self.state();
         let State {
-            streams, clients, ..
+            streams,
+            clients,
+            forgotten_through,
+            ..
         } = &mut *state;
         clients.retain(|client, seen| {
             let keep = *seen >= cutoff;
@@ -125,7 +134,9 @@ impl MemoryStorage {
             }
             keep
         });
-        for history in streams.values_mut() {
+        // Streams emptied by age are forgotten, so publishing to ever new topics cannot grow
+        // memory without bound; their trim positions fold into one floor.
+        streams.retain(|_, history| {
             while history
                 .events
                 .front()
@@ -133,7 +144,12 @@ impl MemoryStorage {
             {
                 history.trim_front();
             }
-        }
+            if history.events.is_empty() {
+                *forgotten_through = (*forgotten_through).max(history.trimmed_through);
+                return false;
+            }
+            true
+        });
     }
 }
 
@@ -314,6 +330,17 @@ mod tests {
             store.read_now(&topics(&["a"]), start, 10),
             Replay::Expired
         ));
+        assert!(
+            store.state().streams.is_empty(),
+            "emptied streams are forgotten"
+        );
+        assert!(
+            matches!(
+                store.read_now(&topics(&["never-used"]), start, 10),
+                Replay::Expired
+            ),
+            "a position before forgotten history cannot be replayed on any stream"
+        );
         assert!(!store.state().clients.contains_key(&client));
     }
 
