@@ -187,7 +187,17 @@ fn crlf_split_between_reads_is_one_line_end() {
 fn remembers_the_last_event_id_for_reconnecting() {
     let mut decoder = Decoder::new();
     decoder.feed(b"id: 41\ndata: a\n\nid: 42\n\n");
-    assert_eq!(decoder.last_event_id(), "42");
+    assert_eq!(
+        decoder.last_event_id(),
+        "42",
+        "a frame with only an id moves the last event id"
+    );
+    decoder.feed(b"id: 43\ndata: unfinished\n");
+    assert_eq!(
+        decoder.last_event_id(),
+        "42",
+        "an id counts only once its frame is complete"
+    );
 }
 
 #[test]

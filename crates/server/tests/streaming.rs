@@ -215,3 +215,37 @@ async fn a_fresh_connection_starts_at_an_id_it_can_resume_from() {
     again.connected().await;
     assert_eq!(again.envelope().await.id, missed.id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_move_a_quiet_subscribers_position_past_other_topics_events() {
+    let server =
+        TestServer::start_with(|config| config.heartbeat = Duration::from_millis(100)).await;
+    let mut quiet = server.subscribe("topic=quiet").await;
+    quiet.connected().await;
+    let elsewhere = server
+        .publish("busy", "message", json!("not for quiet"))
+        .await;
+
+    let mut heartbeats = 0;
+    while quiet.last_event_id() != elsewhere.id {
+        assert_eq!(
+            quiet.next_item().await,
+            Some(Item::Comment("heartbeat".into()))
+        );
+        heartbeats += 1;
+        assert!(
+            heartbeats <= 3,
+            "the position did not move with the heartbeats"
+        );
+    }
+    let position = quiet.last_event_id().to_owned();
+    drop(quiet);
+    let next = server.publish("quiet", "message", json!("for quiet")).await;
+    let mut resumed = server.subscribe_after("topic=quiet", Some(&position)).await;
+    resumed.connected().await;
+    assert_eq!(
+        resumed.envelope().await.id,
+        next.id,
+        "resumes with the next event, no reset"
+    );
+}

@@ -37,6 +37,8 @@ pub struct Decoder {
     skip_lf: bool,
     data: String,
     event_type: String,
+    /// Set by `id` fields; becomes the last event id when a frame ends.
+    id_buffer: String,
     last_event_id: String,
 }
 
@@ -45,7 +47,8 @@ impl Decoder {
         Self::default()
     }
 
-    /// The last event id seen so far, what a client sends as `Last-Event-ID` when it reconnects.
+    /// The last event id of the frames completed so far (a frame with an `id` but no data counts
+    /// too), what a client sends as `Last-Event-ID` when it reconnects.
     pub fn last_event_id(&self) -> &str {
         &self.last_event_id
     }
@@ -124,7 +127,7 @@ impl Decoder {
                 self.data.push_str(value);
                 self.data.push('\n');
             }
-            "id" if !value.contains('\0') => value.clone_into(&mut self.last_event_id),
+            "id" if !value.contains('\0') => value.clone_into(&mut self.id_buffer),
             "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 // Digits only, so parsing fails only on overflow, which a client ignores too.
                 if let Ok(ms) = value.parse() {
@@ -136,6 +139,7 @@ impl Decoder {
     }
 
     fn dispatch(&mut self, sink: &mut impl FnMut(Item)) {
+        self.last_event_id.clone_from(&self.id_buffer);
         if self.data.is_empty() {
             self.event_type.clear();
             return;

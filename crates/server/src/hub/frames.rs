@@ -47,13 +47,25 @@ pub fn reset(reason: ResetReason, latest_id: &str) -> Bytes {
     encode(Frame::new().id(latest_id).event(system::RESET).data(&data))
 }
 
-pub fn closing(reason: CloseReason) -> Bytes {
+/// `herald.closing`; `id` moves the client's last event id to the position it has fully
+/// received, when that is past its last event.
+pub fn closing(reason: CloseReason, id: Option<&str>) -> Bytes {
     let data = to_json(&Closing::from(reason));
-    encode(Frame::new().event(system::CLOSING).data(&data))
+    let frame = Frame::new().event(system::CLOSING).data(&data);
+    encode(match id {
+        Some(id) => frame.id(id),
+        None => frame,
+    })
 }
 
-pub fn heartbeat() -> Bytes {
-    Bytes::from_static(b": heartbeat\n\n")
+/// A heartbeat comment. With `id`, the frame also moves the client's last event id (a frame
+/// with an id and no data sets it without firing an event), so a subscriber to quiet topics
+/// resumes from a recent position instead of one that may have left the history.
+pub fn heartbeat(id: Option<&str>) -> Bytes {
+    match id {
+        Some(id) => encode(Frame::new().comment("heartbeat").id(id)),
+        None => Bytes::from_static(b": heartbeat\n\n"),
+    }
 }
 
 /// Serialises a protocol type. These types hold only strings, numbers and JSON already checked,

@@ -12,6 +12,7 @@ mod sequencer;
 mod subscription;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use herald_protocol::system::{CloseReason, Connected, ResetReason};
@@ -99,6 +100,9 @@ struct Inner {
     settings: HubSettings,
     /// Publishes waiting for the sequencer.
     publish_queue: mpsc::Sender<PublishJob>,
+    /// The newest position the sequencer has fanned out: every event at or before it has been
+    /// offered to every connection registered at the time.
+    fanned_out_through: AtomicU64,
     /// Cancelled when the server shuts down; every connection's close token is a child.
     shutdown: CancellationToken,
 }
@@ -122,6 +126,7 @@ impl Hub {
                 metrics,
                 settings,
                 publish_queue,
+                fanned_out_through: AtomicU64::new(0),
                 shutdown: shutdown.clone(),
             }),
         };
@@ -238,6 +243,14 @@ impl Hub {
     fn retry_with_jitter(&self) -> u64 {
         let base = u64::try_from(self.inner.settings.retry.as_millis()).unwrap_or(u64::MAX / 4);
         base + u64::from(random_u32()) % (base / 2 + 1)
+    }
+
+    fn fanned_out_through(&self) -> Seq {
+        self.inner.fanned_out_through.load(Ordering::Acquire)
+    }
+
+    fn mark_fanned_out(&self, seq: Seq) {
+        self.inner.fanned_out_through.store(seq, Ordering::Release);
     }
 
     fn settings(&self) -> &HubSettings {

@@ -32,6 +32,7 @@ pub async fn run(hub: Hub, mut jobs: mpsc::Receiver<PublishJob>, batch: usize) {
                         .map(|stream| frames::event_frame(&event, stream))
                         .collect();
                     hub.registry().fan_out(event.seq, &event.streams, &frames);
+                    hub.mark_fanned_out(event.seq);
                     hub.metrics().events_published.inc();
                     // The publisher may have given up waiting; the event is stored either way.
                     let _ = reply.send(Ok(event));

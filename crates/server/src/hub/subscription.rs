@@ -84,6 +84,8 @@ pub struct Subscription {
     /// The newest position written to the stream: replayed or live events at or before it are
     /// skipped, which is what makes the replay-to-live hand-over free of duplicates.
     last_sent: Seq,
+    /// Whether replay is over: only then can the position move past events not yet written.
+    live: bool,
     heartbeat: Pin<Box<Sleep>>,
     /// When the connection reaches its maximum lifetime, if it has one.
     expires: Option<Pin<Box<Sleep>>>,
@@ -121,6 +123,7 @@ impl Subscription {
             greeting: Some(greeting.freeze()),
             phase,
             last_sent,
+            live: phase == Phase::Live,
             heartbeat,
             expires,
         }
@@ -169,7 +172,8 @@ impl Subscription {
                         reason = reason.as_str(),
                         "closing stream"
                     );
-                    return Some(frames::closing(reason));
+                    let position = self.advance_position();
+                    return Some(frames::closing(reason, position.as_deref()));
                 }
                 Phase::Done => return None,
             }
@@ -185,7 +189,7 @@ impl Subscription {
             .await
         {
             Ok(Replay::Events(events)) if events.is_empty() => {
-                self.phase = Phase::Live;
+                self.go_live();
                 None
             }
             Ok(Replay::Events(events)) => {
@@ -210,7 +214,7 @@ impl Subscription {
             Ok(Replay::Expired) => match storage.latest().await {
                 Ok(latest) => {
                     self.last_sent = latest;
-                    self.phase = Phase::Live;
+                    self.go_live();
                     self.hub.metrics().resets.inc();
                     Some(frames::reset(
                         ResetReason::HistoryExpired,
@@ -221,6 +225,28 @@ impl Subscription {
             },
             Err(err) => self.storage_failed(&err),
         }
+    }
+
+    fn go_live(&mut self) {
+        self.phase = Phase::Live;
+        self.live = true;
+    }
+
+    /// Moves `last_sent` to the newest position the sequencer has fanned out, when the stream is
+    /// live, its queue is drained and nothing was dropped: then every event of its streams up to
+    /// there has been written. Returns the id to tell the client, if the position moved.
+    fn advance_position(&mut self) -> Option<String> {
+        if !self.live || self.connection().close_reason() == CloseReason::SlowConsumer {
+            return None;
+        }
+        // Read before checking the queue: everything fanned out up to `through` was queued
+        // before it was published, so an empty queue now means it has all been written.
+        let through = self.hub.fanned_out_through();
+        if through <= self.last_sent || !self.queue.is_empty() {
+            return None;
+        }
+        self.last_sent = through;
+        Some(self.hub.format_id(through))
     }
 
     fn storage_failed(&mut self, err: &crate::storage::StorageError) -> Option<Bytes> {
@@ -273,7 +299,10 @@ impl Subscription {
                 }
                 (!chunk.is_empty()).then(|| chunk.freeze())
             }
-            () = self.heartbeat.as_mut() => Some(frames::heartbeat()),
+            () = self.heartbeat.as_mut() => {
+                let position = self.advance_position();
+                Some(frames::heartbeat(position.as_deref()))
+            }
         }
     }
 }

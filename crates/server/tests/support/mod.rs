@@ -292,7 +292,14 @@ impl SseStream {
         }
     }
 
+    /// What this client would send as `Last-Event-ID` if it reconnected now.
     pub fn last_event_id(&self) -> &str {
-        &self.last_event_id
+        if self.items.is_empty() {
+            // Everything decoded was handed out, so the decoder's answer is exact; it includes
+            // frames that carry only an id.
+            self.decoder.last_event_id()
+        } else {
+            &self.last_event_id
+        }
     }
 }
