@@ -4,10 +4,8 @@
 //! reconnects with `Last-Event-ID` resumes after it, and one that already saw the end gets
 //! `204 No Content`, which tells `EventSource` to stop reconnecting.
 
-use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
 
 use super::AppState;
-use super::events::stream_headers;
+use super::events::event_stream_response;
 use crate::error::{ApiError, ApiQuery};
 use crate::hub::to_json;
 use crate::metrics::{DemoLabels, Metrics};
@@ -234,13 +232,10 @@ impl DemoStream {
             return StatusCode::NO_CONTENT.into_response();
         }
         self.next = resume_after;
-        let stream = futures_util::stream::unfold(self, |mut demo| async move {
+        event_stream_response(futures_util::stream::unfold(self, |mut demo| async move {
             let chunk = demo.next_frame().await?;
-            Some((Ok::<_, Infallible>(chunk), demo))
-        });
-        let mut response = Body::from_stream(stream).into_response();
-        stream_headers(&mut response);
-        response
+            Some((chunk, demo))
+        }))
     }
 
     async fn next_frame(&mut self) -> Option<Bytes> {

@@ -7,6 +7,8 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use herald_protocol::names::validate_topic;
 use herald_protocol::sse::CONTENT_TYPE;
 
@@ -109,22 +111,25 @@ fn parse_request(
     Ok(request)
 }
 
-/// The response headers that keep every proxy and browser from buffering or caching the stream.
-pub fn stream_headers(response: &mut Response) {
+/// A `text/event-stream` response streaming `chunks`, with the headers that keep every proxy and
+/// browser from buffering or caching it. Hyper sends the headers at once.
+pub fn event_stream_response(chunks: impl Stream<Item = Bytes> + Send + 'static) -> Response {
+    let mut response = Body::from_stream(chunks.map(Ok::<_, Infallible>)).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
 }
 
 fn stream_response(subscription: Subscription) -> Response {
-    let stream = futures_util::stream::unfold(subscription, |mut subscription| async move {
-        let chunk = subscription.next().await?;
-        Some((Ok::<_, Infallible>(chunk), subscription))
-    });
-    let mut response = Body::from_stream(stream).into_response();
-    stream_headers(&mut response);
-    response
+    event_stream_response(futures_util::stream::unfold(
+        subscription,
+        |mut subscription| async move {
+            let chunk = subscription.next().await?;
+            Some((chunk, subscription))
+        },
+    ))
 }
 
 #[cfg(test)]
