@@ -133,6 +133,20 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_CLIENT_TTL", value_parser = parse_duration, value_name = "DURATION")]
     pub client_ttl: Option<Duration>,
 
+    /// Where events and client ids are kept: `sqlite` (durable, in the data directory) or
+    /// `memory` (lost on restart). [default: sqlite]
+    #[arg(long, env = "HERALD_STORAGE", value_name = "KIND")]
+    pub storage: Option<StorageKind>,
+
+    /// Largest size of the SQLite database in bytes; past it publishes fail with 503 as on a full
+    /// disk. 0 for no limit. [default: 0]
+    #[arg(long, env = "HERALD_STORAGE_MAX_BYTES", value_name = "BYTES")]
+    pub storage_max_bytes: Option<u64>,
+
+    /// How often history retention and client expiry run. [default: 10s]
+    #[arg(long, env = "HERALD_RETENTION_INTERVAL", value_parser = parse_duration, value_name = "DURATION")]
+    pub retention_interval: Option<Duration>,
+
     /// How long a write to a client may make no progress before the connection is dropped:
     /// a subscriber that stops reading cannot hold its connection open. [default: 30s]
     #[arg(long, env = "HERALD_WRITE_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
@@ -142,6 +156,16 @@ pub struct ServeArgs {
     /// process exits regardless. [default: 1s]
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_grace: Option<Duration>,
+}
+
+/// Where the event log and the client directory live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// An SQLite database in the data directory: survives restarts and crashes.
+    Sqlite,
+    /// This process's memory: fast, lost on restart.
+    Memory,
 }
 
 /// The file form of [`ServeArgs`]: the same names, snake_case.
@@ -166,6 +190,9 @@ struct FileSettings {
     history_max_events: Option<usize>,
     history_max_age: Option<FileDuration>,
     client_ttl: Option<FileDuration>,
+    storage: Option<StorageKind>,
+    storage_max_bytes: Option<u64>,
+    retention_interval: Option<FileDuration>,
     write_timeout: Option<FileDuration>,
     shutdown_grace: Option<FileDuration>,
 }
@@ -237,6 +264,10 @@ pub struct Config {
     pub history_max_events: usize,
     pub history_max_age: Duration,
     pub client_ttl: Duration,
+    pub storage: StorageKind,
+    /// `None` means no limit.
+    pub storage_max_bytes: Option<u64>,
+    pub retention_interval: Duration,
     pub write_timeout: Duration,
     pub shutdown_grace: Duration,
 }
@@ -259,6 +290,9 @@ impl Default for Config {
             history_max_events: 1000,
             history_max_age: Duration::from_secs(3600),
             client_ttl: Duration::from_secs(24 * 3600),
+            storage: StorageKind::Sqlite,
+            storage_max_bytes: None,
+            retention_interval: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(1),
         }
@@ -319,6 +353,16 @@ impl Config {
                 defaults.history_max_age,
             ),
             client_ttl: pick(args.client_ttl, file.client_ttl, defaults.client_ttl),
+            storage: args.storage.or(file.storage).unwrap_or(defaults.storage),
+            storage_max_bytes: args
+                .storage_max_bytes
+                .or(file.storage_max_bytes)
+                .filter(|bytes| *bytes > 0),
+            retention_interval: pick(
+                args.retention_interval,
+                file.retention_interval,
+                defaults.retention_interval,
+            ),
             write_timeout: pick(
                 args.write_timeout,
                 file.write_timeout,
@@ -363,10 +407,15 @@ impl Config {
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
         }
-        if self.heartbeat.is_zero() {
-            return Err(ConfigError::Invalid(
-                "heartbeat must be longer than zero".into(),
-            ));
+        let durations = [
+            ("heartbeat", self.heartbeat),
+            ("write_timeout", self.write_timeout),
+            ("retention_interval", self.retention_interval),
+        ];
+        if let Some((name, _)) = durations.iter().find(|(_, value)| value.is_zero()) {
+            return Err(ConfigError::Invalid(format!(
+                "{name} must be longer than zero"
+            )));
         }
         if self.dev && !self.listen.ip().is_loopback() {
             return Err(ConfigError::Invalid(format!(

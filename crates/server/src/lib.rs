@@ -13,4 +13,4 @@ mod server;
 pub mod storage;
 
 pub use config::Config;
-pub use server::{run, run_with_storage};
+pub use server::{open_storage, run, run_with_storage};

@@ -7,11 +7,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::config::StorageKind;
 use crate::http::{AppState, router};
 use crate::hub::{Hub, HubSettings};
 use crate::listener::Listener;
 use crate::metrics::Metrics;
-use crate::storage::{MemoryStorage, Storage};
+use crate::storage::{MemoryStorage, SqliteSettings, SqliteStorage, Storage};
 
 /// Serves Herald on `listener` until `shutdown` completes. Then every stream is sent
 /// `herald.closing` and ended; connections get `config.shutdown_grace` to flush, after which
@@ -21,8 +22,26 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let storage = Arc::new(MemoryStorage::new(config.history_max_events));
+    let storage = open_storage(&config)?;
     run_with_storage(listener, config, storage, shutdown).await
+}
+
+/// The storage the configuration names. A data directory or database that cannot be used is an
+/// error here, before Herald listens.
+pub fn open_storage(config: &Config) -> std::io::Result<Arc<dyn Storage>> {
+    Ok(match config.storage {
+        StorageKind::Memory => Arc::new(MemoryStorage::new(config.history_max_events)),
+        StorageKind::Sqlite => {
+            let settings = SqliteSettings {
+                max_events_per_stream: config.history_max_events,
+                max_bytes: config.storage_max_bytes,
+            };
+            let storage = SqliteStorage::open(&config.data_dir, settings)
+                .map_err(|err| std::io::Error::other(err.0))?;
+            tracing::info!(database = %storage.path().display(), "event log opened");
+            Arc::new(storage)
+        }
+    })
 }
 
 /// [`run`] on a storage of the caller's choosing.
@@ -33,15 +52,6 @@ pub async fn run_with_storage(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
-    std::fs::create_dir_all(&config.data_dir).map_err(|err| {
-        std::io::Error::new(
-            err.kind(),
-            format!(
-                "cannot create the data directory {}: {err}",
-                config.data_dir.display()
-            ),
-        )
-    })?;
     if !config.static_dir.join("index.html").is_file() {
         tracing::warn!(dir = %config.static_dir.display(), "no web app found (index.html missing); serving the API only");
     }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
-use herald_server::Config;
 use herald_server::ids::ClientId;
 use herald_server::storage::{
     BoxFuture, MemoryStorage, NewEvent, Replay, Seq, Storage, StorageError, StoredEvent, StreamKey,
@@ -173,8 +172,11 @@ async fn storage_failure_is_503_and_subscribers_stay_connected() {
         inner: MemoryStorage::new(100),
         down: AtomicBool::new(false),
     });
-    let server =
-        TestServer::start_on(Config::default(), Arc::clone(&storage) as Arc<dyn Storage>).await;
+    let server = TestServer::start_on(
+        TestServer::config(),
+        Arc::clone(&storage) as Arc<dyn Storage>,
+    )
+    .await;
     let mut stream = server.subscribe("topic=a").await;
     stream.connected().await;
 

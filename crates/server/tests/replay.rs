@@ -84,23 +84,47 @@ async fn an_unknown_id_is_announced_with_reset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_id_older_than_the_retained_history_is_announced_with_reset() {
-    let server = TestServer::start_with(|config| config.history_max_events = 3).await;
-    let first = server.publish("a", "message", json!(1)).await;
-    for n in 2..=6 {
-        server.publish("a", "message", json!(n)).await;
+    let server = TestServer::start_with(|config| {
+        config.history_max_events = 3;
+        config.retention_interval = Duration::from_millis(50);
+    })
+    .await;
+    let mut acks = Vec::new();
+    for n in 1..=6 {
+        acks.push(server.publish("a", "message", json!(n)).await);
     }
-    let mut stream = server.subscribe_after("topic=a", Some(&first.id)).await;
+    let first = &acks[0];
+    // Retention runs in the background; once it has, the first id is too old.
+    server
+        .eventually("retention trims topic a to 3 events", || async {
+            let mut stream = server.subscribe_after("topic=a", Some(&first.id)).await;
+            stream.connected().await;
+            let event = stream.next_event().await;
+            if event.event != "herald.reset" {
+                return false;
+            }
+            let reset: Reset = serde_json::from_str(&event.data).unwrap();
+            assert_eq!(reset.reason, ResetReason::HistoryExpired);
+            true
+        })
+        .await;
+    // The three newest are still replayed from the id before them, then live events follow.
+    let mut stream = server.subscribe_after("topic=a", Some(&acks[2].id)).await;
     stream.connected().await;
-    let reset: Reset = serde_json::from_str(&stream.expect("herald.reset").await.data).unwrap();
-    assert_eq!(reset.reason, ResetReason::HistoryExpired);
+    for n in 4..=6 {
+        assert_eq!(stream.envelope().await.data, json!(n));
+    }
     server.publish("a", "message", json!("live")).await;
     assert_eq!(stream.envelope().await.data, json!("live"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_older_than_the_maximum_age_is_dropped() {
-    let server =
-        TestServer::start_with(|config| config.history_max_age = Duration::from_millis(200)).await;
+    let server = TestServer::start_with(|config| {
+        config.history_max_age = Duration::from_millis(200);
+        config.retention_interval = Duration::from_millis(50);
+    })
+    .await;
     let mut stream = server.subscribe("topic=a").await;
     stream.connected().await;
     let start = stream.last_event_id().to_owned();

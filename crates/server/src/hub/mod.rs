@@ -41,6 +41,7 @@ pub struct HubSettings {
     pub max_connections_per_client: usize,
     pub client_ttl: Duration,
     pub history_max_age: Duration,
+    pub retention_interval: Duration,
 }
 
 impl From<&Config> for HubSettings {
@@ -53,6 +54,7 @@ impl From<&Config> for HubSettings {
             max_connections_per_client: config.max_connections_per_client,
             client_ttl: config.client_ttl,
             history_max_age: config.history_max_age,
+            retention_interval: config.retention_interval,
         }
     }
 }
@@ -267,9 +269,7 @@ impl Hub {
 
     /// Keeps live clients fresh and lets storage forget expired clients and history.
     async fn expire_periodically(self, shutdown: CancellationToken) {
-        let period = (self.inner.settings.history_max_age / 10)
-            .clamp(Duration::from_millis(100), Duration::from_secs(30));
-        let mut ticker = tokio::time::interval(period);
+        let mut ticker = tokio::time::interval(self.inner.settings.retention_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

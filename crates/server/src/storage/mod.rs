@@ -10,6 +10,7 @@
 //!   [`Replay::Expired`] when some of them are no longer retained: never a silent gap.
 
 mod memory;
+mod sqlite;
 
 use std::fmt;
 use std::future::Future;
@@ -22,6 +23,7 @@ use serde_json::value::RawValue;
 use crate::ids::ClientId;
 
 pub use memory::MemoryStorage;
+pub use sqlite::{SqliteSettings, SqliteStorage};
 
 /// A future returned through the object-safe [`Storage`] trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -43,6 +45,26 @@ impl StreamKey {
         match self {
             Self::Topic(topic) => Some(topic),
             Self::Client(_) | Self::Broadcast => None,
+        }
+    }
+
+    /// The key as stored text: `t:<topic>`, `c:<client id>` or `b`. Topics hold no control
+    /// characters, so a newline can separate several keys.
+    pub fn encode(&self) -> String {
+        match self {
+            Self::Topic(topic) => format!("t:{topic}"),
+            Self::Client(client) => format!("c:{client}"),
+            Self::Broadcast => "b".to_owned(),
+        }
+    }
+
+    /// Reads a key written by [`StreamKey::encode`].
+    pub fn decode(text: &str) -> Option<Self> {
+        match text.split_once(':') {
+            Some(("t", topic)) => Some(Self::Topic(Arc::from(topic))),
+            Some(("c", client)) => ClientId::parse(client).map(Self::Client),
+            None if text == "b" => Some(Self::Broadcast),
+            _ => None,
         }
     }
 }

@@ -19,8 +19,9 @@ use herald_protocol::api::PublishResponse;
 use herald_protocol::sse::{Decoder, Item, SseEvent};
 use herald_protocol::system::{self, Closing, Connected};
 use herald_server::Config;
-use herald_server::storage::{MemoryStorage, Storage};
+use herald_server::storage::Storage;
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -42,23 +43,29 @@ impl TestServer {
         Self::start_with(|_| {}).await
     }
 
+    /// A server with the default (durable) storage in a fresh data directory, adjusted by
+    /// `adjust`.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        let mut config = Config::default();
+        let mut config = Self::config();
         adjust(&mut config);
-        let storage = Arc::new(MemoryStorage::new(config.history_max_events));
+        let storage = herald_server::open_storage(&config).expect("storage opens");
         Self::start_on(config, storage).await
     }
 
-    pub async fn start_on(mut config: Config, storage: Arc<dyn Storage>) -> Self {
+    /// Settings for a test server: a fresh data directory, no web app.
+    pub fn config() -> Config {
+        let data_dir = fresh_data_dir();
+        Config {
+            static_dir: data_dir.join("no-web-app"),
+            data_dir,
+            ..Config::default()
+        }
+    }
+
+    pub async fn start_on(config: Config, storage: Arc<dyn Storage>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let data_dir = std::env::temp_dir().join(format!(
-            "herald-test-{}-{}",
-            std::process::id(),
-            address.port()
-        ));
-        config.data_dir = data_dir.clone();
-        config.static_dir = data_dir.join("no-web-app");
+        let data_dir = config.data_dir.clone();
         let (shutdown, signal) = oneshot::channel::<()>();
         let task = tokio::spawn(herald_server::run_with_storage(
             listener,
@@ -203,6 +210,17 @@ impl Drop for TestServer {
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// A data directory of its own for each server a test starts.
+pub fn fresh_data_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!(
+        "herald-test-{}-{n}-{}",
+        std::process::id(),
+        herald_server::ids::random_u32()
+    ))
 }
 
 /// A native SSE client reading one response.

@@ -1,0 +1,562 @@
+//! [`SqliteStorage`]: the durable event log and client directory, in one SQLite database in the
+//! data directory.
+//!
+//! One writer connection appends; the sequencer hands it batches, so concurrent publishes share a
+//! transaction and its fsync (group commit). A commit with `synchronous = FULL` in WAL mode
+//! survives a crash of the process and of the machine, so an acknowledged event is never lost.
+//! Replays read through a small pool of read-only connections, one page at a time, so history of
+//! any size is never loaded whole. Retention runs in the background and records, per stream, the
+//! newest position it removed, so a replay from before it is answered with `Expired`.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde_json::value::RawValue;
+
+use super::{BoxFuture, NewEvent, Replay, Seq, Storage, StorageError, StoredEvent, StreamKey};
+use crate::ids::ClientId;
+
+/// The schema this code reads and writes, kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+const DATABASE_FILE: &str = "herald.db";
+/// Read-only connections for replays and look-ups.
+const READERS: usize = 4;
+
+/// Limits of the durable store.
+#[derive(Debug, Clone)]
+pub struct SqliteSettings {
+    /// Events kept per stream.
+    pub max_events_per_stream: usize,
+    /// Largest size of the database, in bytes; `None` for no limit. Past it, appends fail as on a
+    /// full disk.
+    pub max_bytes: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct SqliteStorage {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    settings: SqliteSettings,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+    /// The newest committed position, so `latest` needs no query.
+    latest: AtomicU64,
+    /// The position before the first event of this database: ids below it are from elsewhere.
+    floor: Seq,
+}
+
+fn storage_error(context: &str) -> impl Fn(rusqlite::Error) -> StorageError + '_ {
+    move |err| StorageError(format!("{context}: {err}"))
+}
+
+fn now_ms() -> i64 {
+    millis(SystemTime::now())
+}
+
+fn millis(time: SystemTime) -> i64 {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn to_seq(value: i64) -> Seq {
+    Seq::try_from(value).unwrap_or(0)
+}
+
+fn to_sql(seq: Seq) -> i64 {
+    i64::try_from(seq).unwrap_or(i64::MAX)
+}
+
+impl SqliteStorage {
+    /// Opens (creating or migrating) the database in `dir`. Fails with a message naming the
+    /// problem when the directory or the database cannot be used.
+    pub fn open(dir: &Path, settings: SqliteSettings) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(dir).map_err(|err| {
+            StorageError(format!(
+                "cannot create the data directory {}: {err}",
+                dir.display()
+            ))
+        })?;
+        let path = dir.join(DATABASE_FILE);
+        let context = format!("cannot open the database {}", path.display());
+        let writer = Connection::open(&path).map_err(storage_error(&context))?;
+        configure_writer(&writer, &settings).map_err(storage_error(&context))?;
+        let floor = migrate(&writer).map_err(|err| StorageError(format!("{context}: {err}")))?;
+        let latest: i64 = writer
+            .query_row(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(storage_error(&context))?
+            .unwrap_or(to_sql(floor));
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let reader = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(storage_error(&context))?;
+            reader
+                .busy_timeout(Duration::from_secs(5))
+                .map_err(storage_error(&context))?;
+            readers.push(reader);
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                settings,
+                writer: Mutex::new(writer),
+                readers: Mutex::new(readers),
+                latest: AtomicU64::new(to_seq(latest)),
+                floor,
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `work` on the writer connection on a blocking thread.
+    fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner, &mut Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, StorageError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut writer = lock(&inner.writer);
+                work(&inner, &mut writer)
+            })
+            .await
+            .map_err(|err| StorageError(format!("storage task failed: {err}")))?
+        })
+    }
+
+    /// Runs `work` on a pooled read-only connection on a blocking thread.
+    fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner, &mut Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, StorageError>> {
+        let inner = Arc::clone(&self.inner);
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let pooled = lock(&inner.readers).pop();
+                let mut connection = match pooled {
+                    Some(connection) => connection,
+                    None => {
+                        Connection::open_with_flags(&inner.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+                            .map_err(storage_error("cannot open a reader"))?
+                    }
+                };
+                let result = work(&inner, &mut connection);
+                let mut readers = lock(&inner.readers);
+                if readers.len() < READERS {
+                    readers.push(connection);
+                }
+                result
+            })
+            .await
+            .map_err(|err| StorageError(format!("storage task failed: {err}")))?
+        })
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A connection is left consistent by SQLite even if a holder panicked mid-statement: every
+    // change is inside a transaction that rolls back when dropped.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn configure_writer(writer: &Connection, settings: &SqliteSettings) -> rusqlite::Result<()> {
+    writer.busy_timeout(Duration::from_secs(5))?;
+    // WAL lets replays read while publishes commit; FULL makes every commit durable on disk.
+    writer.pragma_update(None, "journal_mode", "WAL")?;
+    writer.pragma_update(None, "synchronous", "FULL")?;
+    if let Some(max_bytes) = settings.max_bytes {
+        let page_size: i64 = writer.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+        let pages = i64::try_from(max_bytes).unwrap_or(i64::MAX) / page_size.max(1);
+        writer.pragma_update(None, "max_page_count", pages.max(1))?;
+    }
+    Ok(())
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`]; returns the database's floor position.
+fn migrate(writer: &Connection) -> Result<Seq, String> {
+    let version: i64 = writer
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|e| e.to_string())?;
+    if version > SCHEMA_VERSION {
+        return Err(format!(
+            "the database has schema version {version}, newer than this Herald understands ({SCHEMA_VERSION}); \
+             upgrade Herald or use another data directory"
+        ));
+    }
+    if version < 1 {
+        // Ids continue from the creation time in microseconds, so an id issued by an earlier
+        // database (a wiped data directory) is older than this one's history and replaying it
+        // announces a reset instead of matching an unrelated event.
+        let floor = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_micros();
+        let floor = i64::try_from(floor).unwrap_or(i64::MAX / 2);
+        writer
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE;
+                 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+                 CREATE TABLE events (
+                     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                     streams TEXT NOT NULL,
+                     kind TEXT NOT NULL,
+                     data TEXT NOT NULL,
+                     time_ms INTEGER NOT NULL
+                 );
+                 CREATE INDEX events_by_time ON events (time_ms);
+                 CREATE TABLE event_streams (
+                     stream TEXT NOT NULL,
+                     seq INTEGER NOT NULL,
+                     PRIMARY KEY (stream, seq)
+                 ) WITHOUT ROWID;
+                 CREATE INDEX event_streams_by_seq ON event_streams (seq);
+                 CREATE TABLE trims (stream TEXT PRIMARY KEY, trimmed_through INTEGER NOT NULL) WITHOUT ROWID;
+                 CREATE TABLE clients (client_id TEXT PRIMARY KEY, last_seen_ms INTEGER NOT NULL) WITHOUT ROWID;
+                 INSERT INTO meta (key, value) VALUES ('floor', '{floor}');
+                 INSERT INTO sqlite_sequence (name, seq) VALUES ('events', {floor});
+                 PRAGMA user_version = 1;
+                 COMMIT;"
+            ))
+            .map_err(|e| format!("cannot create the schema: {e}"))?;
+    }
+    let floor: String = writer
+        .query_row("SELECT value FROM meta WHERE key = 'floor'", [], |row| {
+            row.get(0)
+        })
+        .map_err(|e| format!("cannot read the schema: {e}"))?;
+    floor
+        .parse()
+        .map_err(|_| format!("the database's floor {floor:?} is not a number"))
+}
+
+fn append_batch(
+    inner: &Inner,
+    writer: &mut Connection,
+    events: Vec<NewEvent>,
+) -> Result<Vec<Arc<StoredEvent>>, StorageError> {
+    let failed = storage_error("cannot store events");
+    let tx = writer
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(&failed)?;
+    let mut stored = Vec::with_capacity(events.len());
+    {
+        let mut insert_event = tx
+            .prepare_cached(
+                "INSERT INTO events (streams, kind, data, time_ms) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(&failed)?;
+        let mut insert_stream = tx
+            .prepare_cached("INSERT INTO event_streams (stream, seq) VALUES (?1, ?2)")
+            .map_err(&failed)?;
+        for event in events {
+            let keys: Vec<String> = event.streams.iter().map(StreamKey::encode).collect();
+            insert_event
+                .execute(params![
+                    keys.join("\n"),
+                    event.kind,
+                    event.data.get(),
+                    millis(event.time)
+                ])
+                .map_err(&failed)?;
+            let seq = tx.last_insert_rowid();
+            for key in &keys {
+                insert_stream.execute(params![key, seq]).map_err(&failed)?;
+            }
+            let seq = to_seq(seq);
+            stored.push(Arc::new(StoredEvent {
+                seq,
+                id: seq.to_string(),
+                streams: event.streams,
+                kind: event.kind,
+                data: event.data,
+                time: event.time,
+            }));
+        }
+    }
+    tx.commit().map_err(&failed)?;
+    if let Some(last) = stored.last() {
+        inner.latest.store(last.seq, Ordering::Release);
+    }
+    Ok(stored)
+}
+
+fn read_page(
+    inner: &Inner,
+    reader: &mut Connection,
+    keys: &[String],
+    after: Seq,
+    limit: usize,
+) -> Result<Replay, StorageError> {
+    if after < inner.floor {
+        return Ok(Replay::Expired);
+    }
+    let failed = storage_error("cannot read history");
+    // One read transaction, so the trim check and the events come from the same snapshot.
+    let tx = reader.transaction().map_err(&failed)?;
+    let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut seqs: Vec<i64> = Vec::new();
+    {
+        let mut trimmed = tx
+            .prepare_cached("SELECT trimmed_through FROM trims WHERE stream = ?1")
+            .map_err(&failed)?;
+        let mut page = tx
+            .prepare_cached("SELECT seq FROM event_streams WHERE stream = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
+            .map_err(&failed)?;
+        for key in keys {
+            let through: Option<i64> = trimmed
+                .query_row([key], |row| row.get(0))
+                .optional()
+                .map_err(&failed)?;
+            if through.is_some_and(|through| to_seq(through) > after) {
+                return Ok(Replay::Expired);
+            }
+            let rows = page
+                .query_map(params![key, to_sql(after), limit_sql], |row| row.get(0))
+                .map_err(&failed)?;
+            for seq in rows {
+                seqs.push(seq.map_err(&failed)?);
+            }
+        }
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    seqs.truncate(limit);
+    let mut events = Vec::with_capacity(seqs.len());
+    {
+        let mut event = tx
+            .prepare_cached("SELECT streams, kind, data, time_ms FROM events WHERE seq = ?1")
+            .map_err(&failed)?;
+        for seq in seqs {
+            let row = event
+                .query_row([seq], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)?,
+                    ))
+                })
+                .map_err(&failed)?;
+            let (streams, kind, data, time_ms) = row;
+            let data = RawValue::from_string(data)
+                .map_err(|err| StorageError(format!("event {seq} holds invalid JSON: {err}")))?;
+            let seq = to_seq(seq);
+            events.push(Arc::new(StoredEvent {
+                seq,
+                id: seq.to_string(),
+                streams: streams.split('\n').filter_map(StreamKey::decode).collect(),
+                kind,
+                data,
+                time: UNIX_EPOCH + Duration::from_millis(u64::try_from(time_ms).unwrap_or(0)),
+            }));
+        }
+    }
+    Ok(Replay::Events(events))
+}
+
+/// Forgets expired clients and their streams, then applies the age and count limits, recording
+/// in `trims` the newest position removed from each stream.
+fn apply_retention(
+    inner: &Inner,
+    writer: &mut Connection,
+    cutoff: SystemTime,
+    oldest_kept: SystemTime,
+) -> Result<(), StorageError> {
+    let failed = storage_error("cannot apply retention");
+    let tx = writer
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(&failed)?;
+    tx.execute(
+        "DELETE FROM event_streams WHERE stream IN
+             (SELECT 'c:' || client_id FROM clients WHERE last_seen_ms < ?1)",
+        [millis(cutoff)],
+    )
+    .map_err(&failed)?;
+    tx.execute(
+        "DELETE FROM clients WHERE last_seen_ms < ?1",
+        [millis(cutoff)],
+    )
+    .map_err(&failed)?;
+
+    let too_old: Option<i64> = tx
+        .query_row(
+            "SELECT max(seq) FROM events WHERE time_ms < ?1",
+            [millis(oldest_kept)],
+            |row| row.get(0),
+        )
+        .map_err(&failed)?;
+    if let Some(through) = too_old {
+        tx.execute(
+            "INSERT INTO trims (stream, trimmed_through)
+                 SELECT stream, max(seq) FROM event_streams WHERE seq <= ?1 GROUP BY stream
+             ON CONFLICT (stream) DO UPDATE SET trimmed_through = max(trimmed_through, excluded.trimmed_through)",
+            [through],
+        )
+        .map_err(&failed)?;
+        tx.execute("DELETE FROM event_streams WHERE seq <= ?1", [through])
+            .map_err(&failed)?;
+    }
+
+    let max_events = i64::try_from(inner.settings.max_events_per_stream).unwrap_or(i64::MAX);
+    let crowded: Vec<String> = {
+        let mut statement = tx
+            .prepare("SELECT stream FROM event_streams GROUP BY stream HAVING count(*) > ?1")
+            .map_err(&failed)?;
+        let rows = statement
+            .query_map([max_events], |row| row.get(0))
+            .map_err(&failed)?;
+        rows.collect::<Result<_, _>>().map_err(&failed)?
+    };
+    for stream in crowded {
+        let through: i64 = tx
+            .query_row(
+                "SELECT seq FROM event_streams WHERE stream = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2",
+                params![stream, max_events],
+                |row| row.get(0),
+            )
+            .map_err(&failed)?;
+        tx.execute(
+            "INSERT INTO trims (stream, trimmed_through) VALUES (?1, ?2)
+             ON CONFLICT (stream) DO UPDATE SET trimmed_through = max(trimmed_through, excluded.trimmed_through)",
+            params![stream, through],
+        )
+        .map_err(&failed)?;
+        tx.execute(
+            "DELETE FROM event_streams WHERE stream = ?1 AND seq <= ?2",
+            params![stream, through],
+        )
+        .map_err(&failed)?;
+    }
+    // Events no stream refers to any more.
+    tx.execute(
+        "DELETE FROM events WHERE seq NOT IN (SELECT seq FROM event_streams)",
+        [],
+    )
+    .map_err(&failed)?;
+    tx.commit().map_err(&failed)
+}
+
+impl Storage for SqliteStorage {
+    fn append(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'_, Result<Vec<Arc<StoredEvent>>, StorageError>> {
+        self.write(move |inner, writer| append_batch(inner, writer, events))
+    }
+
+    fn latest(&self) -> BoxFuture<'_, Result<Seq, StorageError>> {
+        let latest = self.inner.latest.load(Ordering::Acquire);
+        Box::pin(async move { Ok(latest) })
+    }
+
+    fn read_after<'a>(
+        &'a self,
+        streams: &'a [StreamKey],
+        after: Seq,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Replay, StorageError>> {
+        let keys: Vec<String> = streams.iter().map(StreamKey::encode).collect();
+        self.read(move |inner, reader| read_page(inner, reader, &keys, after, limit))
+    }
+
+    fn parse_id(&self, id: &str) -> Option<Seq> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        id.parse().ok()
+    }
+
+    fn format_id(&self, seq: Seq) -> String {
+        seq.to_string()
+    }
+
+    fn register_client<'a>(
+        &'a self,
+        client: &'a ClientId,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        let client = client.to_string();
+        self.write(move |_, writer| {
+            writer
+                .execute(
+                    "INSERT INTO clients (client_id, last_seen_ms) VALUES (?1, ?2)
+                     ON CONFLICT (client_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+                    params![client, now_ms()],
+                )
+                .map(|_| ())
+                .map_err(storage_error("cannot register a client"))
+        })
+    }
+
+    fn client_exists<'a>(
+        &'a self,
+        client: &'a ClientId,
+    ) -> BoxFuture<'a, Result<bool, StorageError>> {
+        let client = client.to_string();
+        self.read(move |_, reader| {
+            reader
+                .query_row(
+                    "SELECT 1 FROM clients WHERE client_id = ?1",
+                    [client],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map(|found| found.is_some())
+                .map_err(storage_error("cannot look up a client"))
+        })
+    }
+
+    fn touch_clients<'a>(
+        &'a self,
+        clients: &'a [ClientId],
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        let clients: Vec<String> = clients.iter().map(ToString::to_string).collect();
+        self.write(move |_, writer| {
+            let failed = storage_error("cannot record client activity");
+            let tx = writer.transaction().map_err(&failed)?;
+            {
+                let mut touch = tx
+                    .prepare_cached("UPDATE clients SET last_seen_ms = ?2 WHERE client_id = ?1")
+                    .map_err(&failed)?;
+                let now = now_ms();
+                for client in &clients {
+                    touch.execute(params![client, now]).map_err(&failed)?;
+                }
+            }
+            tx.commit().map_err(&failed)
+        })
+    }
+
+    fn expire(
+        &self,
+        cutoff: SystemTime,
+        oldest_kept: SystemTime,
+    ) -> BoxFuture<'_, Result<(), StorageError>> {
+        self.write(move |inner, writer| apply_retention(inner, writer, cutoff, oldest_kept))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>> {
+        self.read(|_, reader| {
+            reader
+                .query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(storage_error("the database does not answer"))
+        })
+    }
+}
