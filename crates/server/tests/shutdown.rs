@@ -3,14 +3,12 @@
 
 mod support;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use herald_protocol::system::CloseReason;
 use support::TestServer;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::Command;
 
 const CONNECTIONS: usize = 2000;
 
@@ -67,48 +65,17 @@ async fn open_raw(address: &str, n: usize) -> TcpStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_exits_within_two_seconds_of_sigterm_with_thousands_of_streams() {
-    let data_dir = std::env::temp_dir().join(format!("herald-shutdown-{}", std::process::id()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data_dir)
-        .arg("--static-dir")
-        .arg(data_dir.join("none"))
-        .env("HERALD_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut log = BufReader::new(child.stderr.take().unwrap()).lines();
-    let address = loop {
-        let line = tokio::time::timeout(support::TIMEOUT, log.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .expect("a log line");
-        if let Some((_, address)) = line.split_once("listening on ") {
-            break address.trim().to_owned();
-        }
-    };
-    // Keep draining the log so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+    let data_dir = support::fresh_data_dir();
+    let herald = support::HeraldProcess::start(&data_dir, &[]).await;
+    let address = herald.base.trim_start_matches("http://").to_owned();
 
     let mut sockets = Vec::with_capacity(CONNECTIONS);
     for n in 0..CONNECTIONS {
         sockets.push(open_raw(&address, n).await);
     }
 
-    let pid = child.id().unwrap().to_string();
     let started = Instant::now();
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = herald.terminate().await;
     let took = started.elapsed();
     assert!(exit.success(), "herald exited with {exit}");
     assert!(
