@@ -1,9 +1,10 @@
 //! Request and response bodies of the HTTP API (see the OpenAPI document at `/api/openapi.json`).
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 /// `POST /api/publish`: one event to one or several topics.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PublishRequest {
@@ -16,10 +17,10 @@ pub struct PublishRequest {
     /// The event type, `message` when absent.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    /// Any JSON, `null` when absent.
-    #[serde(default)]
+    /// Any JSON, `null` when absent; delivered exactly as sent (numbers keep every digit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    pub data: serde_json::Value,
+    pub data: Option<Box<RawValue>>,
     /// Private events reach only subscribers allowed to subscribe to the topic.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub private: bool,
@@ -34,17 +35,17 @@ pub struct PublishResponse {
 }
 
 /// Body of the sends that name their audience in the path: to a client, a user, or everyone.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SendRequest {
     /// The event type, `message` when absent.
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
-    /// Any JSON, `null` when absent.
-    #[serde(default)]
+    /// Any JSON, `null` when absent; delivered exactly as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
-    pub data: serde_json::Value,
+    pub data: Option<Box<RawValue>>,
 }
 
 /// Answer to a send to a client, a user or everyone.

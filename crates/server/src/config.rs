@@ -62,7 +62,7 @@ pub struct ServeArgs {
     pub static_dir: Option<PathBuf>,
 
     /// Development mode: refuses to listen on anything but loopback.
-    #[arg(long, env = "HERALD_DEV")]
+    #[arg(long, env = "HERALD_DEV", value_parser = clap::builder::FalseyValueParser::new())]
     pub dev: bool,
 
     /// HS256 key for JSON Web Tokens.
@@ -407,15 +407,36 @@ impl Config {
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
         }
+        const DAY: Duration = Duration::from_secs(24 * 3600);
+        const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+        // (name, value, may it be zero, largest accepted)
         let durations = [
-            ("heartbeat", self.heartbeat),
-            ("write_timeout", self.write_timeout),
-            ("retention_interval", self.retention_interval),
+            ("heartbeat", self.heartbeat, false, DAY),
+            ("retry", self.retry, true, DAY),
+            ("write_timeout", self.write_timeout, false, DAY),
+            ("retention_interval", self.retention_interval, false, DAY),
+            ("shutdown_grace", self.shutdown_grace, true, DAY),
+            ("history_max_age", self.history_max_age, false, CENTURY),
+            ("client_ttl", self.client_ttl, false, CENTURY),
+            (
+                "max_connection_lifetime",
+                self.max_connection_lifetime.unwrap_or(DAY),
+                false,
+                CENTURY,
+            ),
         ];
-        if let Some((name, _)) = durations.iter().find(|(_, value)| value.is_zero()) {
-            return Err(ConfigError::Invalid(format!(
-                "{name} must be longer than zero"
-            )));
+        for (name, value, zero_allowed, max) in durations {
+            if value.is_zero() && !zero_allowed {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be longer than zero"
+                )));
+            }
+            if value > max {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be at most {}",
+                    humantime::format_duration(max)
+                )));
+            }
         }
         if self.dev && !self.listen.ip().is_loopback() {
             return Err(ConfigError::Invalid(format!(
@@ -505,6 +526,20 @@ mod tests {
             Config::resolve(args),
             Err(ConfigError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn absurd_durations_are_refused() {
+        for args in [
+            &["--heartbeat", "1000d"][..],
+            &["--retry", "1000000h"],
+            &["--write-timeout", "0"],
+        ] {
+            assert!(
+                matches!(Config::resolve(parse(args)), Err(ConfigError::Invalid(_))),
+                "{args:?}"
+            );
+        }
     }
 
     #[test]

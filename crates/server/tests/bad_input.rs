@@ -81,8 +81,6 @@ async fn invalid_input_is_400() {
     assert_error(status, &body, 400, "invalid_topic");
     let (status, body) = server.get_json("/events?topic=a%0Db").await;
     assert_error(status, &body, 400, "invalid_topic");
-    let (status, body) = server.get_json("/events").await;
-    assert_error(status, &body, 400, "missing_topic");
     let (status, body) = server.get_json("/events?topic=a&client_id=..%2F..").await;
     assert_error(status, &body, 400, "unknown_client_id");
     let too_many: String = (0..65).map(|n| format!("topic=t{n}&")).collect();
@@ -129,6 +127,15 @@ async fn unknown_resources_are_404() {
         404,
         "client_not_connected",
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_outside_the_api_that_match_no_file_are_json_404s() {
+    let server = TestServer::start().await;
+    for path in ["/no-such-page.js".to_owned(), format!("/{}", "a".repeat(300)), "/%00".to_owned()] {
+        let (status, body) = server.get_json(&path).await;
+        assert_error(status, &body, 404, "not_found");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

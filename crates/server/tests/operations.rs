@@ -43,6 +43,19 @@ async fn metrics_count_connections_publishes_and_deliveries() {
         response.headers()["content-type"]
             .to_str()
             .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let openmetrics = server
+        .http
+        .get(server.url("/metrics"))
+        .header("accept", "application/openmetrics-text; version=1.0.0")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        openmetrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
             .starts_with("application/openmetrics-text")
     );
     assert_eq!(server.metric("herald_connections").await, 1.0);

@@ -47,6 +47,26 @@ async fn retry_is_jittered_between_connections() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_is_delivered_exactly_as_published() {
+    let server = TestServer::start().await;
+    let mut stream = server.subscribe("topic=exact").await;
+    stream.connected().await;
+    let body = r#"{"topic": "exact", "data": {"big": 12345678901234567890123, "pi": 3.141592653589793238462643}}"#;
+    let (status, _) = server
+        .post_raw("/api/publish", Some("application/json"), body)
+        .await;
+    assert_eq!(status, 200);
+    let event = stream.next_event().await;
+    assert!(
+        event.data.contains(
+            r#""data":{"big": 12345678901234567890123, "pi": 3.141592653589793238462643}"#
+        ),
+        "numbers keep every digit: {}",
+        event.data
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn published_event_arrives_with_its_id_type_and_envelope() {
     let server = TestServer::start().await;
     let mut stream = server.subscribe("topic=orders").await;

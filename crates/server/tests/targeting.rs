@@ -165,3 +165,25 @@ async fn admin_close_ends_the_clients_streams_without_reconnect() {
         .unwrap();
     assert_eq!(response.status(), 404, "a client with no live connection");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_without_topics_receives_its_client_stream_and_broadcasts() {
+    let server = TestServer::start().await;
+    let mut stream = server.subscribe("").await;
+    let connected = stream.connected().await;
+    assert!(connected.topics.is_empty());
+    server
+        .publish("anything", "message", json!("not for me"))
+        .await;
+    server
+        .post_json(
+            &format!("/api/clients/{}/events", connected.client_id),
+            &json!({"data": "direct"}),
+        )
+        .await;
+    server
+        .post_json("/api/broadcast", &json!({"data": "everyone"}))
+        .await;
+    assert_eq!(stream.envelope().await.data, json!("direct"));
+    assert_eq!(stream.envelope().await.data, json!("everyone"));
+}

@@ -31,7 +31,6 @@ const MAX_INTERVAL_MS: u64 = 60_000;
 const MAX_PROMPT_CHARS: usize = 4000;
 
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
 pub struct CountdownParams {
     /// How many messages, 1 to 1000. Default 10.
     count: Option<u32>,
@@ -92,7 +91,6 @@ pub async fn countdown(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
 pub struct ChatParams {
     /// The question, 1 to 4000 characters.
     prompt: Option<String>,

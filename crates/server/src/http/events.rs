@@ -23,14 +23,14 @@ use crate::ids::ClientId;
     path = "/events",
     tag = "subscribe",
     params(
-        ("topic" = Vec<String>, Query, description = "A topic to receive; repeat for several. At least one unless `client_id` is given."),
+        ("topic" = Vec<String>, Query, description = "A topic to receive; repeat for several. With none, the connection receives only its client stream and broadcasts."),
         ("client_id" = Option<String>, Query, description = "Keep the client id issued in an earlier `herald.connected`."),
         ("last_event_id" = Option<String>, Query, description = "Replay events after this id; the `Last-Event-ID` header wins."),
         ("Last-Event-ID" = Option<String>, Header, description = "Replay events after this id (sent by EventSource when it reconnects)."),
     ),
     responses(
         (status = 200, description = "An endless `text/event-stream`: `retry`, `herald.connected`, replayed events (or `herald.reset`), live events, heartbeats, and `herald.closing` when the server ends it.", content_type = "text/event-stream", body = String),
-        (status = 400, description = "Invalid topic, unknown client id, or no topic", body = herald_protocol::api::ErrorBody),
+        (status = 400, description = "Invalid topic, too many topics, or a client id this server never issued", body = herald_protocol::api::ErrorBody),
         (status = 429, description = "Too many connections for this client id", body = herald_protocol::api::ErrorBody),
         (status = 503, description = "The event store is unavailable", body = herald_protocol::api::ErrorBody),
     )
@@ -96,12 +96,6 @@ fn parse_request(
             // Other parameters (cache busters, credentials handled elsewhere) are not ours.
             _ => {}
         }
-    }
-    if request.topics.is_empty() && request.client_id.is_none() {
-        return Err(ApiError::bad_request(
-            "missing_topic",
-            "name at least one topic (?topic=...), or a client_id to receive only that client's events",
-        ));
     }
     let header_last_id = headers
         .get("last-event-id")
@@ -171,7 +165,10 @@ mod tests {
                 .code,
             "too_many_topics"
         );
-        assert_eq!(parse("").unwrap_err().code, "missing_topic");
+        assert!(
+            parse("").unwrap().topics.is_empty(),
+            "a connection may want only its own streams"
+        );
         assert_eq!(parse("client_id=zz").unwrap_err().code, "unknown_client_id");
     }
 }

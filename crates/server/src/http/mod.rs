@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use tokio_util::sync::CancellationToken;
 use tower_http::services::{ServeDir, ServeFile};
@@ -53,5 +55,18 @@ pub fn router(state: AppState) -> Router {
     let app = ServeDir::new(&static_dir)
         .append_index_html_on_directories(true)
         .fallback(ServeFile::new(static_dir.join("index.html")));
-    api.fallback_service(app)
+    let web_app = Router::new()
+        .fallback_service(app)
+        .layer(axum::middleware::map_response(static_answer));
+    api.fallback_service(web_app)
+}
+
+/// Gives the web app's misses the API's JSON 404. The file service answers 500 for paths the
+/// operating system refuses (a name too long, for one), which is the client's doing, not ours.
+async fn static_answer(response: Response) -> Response {
+    let status = response.status();
+    if status == StatusCode::NOT_FOUND || status.is_server_error() {
+        return route_not_found().await.into_response();
+    }
+    response
 }

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use herald_protocol::api::{PublishRequest, PublishResponse, SendRequest, SendResponse};
 use herald_protocol::names::{DEFAULT_EVENT_TYPE, validate_publishable_event_type, validate_topic};
-use serde_json::value::{RawValue, to_raw_value};
+use serde_json::value::RawValue;
 
 use super::AppState;
 use crate::error::{ApiError, ApiJson, ApiPath};
@@ -33,12 +33,18 @@ pub async fn publish(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<PublishRequest>,
 ) -> Result<Json<PublishResponse>, ApiError> {
+    if request.private {
+        return Err(ApiError::bad_request(
+            "not_supported",
+            "private events need authentication, which this server does not have yet; publish without \"private\"",
+        ));
+    }
     let topics = topics_of(&request, state.config.max_topics_per_publish)?;
     let streams = topics
         .iter()
         .map(|topic| StreamKey::Topic(Arc::from(topic.as_str())))
         .collect();
-    let stored = store(&state, streams, request.kind.as_deref(), &request.data).await?;
+    let stored = store(&state, streams, request.kind.as_deref(), request.data).await?;
     Ok(Json(PublishResponse {
         id: stored.id.clone(),
         topics,
@@ -83,7 +89,7 @@ pub async fn send_to_client(
         &state,
         vec![StreamKey::Client(client)],
         request.kind.as_deref(),
-        &request.data,
+        request.data,
     )
     .await?;
     Ok(Json(SendResponse {
@@ -110,7 +116,7 @@ pub async fn broadcast(
         &state,
         vec![StreamKey::Broadcast],
         request.kind.as_deref(),
-        &request.data,
+        request.data,
     )
     .await?;
     Ok(Json(SendResponse {
@@ -164,15 +170,14 @@ async fn store(
     state: &AppState,
     streams: Vec<StreamKey>,
     kind: Option<&str>,
-    data: &serde_json::Value,
+    data: Option<Box<RawValue>>,
 ) -> Result<Arc<StoredEvent>, ApiError> {
     let started = Instant::now();
     let kind = kind.unwrap_or(DEFAULT_EVENT_TYPE);
     validate_publishable_event_type(kind)
         .map_err(|err| ApiError::bad_request("invalid_type", err.to_string()))?;
-    let data: Box<RawValue> = to_raw_value(data).map_err(|err| {
-        ApiError::bad_request("invalid_body", format!("data cannot be stored: {err}"))
-    })?;
+    // An absent `data` is JSON `null`, the default of a raw value.
+    let data = data.unwrap_or_default();
     let event = NewEvent {
         streams,
         kind: kind.to_owned(),

@@ -27,7 +27,7 @@ use crate::storage::{NewEvent, Seq, Storage, StorageError, StoredEvent};
 pub use frames::to_json;
 pub use registry::Connection;
 use registry::Registry;
-use sequencer::PublishJob;
+use sequencer::{PublishJob, Sequencer};
 use subscription::Start;
 pub use subscription::Subscription;
 
@@ -97,14 +97,14 @@ pub struct Hub {
 #[derive(Debug)]
 struct Inner {
     storage: Arc<dyn Storage>,
-    registry: Registry,
+    registry: Arc<Registry>,
     metrics: Arc<Metrics>,
     settings: HubSettings,
     /// Publishes waiting for the sequencer.
     publish_queue: mpsc::Sender<PublishJob>,
     /// The newest position the sequencer has fanned out: every event at or before it has been
     /// offered to every connection registered at the time.
-    fanned_out_through: AtomicU64,
+    fanned_out_through: Arc<AtomicU64>,
     /// Cancelled when the server shuts down; every connection's close token is a child.
     shutdown: CancellationToken,
 }
@@ -113,7 +113,8 @@ struct Inner {
 const PUBLISH_BATCH: usize = 256;
 
 impl Hub {
-    /// Starts the hub's background tasks; they end when `shutdown` is cancelled.
+    /// Starts the hub's background tasks: the sequencer, which ends when the last handle to the
+    /// hub is dropped, and retention, which ends when `shutdown` is cancelled.
     pub fn start(
         storage: Arc<dyn Storage>,
         metrics: Arc<Metrics>,
@@ -121,18 +122,26 @@ impl Hub {
         shutdown: CancellationToken,
     ) -> Self {
         let (publish_queue, jobs) = mpsc::channel(PUBLISH_BATCH * 4);
+        let registry = Arc::new(Registry::default());
+        let fanned_out_through = Arc::new(AtomicU64::new(0));
+        let sequencer = Sequencer {
+            storage: Arc::clone(&storage),
+            registry: Arc::clone(&registry),
+            metrics: Arc::clone(&metrics),
+            fanned_out_through: Arc::clone(&fanned_out_through),
+        };
         let hub = Self {
             inner: Arc::new(Inner {
                 storage,
-                registry: Registry::default(),
+                registry,
                 metrics,
                 settings,
                 publish_queue,
-                fanned_out_through: AtomicU64::new(0),
+                fanned_out_through,
                 shutdown: shutdown.clone(),
             }),
         };
-        tokio::spawn(sequencer::run(hub.clone(), jobs, PUBLISH_BATCH));
+        tokio::spawn(sequencer.run(jobs, PUBLISH_BATCH));
         tokio::spawn(hub.clone().expire_periodically(shutdown));
         hub
     }
@@ -249,10 +258,6 @@ impl Hub {
 
     fn fanned_out_through(&self) -> Seq {
         self.inner.fanned_out_through.load(Ordering::Acquire)
-    }
-
-    fn mark_fanned_out(&self, seq: Seq) {
-        self.inner.fanned_out_through.store(seq, Ordering::Release);
     }
 
     fn settings(&self) -> &HubSettings {

@@ -1,6 +1,7 @@
 //! [`Registry`]: the live connections, indexed by the streams they receive.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
@@ -37,6 +38,9 @@ pub struct Connection {
     close: CancellationToken,
     /// Why `close` was cancelled; unset means shutdown.
     close_reason: OnceLock<CloseReason>,
+    /// Set when an event could not be queued: from then on the stream has a hole, and its
+    /// position must never be advanced past what it actually wrote.
+    dropped: AtomicBool,
 }
 
 impl Connection {
@@ -60,6 +64,7 @@ impl Connection {
             sender,
             close: shutdown.child_token(),
             close_reason: OnceLock::new(),
+            dropped: AtomicBool::new(false),
         };
         (Arc::new(connection), receiver)
     }
@@ -69,7 +74,10 @@ impl Connection {
     fn offer(&self, item: Queued) {
         match self.sender.try_send(item) {
             Ok(()) | Err(TrySendError::Closed(_)) => {}
-            Err(TrySendError::Full(_)) => self.close(CloseReason::SlowConsumer),
+            Err(TrySendError::Full(_)) => {
+                self.dropped.store(true, Ordering::Release);
+                self.close(CloseReason::SlowConsumer);
+            }
         }
     }
 
@@ -77,6 +85,11 @@ impl Connection {
     pub fn close(&self, reason: CloseReason) {
         let _ = self.close_reason.set(reason);
         self.close.cancel();
+    }
+
+    /// Whether an event for this connection was ever dropped.
+    pub fn dropped_events(&self) -> bool {
+        self.dropped.load(Ordering::Acquire)
     }
 
     pub fn closed(&self) -> &CancellationToken {

@@ -6,8 +6,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Hub, frames};
-use crate::storage::{NewEvent, StorageError, StoredEvent};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::frames;
+use super::registry::Registry;
+use crate::metrics::Metrics;
+use crate::storage::{NewEvent, Storage, StorageError, StoredEvent};
 
 /// One publish waiting for its place in the log.
 #[derive(Debug)]
@@ -16,32 +20,44 @@ pub struct PublishJob {
     pub reply: oneshot::Sender<Result<Arc<StoredEvent>, StorageError>>,
 }
 
-/// Takes publishes in arrival order, appends them in batches of up to `batch` (so a durable store
-/// can commit a group at once), then fans each out and acknowledges it.
-pub async fn run(hub: Hub, mut jobs: mpsc::Receiver<PublishJob>, batch: usize) {
-    let mut pending = Vec::with_capacity(batch);
-    while jobs.recv_many(&mut pending, batch).await > 0 {
-        let (events, replies): (Vec<_>, Vec<_>) =
-            pending.drain(..).map(|job| (job.event, job.reply)).unzip();
-        match hub.storage().append(events).await {
-            Ok(stored) => {
-                for (event, reply) in stored.into_iter().zip(replies) {
-                    let frames: Vec<Bytes> = event
-                        .streams
-                        .iter()
-                        .map(|stream| frames::event_frame(&event, stream))
-                        .collect();
-                    hub.registry().fan_out(event.seq, &event.streams, &frames);
-                    hub.mark_fanned_out(event.seq);
-                    hub.metrics().events_published.inc();
-                    // The publisher may have given up waiting; the event is stored either way.
-                    let _ = reply.send(Ok(event));
+/// What the sequencer works with. It holds no [`Hub`](super::Hub), so when the last hub handle
+/// is dropped the publish channel closes and the task ends.
+#[derive(Debug)]
+pub struct Sequencer {
+    pub storage: Arc<dyn Storage>,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub fanned_out_through: Arc<AtomicU64>,
+}
+
+impl Sequencer {
+    /// Takes publishes in arrival order, appends them in batches of up to `batch` (so a durable
+    /// store commits a group at once), then fans each out and acknowledges it.
+    pub async fn run(self, mut jobs: mpsc::Receiver<PublishJob>, batch: usize) {
+        let mut pending = Vec::with_capacity(batch);
+        while jobs.recv_many(&mut pending, batch).await > 0 {
+            let (events, replies): (Vec<_>, Vec<_>) =
+                pending.drain(..).map(|job| (job.event, job.reply)).unzip();
+            match self.storage.append(events).await {
+                Ok(stored) => {
+                    for (event, reply) in stored.into_iter().zip(replies) {
+                        let frames: Vec<Bytes> = event
+                            .streams
+                            .iter()
+                            .map(|stream| frames::event_frame(&event, stream))
+                            .collect();
+                        self.registry.fan_out(event.seq, &event.streams, &frames);
+                        self.fanned_out_through.store(event.seq, Ordering::Release);
+                        self.metrics.events_published.inc();
+                        // The publisher may have given up waiting; the event is stored either way.
+                        let _ = reply.send(Ok(event));
+                    }
                 }
-            }
-            Err(err) => {
-                tracing::error!(%err, "appending events failed");
-                for reply in replies {
-                    let _ = reply.send(Err(err.clone()));
+                Err(err) => {
+                    tracing::error!(%err, "appending events failed");
+                    for reply in replies {
+                        let _ = reply.send(Err(err.clone()));
+                    }
                 }
             }
         }

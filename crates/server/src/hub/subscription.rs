@@ -1,6 +1,7 @@
 //! [`Subscription`]: one subscriber's stream of frames, from greeting through replay to live
 //! events and a closing frame.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -11,10 +12,12 @@ use tokio::time::{Instant, Sleep};
 
 use super::registry::{Connection, Queued};
 use super::{Hub, frames};
-use crate::storage::{Replay, Seq};
+use crate::storage::{Replay, Seq, StoredEvent};
 
 /// Events read from storage per replay step.
 const REPLAY_PAGE: usize = 256;
+/// Replayed bytes written in one chunk; the rest of a page waits for the next.
+const REPLAY_CHUNK_BYTES: usize = 256 * 1024;
 /// Live events written in one chunk when several are waiting, to save write calls.
 const LIVE_BATCH: usize = 64;
 
@@ -84,6 +87,10 @@ pub struct Subscription {
     /// The newest position written to the stream: replayed or live events at or before it are
     /// skipped, which is what makes the replay-to-live hand-over free of duplicates.
     last_sent: Seq,
+    /// Events of the current replay page not written yet.
+    pending: VecDeque<Arc<StoredEvent>>,
+    /// A live event taken from the queue during replay, to be written first once live.
+    held: Option<Queued>,
     /// Whether replay is over: only then can the position move past events not yet written.
     live: bool,
     heartbeat: Pin<Box<Sleep>>,
@@ -123,6 +130,8 @@ impl Subscription {
             greeting: Some(greeting.freeze()),
             phase,
             last_sent,
+            pending: VecDeque::new(),
+            held: None,
             live: phase == Phase::Live,
             heartbeat,
             expires,
@@ -180,50 +189,70 @@ impl Subscription {
         }
     }
 
-    /// Writes the next page of history, or moves on to live (or a reset) when there is none.
+    /// Writes the next piece of history, or moves on to live (or a reset) when there is none.
     async fn replay_page(&mut self) -> Option<Bytes> {
         let connection = Arc::clone(self.connection());
-        let storage = self.hub.storage();
-        match storage
-            .read_after(&connection.streams, self.last_sent, REPLAY_PAGE)
-            .await
-        {
-            Ok(Replay::Events(events)) if events.is_empty() => {
-                self.go_live();
-                None
-            }
-            Ok(Replay::Events(events)) => {
-                let mut chunk = BytesMut::new();
-                for event in &events {
-                    if event.seq <= self.last_sent {
-                        continue;
-                    }
-                    if let Some(stream) = event
-                        .streams
-                        .iter()
-                        .find(|stream| connection.receives(stream))
-                    {
-                        chunk.extend_from_slice(&frames::event_frame(event, stream));
-                        self.hub.metrics().events_replayed.inc();
-                        self.hub.metrics().events_delivered.inc();
-                    }
-                    self.last_sent = event.seq;
-                }
-                Some(chunk.freeze())
-            }
-            Ok(Replay::Expired) => match storage.latest().await {
-                Ok(latest) => {
-                    self.last_sent = latest;
+        if self.pending.is_empty() {
+            let storage = self.hub.storage();
+            match storage
+                .read_after(&connection.streams, self.last_sent, REPLAY_PAGE)
+                .await
+            {
+                Ok(Replay::Events(events)) if events.is_empty() => {
                     self.go_live();
-                    self.hub.metrics().resets.inc();
-                    Some(frames::reset(
-                        ResetReason::HistoryExpired,
-                        &self.hub.format_id(latest),
-                    ))
+                    return None;
                 }
-                Err(err) => self.storage_failed(&err),
-            },
-            Err(err) => self.storage_failed(&err),
+                Ok(Replay::Events(events)) => self.pending.extend(events),
+                Ok(Replay::Expired) => {
+                    return match storage.latest().await {
+                        Ok(latest) => {
+                            self.last_sent = latest;
+                            self.go_live();
+                            self.hub.metrics().resets.inc();
+                            Some(frames::reset(
+                                ResetReason::HistoryExpired,
+                                &self.hub.format_id(latest),
+                            ))
+                        }
+                        Err(err) => self.storage_failed(&err),
+                    };
+                }
+                Err(err) => return self.storage_failed(&err),
+            }
+        }
+        let mut chunk = BytesMut::new();
+        while chunk.len() < REPLAY_CHUNK_BYTES {
+            let Some(event) = self.pending.pop_front() else {
+                break;
+            };
+            if event.seq <= self.last_sent {
+                continue;
+            }
+            if let Some(stream) = event
+                .streams
+                .iter()
+                .find(|stream| connection.receives(stream))
+            {
+                chunk.extend_from_slice(&frames::event_frame(&event, stream));
+                self.hub.metrics().events_replayed.inc();
+                self.hub.metrics().events_delivered.inc();
+            }
+            self.last_sent = event.seq;
+        }
+        self.discard_replayed();
+        Some(chunk.freeze())
+    }
+
+    /// Drops queued live events that the replay has already written, so that a long replay on a
+    /// busy topic does not fill the queue with duplicates and get closed as a slow consumer. The
+    /// first newer event is held for the live phase.
+    fn discard_replayed(&mut self) {
+        while self.held.is_none() {
+            match self.queue.try_recv() {
+                Ok(item) if item.seq <= self.last_sent => {}
+                Ok(item) => self.held = Some(item),
+                Err(_) => break,
+            }
         }
     }
 
@@ -236,13 +265,13 @@ impl Subscription {
     /// live, its queue is drained and nothing was dropped: then every event of its streams up to
     /// there has been written. Returns the id to tell the client, if the position moved.
     fn advance_position(&mut self) -> Option<String> {
-        if !self.live || self.connection().close_reason() == CloseReason::SlowConsumer {
+        if !self.live || self.connection().dropped_events() {
             return None;
         }
         // Read before checking the queue: everything fanned out up to `through` was queued
         // before it was published, so an empty queue now means it has all been written.
         let through = self.hub.fanned_out_through();
-        if through <= self.last_sent || !self.queue.is_empty() {
+        if through <= self.last_sent || self.held.is_some() || !self.queue.is_empty() {
             return None;
         }
         self.last_sent = through;
@@ -256,8 +285,36 @@ impl Subscription {
         None
     }
 
+    /// Writes `first` and whatever else is already queued, up to a batch, skipping events the
+    /// stream has already written.
+    fn write_live(&mut self, first: Queued) -> Bytes {
+        let mut chunk = BytesMut::new();
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(item) = next.take() {
+            if item.seq > self.last_sent {
+                chunk.extend_from_slice(&item.bytes);
+                self.last_sent = item.seq;
+                self.hub.metrics().events_delivered.inc();
+            }
+            taken += 1;
+            if taken < LIVE_BATCH {
+                next = self.queue.try_recv().ok();
+            }
+        }
+        chunk.freeze()
+    }
+
     /// Waits for live events, a heartbeat, the end of the connection's lifetime, or a close.
     async fn live(&mut self) -> Option<Bytes> {
+        if !self.connection().closed().is_cancelled()
+            && let Some(held) = self.held.take()
+        {
+            let chunk = self.write_live(held);
+            if !chunk.is_empty() {
+                return Some(chunk);
+            }
+        }
         let connection = Arc::clone(self.connection());
         let lifetime = self.expires.as_mut();
         let expires = async {
@@ -277,28 +334,14 @@ impl Subscription {
                 self.phase = Phase::Closing;
                 None
             }
-            first = self.queue.recv() => {
+            first = self.queue.recv() => match first {
+                Some(first) => Some(self.write_live(first)).filter(|chunk| !chunk.is_empty()),
                 // The registry holds the sender until this subscription is dropped.
-                let Some(first) = first else {
+                None => {
                     self.phase = Phase::Closing;
-                    return None;
-                };
-                let mut chunk = BytesMut::new();
-                let mut next = Some(first);
-                let mut taken = 0;
-                while let Some(item) = next.take() {
-                    if item.seq > self.last_sent {
-                        chunk.extend_from_slice(&item.bytes);
-                        self.last_sent = item.seq;
-                        self.hub.metrics().events_delivered.inc();
-                    }
-                    taken += 1;
-                    if taken < LIVE_BATCH {
-                        next = self.queue.try_recv().ok();
-                    }
+                    None
                 }
-                (!chunk.is_empty()).then(|| chunk.freeze())
-            }
+            },
             () = self.heartbeat.as_mut() => {
                 let position = self.advance_position();
                 Some(frames::heartbeat(position.as_deref()))

@@ -82,8 +82,16 @@ impl MemoryStorage {
                 data: event.data,
                 time: event.time,
             });
+            let forgotten_through = state.forgotten_through;
             for stream in &event.streams {
-                let history = state.streams.entry(stream.clone()).or_default();
+                // A stream forgotten earlier comes back knowing it cannot replay from before.
+                let history = state
+                    .streams
+                    .entry(stream.clone())
+                    .or_insert_with(|| History {
+                        events: VecDeque::new(),
+                        trimmed_through: forgotten_through,
+                    });
                 history.events.push_back(Arc::clone(&event));
                 while history.events.len() > self.max_events_per_stream {
                     history.trim_front();
@@ -213,9 +221,7 @@ impl Storage for MemoryStorage {
         let now = SystemTime::now();
         let mut state = self.state();
         for client in clients {
-            if let Some(seen) = state.clients.get_mut(client) {
-                *seen = now;
-            }
+            state.clients.insert(client.clone(), now);
         }
         Box::pin(async { Ok(()) })
     }
@@ -333,6 +339,11 @@ mod tests {
         assert!(
             store.state().streams.is_empty(),
             "emptied streams are forgotten"
+        );
+        store.append_now(vec![event(&["a"])]);
+        assert!(
+            matches!(store.read_now(&topics(&["a"]), start, 10), Replay::Expired),
+            "a stream that comes back still cannot replay from before what was forgotten"
         );
         assert!(
             matches!(

@@ -532,8 +532,12 @@ impl Storage for SqliteStorage {
             let failed = storage_error("cannot record client activity");
             let tx = writer.transaction().map_err(&failed)?;
             {
+                // An upsert: a live client stays known even if expiry raced its connection.
                 let mut touch = tx
-                    .prepare_cached("UPDATE clients SET last_seen_ms = ?2 WHERE client_id = ?1")
+                    .prepare_cached(
+                        "INSERT INTO clients (client_id, last_seen_ms) VALUES (?1, ?2)
+                         ON CONFLICT (client_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+                    )
                     .map_err(&failed)?;
                 let now = now_ms();
                 for client in &clients {
