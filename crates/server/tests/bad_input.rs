@@ -132,7 +132,11 @@ async fn unknown_resources_are_404() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paths_outside_the_api_that_match_no_file_are_json_404s() {
     let server = TestServer::start().await;
-    for path in ["/no-such-page.js".to_owned(), format!("/{}", "a".repeat(300)), "/%00".to_owned()] {
+    for path in [
+        "/no-such-page.js".to_owned(),
+        format!("/{}", "a".repeat(300)),
+        "/%00".to_owned(),
+    ] {
         let (status, body) = server.get_json(&path).await;
         assert_error(status, &body, 404, "not_found");
     }

@@ -564,3 +564,134 @@ impl Storage for SqliteStorage {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::to_raw_value;
+
+    fn temp_dir() -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "herald-sqlite-{}-{}",
+            std::process::id(),
+            crate::ids::random_u32()
+        ))
+    }
+
+    fn settings() -> SqliteSettings {
+        SqliteSettings {
+            max_events_per_stream: 3,
+            max_bytes: None,
+        }
+    }
+
+    fn event(topic: &str, n: u32) -> NewEvent {
+        NewEvent {
+            streams: vec![StreamKey::Topic(Arc::from(topic))],
+            kind: "message".into(),
+            data: to_raw_value(&n).unwrap(),
+            time: SystemTime::now(),
+        }
+    }
+
+    fn topic(name: &str) -> Vec<String> {
+        vec![StreamKey::Topic(Arc::from(name)).encode()]
+    }
+
+    fn seqs(replay: Replay) -> Vec<Seq> {
+        match replay {
+            Replay::Events(events) => events.iter().map(|event| event.seq).collect(),
+            Replay::Expired => panic!("expected events"),
+        }
+    }
+
+    #[test]
+    fn ids_continue_across_reopening_and_start_above_the_creation_floor() {
+        let dir = temp_dir();
+        let storage = SqliteStorage::open(&dir, settings()).unwrap();
+        let floor = storage.inner.floor;
+        let first = {
+            let mut writer = lock(&storage.inner.writer);
+            append_batch(
+                &storage.inner,
+                &mut writer,
+                vec![event("a", 1), event("a", 2)],
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            first.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [floor + 1, floor + 2]
+        );
+        drop(storage);
+
+        let reopened = SqliteStorage::open(&dir, settings()).unwrap();
+        assert_eq!(reopened.inner.latest.load(Ordering::Acquire), floor + 2);
+        let mut reader = lock(&reopened.inner.readers).pop().unwrap();
+        let replay = read_page(&reopened.inner, &mut reader, &topic("a"), floor, 10).unwrap();
+        assert_eq!(seqs(replay), [floor + 1, floor + 2]);
+        let later = {
+            let mut writer = lock(&reopened.inner.writer);
+            append_batch(&reopened.inner, &mut writer, vec![event("a", 3)]).unwrap()
+        };
+        assert_eq!(later[0].seq, floor + 3, "ids are never reused");
+        assert!(matches!(
+            read_page(&reopened.inner, &mut reader, &topic("a"), floor - 1, 10).unwrap(),
+            Replay::Expired
+        ));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn retention_trims_by_count_and_age_and_remembers_where() {
+        let dir = temp_dir();
+        let storage = SqliteStorage::open(&dir, settings()).unwrap();
+        let floor = storage.inner.floor;
+        let mut writer = lock(&storage.inner.writer);
+        let events: Vec<NewEvent> = (1..=5)
+            .map(|n| event("a", n))
+            .chain([event("b", 6)])
+            .collect();
+        append_batch(&storage.inner, &mut writer, events).unwrap();
+        let long_ago = SystemTime::UNIX_EPOCH;
+        apply_retention(&storage.inner, &mut writer, long_ago, long_ago).unwrap();
+        let mut reader = lock(&storage.inner.readers).pop().unwrap();
+        assert!(matches!(
+            read_page(&storage.inner, &mut reader, &topic("a"), floor, 10).unwrap(),
+            Replay::Expired
+        ));
+        assert_eq!(
+            seqs(read_page(&storage.inner, &mut reader, &topic("a"), floor + 2, 10).unwrap()),
+            [floor + 3, floor + 4, floor + 5]
+        );
+        assert_eq!(
+            seqs(read_page(&storage.inner, &mut reader, &topic("b"), floor, 10).unwrap()),
+            [floor + 6]
+        );
+
+        let future = SystemTime::now() + Duration::from_secs(60);
+        apply_retention(&storage.inner, &mut writer, long_ago, future).unwrap();
+        assert!(matches!(
+            read_page(&storage.inner, &mut reader, &topic("b"), floor, 10).unwrap(),
+            Replay::Expired
+        ));
+        let remaining: i64 = writer
+            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(remaining, 0, "events no stream refers to are deleted");
+        drop(writer);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_database_from_a_newer_herald_is_refused() {
+        let dir = temp_dir();
+        drop(SqliteStorage::open(&dir, settings()).unwrap());
+        let connection = Connection::open(dir.join(DATABASE_FILE)).unwrap();
+        connection.pragma_update(None, "user_version", 99).unwrap();
+        drop(connection);
+        let err = SqliteStorage::open(&dir, settings()).unwrap_err();
+        assert!(err.0.contains("schema version 99"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
