@@ -507,6 +507,14 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_file_is_valid() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/herald.example.toml");
+        let config = Config::resolve(parse(&["--config", example])).expect("the example resolves");
+        assert_eq!(config.listen, Config::default().listen);
+        assert_eq!(config.storage, StorageKind::Sqlite);
+    }
+
+    #[test]
     fn unknown_file_keys_are_refused() {
         let err = toml::from_str::<FileSettings>("listn = \"x\"").unwrap_err();
         assert!(err.to_string().contains("listn"), "{err}");
