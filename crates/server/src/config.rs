@@ -508,7 +508,10 @@ mod tests {
 
     #[test]
     fn the_example_configuration_file_is_valid() {
-        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/herald.example.toml");
+        let example = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../docs/herald.example.toml"
+        );
         let config = Config::resolve(parse(&["--config", example])).expect("the example resolves");
         assert_eq!(config.listen, Config::default().listen);
         assert_eq!(config.storage, StorageKind::Sqlite);

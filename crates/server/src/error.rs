@@ -12,6 +12,8 @@ use axum::response::{IntoResponse, Response};
 use herald_protocol::api::{ErrorBody, ErrorDetail};
 use serde::de::DeserializeOwned;
 
+use crate::storage::{StorageError, StorageErrorKind};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -40,13 +42,31 @@ impl ApiError {
         Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
     }
 
-    /// A backing service failed; `detail` is logged, not shown.
-    pub fn unavailable(detail: &dyn std::fmt::Display) -> Self {
-        tracing::error!(%detail, "backing service unavailable");
+    /// The event store failed; the details are logged, not shown.
+    pub fn storage(err: &StorageError) -> Self {
+        tracing::error!(%err, "storage failed");
+        let message = match err.kind {
+            StorageErrorKind::Full => "the event store is full; the request was not carried out",
+            StorageErrorKind::ReadOnly => {
+                "the event store cannot be written; the request was not carried out"
+            }
+            StorageErrorKind::Unavailable => {
+                "the event store is unavailable; the request was not carried out, retry later"
+            }
+        };
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "storage_unavailable",
-            "the event store is unavailable; the request was not carried out, retry later",
+            message,
+        )
+    }
+
+    /// The server is shutting down and takes no more work.
+    pub fn shutting_down() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; retry on another node or later",
         )
     }
 }

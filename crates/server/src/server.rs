@@ -37,7 +37,7 @@ pub fn open_storage(config: &Config) -> std::io::Result<Arc<dyn Storage>> {
                 max_bytes: config.storage_max_bytes,
             };
             let storage = SqliteStorage::open(&config.data_dir, settings)
-                .map_err(|err| std::io::Error::other(err.0))?;
+                .map_err(|err| std::io::Error::other(err.message))?;
             tracing::info!(database = %storage.path().display(), "event log opened");
             Arc::new(storage)
         }

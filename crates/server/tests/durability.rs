@@ -264,6 +264,13 @@ async fn a_full_database_refuses_publishes_with_503_and_subscribers_stay() {
     }
     let refused = refused.expect("a 512 KiB database fills up");
     assert_eq!(refused["error"]["code"], "storage_unavailable");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("full"),
+        "{refused}"
+    );
 
     // Still connected: heartbeats keep coming and the registry lists the subscriber.
     assert_eq!(

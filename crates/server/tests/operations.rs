@@ -114,7 +114,7 @@ struct Unreliable {
 impl Unreliable {
     fn check(&self) -> Result<(), StorageError> {
         if self.down.load(Ordering::SeqCst) {
-            Err(StorageError("disk unavailable".into()))
+            Err(StorageError::unavailable("disk unavailable"))
         } else {
             Ok(())
         }

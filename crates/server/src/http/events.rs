@@ -56,7 +56,7 @@ pub async fn subscribe(
             SubscribeError::TooManyConnections { .. } => {
                 ApiError::too_many("too_many_connections", err.to_string())
             }
-            SubscribeError::Storage(err) => ApiError::unavailable(&err),
+            SubscribeError::Storage(err) => ApiError::storage(&err),
         })?;
     Ok(stream_response(subscription))
 }

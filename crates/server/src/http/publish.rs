@@ -81,7 +81,7 @@ pub async fn send_to_client(
         .storage()
         .client_exists(&client)
         .await
-        .map_err(|err| ApiError::unavailable(&err))?;
+        .map_err(|err| ApiError::storage(&err))?;
     if !known {
         return Err(not_found());
     }
@@ -185,8 +185,8 @@ async fn store(
         time: SystemTime::now(),
     };
     let stored = state.hub.publish(event).await.map_err(|err| match err {
-        PublishError::Storage(err) => ApiError::unavailable(&err),
-        PublishError::ShuttingDown => ApiError::unavailable(&"the server is shutting down"),
+        PublishError::Storage(err) => ApiError::storage(&err),
+        PublishError::ShuttingDown => ApiError::shutting_down(),
     })?;
     state
         .hub

@@ -102,8 +102,35 @@ pub enum Replay {
 
 /// A failure of the backing store. The message is for the operator's log.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct StorageError(pub String);
+#[error("{message}")]
+pub struct StorageError {
+    pub kind: StorageErrorKind,
+    pub message: String,
+}
+
+/// What kind of failure, as far as a client needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageErrorKind {
+    /// The disk or the configured size limit is full.
+    Full,
+    /// The database can be read but not written.
+    ReadOnly,
+    /// Anything else: the store does not answer or failed.
+    Unavailable,
+}
+
+impl StorageError {
+    pub fn new(kind: StorageErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StorageErrorKind::Unavailable, message)
+    }
+}
 
 /// The event log and client directory the hub is built on.
 pub trait Storage: Send + Sync + fmt::Debug + 'static {

@@ -16,7 +16,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::value::RawValue;
 
-use super::{BoxFuture, NewEvent, Replay, Seq, Storage, StorageError, StoredEvent, StreamKey};
+use super::{
+    BoxFuture, NewEvent, Replay, Seq, Storage, StorageError, StorageErrorKind, StoredEvent,
+    StreamKey,
+};
 use crate::ids::ClientId;
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
@@ -53,7 +56,14 @@ struct Inner {
 }
 
 fn storage_error(context: &str) -> impl Fn(rusqlite::Error) -> StorageError + '_ {
-    move |err| StorageError(format!("{context}: {err}"))
+    move |err| {
+        let kind = match err.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => StorageErrorKind::Full,
+            Some(rusqlite::ErrorCode::ReadOnly) => StorageErrorKind::ReadOnly,
+            _ => StorageErrorKind::Unavailable,
+        };
+        StorageError::new(kind, format!("{context}: {err}"))
+    }
 }
 
 fn now_ms() -> i64 {
@@ -78,7 +88,7 @@ impl SqliteStorage {
     /// problem when the directory or the database cannot be used.
     pub fn open(dir: &Path, settings: SqliteSettings) -> Result<Self, StorageError> {
         std::fs::create_dir_all(dir).map_err(|err| {
-            StorageError(format!(
+            StorageError::unavailable(format!(
                 "cannot create the data directory {}: {err}",
                 dir.display()
             ))
@@ -87,7 +97,8 @@ impl SqliteStorage {
         let context = format!("cannot open the database {}", path.display());
         let writer = Connection::open(&path).map_err(storage_error(&context))?;
         configure_writer(&writer, &settings).map_err(storage_error(&context))?;
-        let floor = migrate(&writer).map_err(|err| StorageError(format!("{context}: {err}")))?;
+        let floor = migrate(&writer)
+            .map_err(|err| StorageError::unavailable(format!("{context}: {err}")))?;
         let latest: i64 = writer
             .query_row(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'events'",
@@ -138,7 +149,7 @@ impl SqliteStorage {
                 work(&inner, &mut writer)
             })
             .await
-            .map_err(|err| StorageError(format!("storage task failed: {err}")))?
+            .map_err(|err| StorageError::unavailable(format!("storage task failed: {err}")))?
         })
     }
 
@@ -166,7 +177,7 @@ impl SqliteStorage {
                 result
             })
             .await
-            .map_err(|err| StorageError(format!("storage task failed: {err}")))?
+            .map_err(|err| StorageError::unavailable(format!("storage task failed: {err}")))?
         })
     }
 }
@@ -356,8 +367,9 @@ fn read_page(
                 })
                 .map_err(&failed)?;
             let (streams, kind, data, time_ms) = row;
-            let data = RawValue::from_string(data)
-                .map_err(|err| StorageError(format!("event {seq} holds invalid JSON: {err}")))?;
+            let data = RawValue::from_string(data).map_err(|err| {
+                StorageError::unavailable(format!("event {seq} holds invalid JSON: {err}"))
+            })?;
             let seq = to_seq(seq);
             events.push(Arc::new(StoredEvent {
                 seq,
@@ -691,7 +703,7 @@ mod tests {
         connection.pragma_update(None, "user_version", 99).unwrap();
         drop(connection);
         let err = SqliteStorage::open(&dir, settings()).unwrap_err();
-        assert!(err.0.contains("schema version 99"), "{err}");
+        assert!(err.message.contains("schema version 99"), "{err}");
         let _ = std::fs::remove_dir_all(dir);
     }
 }
