@@ -3,7 +3,8 @@
 //! A subscriber that stops reading while keeping its socket open would otherwise hold its
 //! connection, and the buffers behind it, forever: once the kernel's send buffer is full, a write
 //! never completes. [`TimedStream`] fails a write that has made no progress for the write timeout,
-//! which makes hyper drop the connection and with it everything the hub held for it.
+//! which makes hyper drop the connection and with it everything the hub held for it. A peer that
+//! disappeared altogether is caught by `TCP_USER_TIMEOUT`, set to the same timeout.
 
 use std::future::Future;
 use std::io;
@@ -42,6 +43,13 @@ impl axum::serve::Listener for Listener {
         // Events are small writes that must leave at once rather than wait to be coalesced.
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%err, "could not set TCP_NODELAY");
+        }
+        // A peer that vanished without closing never acknowledges what we send: the kernel
+        // gives up on it after the same write timeout instead of retrying for many minutes.
+        if let Err(err) =
+            socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(self.write_timeout))
+        {
+            tracing::debug!(%err, "could not set TCP_USER_TIMEOUT");
         }
         (
             TimedStream {
