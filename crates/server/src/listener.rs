@@ -10,6 +10,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,17 +18,21 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
+use crate::metrics::Metrics;
+
 #[derive(Debug)]
 pub struct Listener {
     inner: TcpListener,
     write_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl Listener {
-    pub fn new(inner: TcpListener, write_timeout: Duration) -> Self {
+    pub fn new(inner: TcpListener, write_timeout: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
             inner,
             write_timeout,
+            metrics,
         }
     }
 }
@@ -56,6 +61,8 @@ impl axum::serve::Listener for Listener {
                 inner: stream,
                 write_timeout: self.write_timeout,
                 stalled_since: None,
+                metrics: Arc::clone(&self.metrics),
+                timed_out: false,
             },
             address,
         )
@@ -73,9 +80,20 @@ pub struct TimedStream {
     write_timeout: Duration,
     /// Started when a write first returns `Pending`, cleared when one completes.
     stalled_since: Option<Pin<Box<Sleep>>>,
+    /// Counts connections dropped for timing out.
+    metrics: Arc<Metrics>,
+    /// Whether this connection was counted already: reads and writes may both report it.
+    timed_out: bool,
 }
 
 impl TimedStream {
+    fn count_timeout(&mut self) {
+        if !self.timed_out {
+            self.timed_out = true;
+            self.metrics.write_timeouts.inc();
+        }
+    }
+
     fn on_write<T>(
         &mut self,
         cx: &mut Context<'_>,
@@ -84,6 +102,12 @@ impl TimedStream {
         match result {
             Poll::Ready(result) => {
                 self.stalled_since = None;
+                if let Err(err) = &result
+                    && err.kind() == io::ErrorKind::TimedOut
+                {
+                    // The kernel gave up on the peer (TCP_USER_TIMEOUT).
+                    self.count_timeout();
+                }
                 Poll::Ready(result)
             }
             Poll::Pending => {
@@ -92,10 +116,13 @@ impl TimedStream {
                     .stalled_since
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
                 match stalled.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "the peer stopped reading for longer than the write timeout",
-                    ))),
+                    Poll::Ready(()) => {
+                        self.count_timeout();
+                        Poll::Ready(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the peer stopped reading for longer than the write timeout",
+                        )))
+                    }
                     Poll::Pending => Poll::Pending,
                 }
             }
@@ -109,7 +136,15 @@ impl AsyncRead for TimedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let Poll::Ready(Err(err)) = &result
+            && err.kind() == io::ErrorKind::TimedOut
+        {
+            // The kernel gave up on the peer (TCP_USER_TIMEOUT) and says so on either side.
+            this.count_timeout();
+        }
+        result
     }
 }
 

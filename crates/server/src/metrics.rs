@@ -33,6 +33,7 @@ pub struct Metrics {
     pub resets: Counter,
     pub connections_closed: Family<CloseLabels, Counter>,
     pub publish_latency: Histogram,
+    pub write_timeouts: Counter,
     pub demo_streams_cancelled: Family<DemoLabels, Counter>,
 }
 
@@ -93,6 +94,12 @@ impl Metrics {
             "Time from receiving a publish to acknowledging it",
             publish_latency.clone(),
         );
+        let write_timeouts = Counter::default();
+        registry.register(
+            "write_timeouts",
+            "Connections dropped because the peer stopped reading or vanished for the write timeout",
+            write_timeouts.clone(),
+        );
         let demo_streams_cancelled = Family::<DemoLabels, Counter>::default();
         registry.register(
             "demo_streams_cancelled",
@@ -109,6 +116,7 @@ impl Metrics {
             resets,
             connections_closed,
             publish_latency,
+            write_timeouts,
             demo_streams_cancelled,
         }
     }

@@ -56,9 +56,10 @@ pub async fn run_with_storage(
         tracing::warn!(dir = %config.static_dir.display(), "no web app found (index.html missing); serving the API only");
     }
     let token = CancellationToken::new();
+    let metrics = Arc::new(Metrics::new());
     let hub = Hub::start(
         storage,
-        Arc::new(Metrics::new()),
+        Arc::clone(&metrics),
         HubSettings::from(&config),
         token.clone(),
     );
@@ -71,7 +72,7 @@ pub async fn run_with_storage(
     };
     let app = router(state);
 
-    let listener = Listener::new(listener, write_timeout);
+    let listener = Listener::new(listener, write_timeout, metrics);
     tracing::info!("listening on {address}");
     let signal = {
         let token = token.clone();
