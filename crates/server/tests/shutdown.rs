@@ -78,6 +78,7 @@ async fn the_binary_exits_within_two_seconds_of_sigterm_with_thousands_of_stream
     let exit = herald.terminate().await;
     let took = started.elapsed();
     assert!(exit.success(), "herald exited with {exit}");
+    println!("herald exited {took:?} after SIGTERM with {CONNECTIONS} open streams");
     assert!(
         took < Duration::from_secs(2),
         "exit took {took:?} with {CONNECTIONS} streams"
