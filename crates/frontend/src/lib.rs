@@ -1,6 +1,9 @@
-//! Herald's web console. State (`state`) is kept apart from rendering (`view`); the browser's
-//! `EventSource` is wrapped in `source`, which decodes every frame into a `herald_protocol` type.
+//! Herald's web console. The model (`state`) is plain Rust, independent of the browser and unit
+//! tested natively; `source` wraps `EventSource`, `api` the HTTP API; `view` renders with Leptos.
+//! Every frame received is decoded into a `herald_protocol` type.
 
+mod api;
+mod session;
 mod source;
 pub mod state;
 mod view;

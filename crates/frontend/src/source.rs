@@ -1,112 +1,104 @@
-//! The browser's `EventSource`, with every frame decoded into a `herald_protocol` type.
+//! The browser's `EventSource`, wrapped: listeners are added by name and removed with it.
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use herald_protocol::Envelope;
-use herald_protocol::system::{self, Closing, Connected, Reset};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::closure::Closure;
 use web_sys::{Event, EventSource, MessageEvent};
 
-/// What the stream delivered, decoded.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceEvent {
-    Connected {
-        connected: Connected,
-        last_event_id: String,
-    },
-    Event(Envelope),
-    Reset(Reset),
-    Closing(Closing),
-    /// The browser lost the stream; `retrying` says whether it is reconnecting by itself.
-    Lost {
+/// One frame as the browser delivered it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawMessage {
+    pub event: String,
+    pub data: String,
+    pub last_event_id: String,
+}
+
+/// What the stream reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSignal {
+    Message(RawMessage),
+    /// The browser lost or could not open the stream; `retrying` when it reconnects by itself.
+    Error {
         retrying: bool,
-    },
-    /// A frame whose data did not decode as its type promises.
-    Undecodable {
-        event: String,
-        error: String,
     },
 }
 
-type Handler = Rc<RefCell<dyn FnMut(SourceEvent)>>;
+type Handler = Rc<RefCell<dyn FnMut(SourceSignal)>>;
+/// A listener attached to the stream, kept with its event name so it can be removed.
+type Listener = (String, Closure<dyn FnMut(MessageEvent)>);
 
-/// An open `EventSource` and the listeners attached to it. Dropping it closes the stream.
+/// An open `EventSource`. Dropping it closes the stream and releases its listeners.
 pub struct Source {
     source: EventSource,
-    _messages: Vec<Closure<dyn FnMut(MessageEvent)>>,
+    handler: Handler,
+    listeners: RefCell<Vec<Listener>>,
     _errors: Closure<dyn FnMut(Event)>,
 }
 
 impl Source {
-    /// Opens `url` and calls `handler` for Herald's system events and for each of `event_types`.
-    pub fn open(
-        url: &str,
-        event_types: &[&str],
-        handler: impl FnMut(SourceEvent) + 'static,
-    ) -> Result<Self, String> {
+    /// Opens `url`; frames of the event types passed to [`Source::listen`] reach `handler`.
+    pub fn open(url: &str, handler: impl FnMut(SourceSignal) + 'static) -> Result<Self, String> {
         let source = EventSource::new(url).map_err(|err| format!("cannot open {url}: {err:?}"))?;
         let handler: Handler = Rc::new(RefCell::new(handler));
-        let names = [system::CONNECTED, system::RESET, system::CLOSING]
-            .into_iter()
-            .chain(event_types.iter().copied());
-        let mut messages = Vec::new();
-        for name in names {
-            let handler = Rc::clone(&handler);
-            let owned_source = source.clone();
-            let name_owned = name.to_owned();
-            let listener = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
-                let decoded = decode(&name_owned, &message);
-                if let SourceEvent::Closing(closing) = &decoded
-                    && !closing.reconnect
-                {
-                    // EventSource reconnects by itself unless told otherwise.
-                    owned_source.close();
-                }
-                (handler.borrow_mut())(decoded);
-            });
-            source
-                .add_event_listener_with_callback(name, listener.as_ref().unchecked_ref())
-                .map_err(|err| format!("cannot listen for {name}: {err:?}"))?;
-            messages.push(listener);
-        }
         let errors = {
             let handler = Rc::clone(&handler);
-            let owned_source = source.clone();
+            let source = source.clone();
             Closure::<dyn FnMut(Event)>::new(move |_: Event| {
-                let retrying = owned_source.ready_state() == EventSource::CONNECTING;
-                (handler.borrow_mut())(SourceEvent::Lost { retrying });
+                let retrying = source.ready_state() == EventSource::CONNECTING;
+                (handler.borrow_mut())(SourceSignal::Error { retrying });
             })
         };
         source.set_onerror(Some(errors.as_ref().unchecked_ref()));
         Ok(Self {
             source,
-            _messages: messages,
+            handler,
+            listeners: RefCell::new(Vec::new()),
             _errors: errors,
         })
+    }
+
+    /// Delivers frames named `event` to the handler; a name already listened for is ignored.
+    pub fn listen(&self, event: &str) {
+        if self
+            .listeners
+            .borrow()
+            .iter()
+            .any(|(name, _)| name == event)
+        {
+            return;
+        }
+        let handler = Rc::clone(&self.handler);
+        let name = event.to_owned();
+        let listener = Closure::<dyn FnMut(MessageEvent)>::new(move |message: MessageEvent| {
+            let raw = RawMessage {
+                event: name.clone(),
+                data: message.data().as_string().unwrap_or_default(),
+                last_event_id: message.last_event_id(),
+            };
+            (handler.borrow_mut())(SourceSignal::Message(raw));
+        });
+        if self
+            .source
+            .add_event_listener_with_callback(event, listener.as_ref().unchecked_ref())
+            .is_ok()
+        {
+            self.listeners
+                .borrow_mut()
+                .push((event.to_owned(), listener));
+        }
     }
 }
 
 impl Drop for Source {
     fn drop(&mut self) {
         self.source.close();
+        self.source.set_onerror(None);
+        for (name, listener) in self.listeners.borrow().iter() {
+            let _ = self
+                .source
+                .remove_event_listener_with_callback(name, listener.as_ref().unchecked_ref());
+        }
     }
-}
-
-fn decode(event: &str, message: &MessageEvent) -> SourceEvent {
-    let data = message.data().as_string().unwrap_or_default();
-    let result = match event {
-        system::CONNECTED => serde_json::from_str(&data).map(|connected| SourceEvent::Connected {
-            connected,
-            last_event_id: message.last_event_id(),
-        }),
-        system::RESET => serde_json::from_str(&data).map(SourceEvent::Reset),
-        system::CLOSING => serde_json::from_str(&data).map(SourceEvent::Closing),
-        _ => serde_json::from_str(&data).map(SourceEvent::Event),
-    };
-    result.unwrap_or_else(|err| SourceEvent::Undecodable {
-        event: event.to_owned(),
-        error: err.to_string(),
-    })
 }

@@ -12,12 +12,41 @@ pub enum LogEntry {
     },
 }
 
+/// What the log shows: entries whose topic and type contain these texts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogFilter {
+    pub topic: String,
+    pub kind: String,
+}
+
+impl LogFilter {
+    pub fn matches(&self, entry: &LogEntry) -> bool {
+        match entry {
+            LogEntry::Event(envelope) => {
+                envelope
+                    .topic
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains(self.topic.trim())
+                    && envelope.kind.contains(self.kind.trim())
+            }
+            // A gap matters whatever the filter.
+            LogEntry::Gap { .. } => true,
+        }
+    }
+}
+
 /// The newest received events, bounded so a long session cannot grow the page without limit.
+/// While paused, new entries wait (also bounded) and appear on resume.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventLog {
     capacity: usize,
     entries: VecDeque<(u64, LogEntry)>,
+    waiting: VecDeque<LogEntry>,
+    paused: bool,
     next_key: u64,
+    /// Entries that fell out of the bound while paused, so the user can be told.
+    dropped_while_paused: u64,
 }
 
 impl EventLog {
@@ -25,20 +54,65 @@ impl EventLog {
         Self {
             capacity,
             entries: VecDeque::with_capacity(capacity),
+            waiting: VecDeque::new(),
+            paused: false,
             next_key: 0,
+            dropped_while_paused: 0,
         }
     }
 
-    /// Adds an entry, dropping the oldest past the capacity.
-    pub fn push(&mut self, entry: LogEntry) {
+    /// Adds entries in arrival order, dropping the oldest past the capacity.
+    pub fn extend(&mut self, batch: impl IntoIterator<Item = LogEntry>) {
+        for entry in batch {
+            if self.paused {
+                self.waiting.push_back(entry);
+                if self.waiting.len() > self.capacity {
+                    self.waiting.pop_front();
+                    self.dropped_while_paused += 1;
+                }
+            } else {
+                self.insert(entry);
+            }
+        }
+    }
+
+    fn insert(&mut self, entry: LogEntry) {
         self.entries.push_front((self.next_key, entry));
         self.next_key += 1;
         self.entries.truncate(self.capacity);
     }
 
-    /// Newest first, each with a stable key for rendering.
-    pub fn entries(&self) -> impl Iterator<Item = &(u64, LogEntry)> {
-        self.entries.iter()
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+        if !paused {
+            let waiting = std::mem::take(&mut self.waiting);
+            for entry in waiting {
+                self.insert(entry);
+            }
+        }
+    }
+
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.waiting.clear();
+        self.dropped_while_paused = 0;
+    }
+
+    /// Newest first, each with a stable key for rendering, filtered.
+    pub fn visible(&self, filter: &LogFilter) -> Vec<(u64, LogEntry)> {
+        self.entries
+            .iter()
+            .filter(|(_, entry)| filter.matches(entry))
+            .cloned()
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -47,5 +121,72 @@ impl EventLog {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: u32, topic: &str, kind: &str) -> LogEntry {
+        LogEntry::Event(Envelope {
+            id: id.to_string(),
+            topic: Some(topic.into()),
+            kind: kind.into(),
+            data: serde_json::Value::Null,
+            time: String::new(),
+        })
+    }
+
+    fn ids(log: &EventLog, filter: &LogFilter) -> Vec<String> {
+        log.visible(filter)
+            .into_iter()
+            .map(|(_, entry)| match entry {
+                LogEntry::Event(envelope) => envelope.id,
+                LogEntry::Gap { .. } => "gap".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keeps_the_newest_entries_up_to_its_capacity() {
+        let mut log = EventLog::new(3);
+        log.extend((1..=5).map(|n| event(n, "a", "message")));
+        assert_eq!(ids(&log, &LogFilter::default()), ["5", "4", "3"]);
+        assert_eq!(log.len(), 3);
+    }
+
+    #[test]
+    fn filters_by_topic_and_type_but_always_shows_gaps() {
+        let mut log = EventLog::new(10);
+        log.extend([
+            event(1, "orders", "created"),
+            LogEntry::Gap { reason: "x".into() },
+            event(2, "rooms/1", "msg"),
+        ]);
+        let filter = LogFilter {
+            topic: "ord".into(),
+            kind: String::new(),
+        };
+        assert_eq!(ids(&log, &filter), ["gap", "1"]);
+        let filter = LogFilter {
+            topic: String::new(),
+            kind: "msg".into(),
+        };
+        assert_eq!(ids(&log, &filter), ["2", "gap"]);
+    }
+
+    #[test]
+    fn pausing_holds_new_entries_until_resumed() {
+        let mut log = EventLog::new(2);
+        log.extend([event(1, "a", "m")]);
+        log.set_paused(true);
+        log.extend([event(2, "a", "m"), event(3, "a", "m"), event(4, "a", "m")]);
+        assert_eq!(ids(&log, &LogFilter::default()), ["1"]);
+        assert_eq!(log.waiting(), 2, "the wait is bounded too");
+        log.set_paused(false);
+        assert_eq!(ids(&log, &LogFilter::default()), ["4", "3"]);
+        log.clear();
+        assert!(log.is_empty());
     }
 }
