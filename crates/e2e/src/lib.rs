@@ -195,6 +195,79 @@ impl Browser {
         }
     }
 
+    /// Clicks the element matching `css`.
+    pub async fn click(&self, step: &str, css: &str) {
+        let element = self.wait_for(step, css).await;
+        if let Err(err) = element.click().await {
+            self.fail(step, &format!("cannot click {css}: {err}")).await;
+        }
+    }
+
+    /// Replaces the value of the input matching `css` with `text`.
+    pub async fn fill(&self, step: &str, css: &str, text: &str) {
+        let element = self.wait_for(step, css).await;
+        let filled = async {
+            element.clear().await?;
+            element.send_keys(text).await
+        };
+        if let Err(err) = filled.await {
+            self.fail(step, &format!("cannot type into {css}: {err}"))
+                .await;
+        }
+    }
+
+    /// Waits until the text of the element matching `css` satisfies `check`; returns the text.
+    pub async fn wait_text(&self, step: &str, css: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        let mut last = String::new();
+        loop {
+            if let Ok(element) = self.client.find(Locator::Css(css)).await
+                && let Ok(text) = element.text().await
+            {
+                if check(&text) {
+                    return text;
+                }
+                last = text;
+            }
+            if Instant::now() > deadline {
+                self.fail(step, &format!("{css} never matched; last text {last:?}"))
+                    .await;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// How many elements match `css` right now.
+    pub async fn count(&self, css: &str) -> usize {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .map_or(0, |found| found.len())
+    }
+
+    /// The texts of every element matching `css`, in document order.
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let mut texts = Vec::new();
+        for element in self
+            .client
+            .find_all(Locator::Css(css))
+            .await
+            .unwrap_or_default()
+        {
+            texts.push(element.text().await.unwrap_or_default());
+        }
+        texts
+    }
+
+    /// Saves a screenshot of the page to `path`.
+    pub async fn screenshot_to(&self, path: &std::path::Path) {
+        let png = self.client.screenshot().await.expect("a screenshot");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("the screenshot's folder");
+        }
+        std::fs::write(path, png).expect("the screenshot is written");
+    }
+
     /// Saves a screenshot of the page for `step`, then fails the test with `message`.
     pub async fn fail(&self, step: &str, message: &str) -> ! {
         let path = self.artifacts.join(format!("{step}.png"));

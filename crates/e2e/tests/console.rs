@@ -1,65 +1,286 @@
-//! The served console in a real browser: it connects to `/events` and shows live events.
+//! The served console in a real browser: connecting, publishing, disconnecting and resuming,
+//! being closed by an administrator, and the two demos.
 
 use herald_e2e::{Browser, Server, dist_dir};
 use herald_protocol::api::{ClientInfo, PublishResponse};
-use serde_json::json;
+use serde_json::{Value, json};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_served_console_connects_to_events_and_shows_live_events() {
-    let server = Server::start(dist_dir()).await;
-    let browser = Browser::launch("console_connects").await;
-    browser.goto(&server.url("/")).await;
+const OPEN: &str = "[data-testid=status][data-state=open]";
 
-    browser
-        .wait_for("connected", "[data-testid=status][data-state=open]")
-        .await;
-    let client_id = browser
-        .text("client id shown", "[data-testid=client-id]")
-        .await;
-    assert_eq!(
-        client_id.len(),
-        32,
-        "the console shows the issued client id, got {client_id:?}"
-    );
-
-    let http = reqwest::Client::new();
-    let clients: Vec<ClientInfo> = http
-        .get(server.url("/api/clients"))
+/// Publishes through the API, as a back-end would.
+async fn publish(server: &Server, data: Value) -> PublishResponse {
+    reqwest::Client::new()
+        .post(server.url("/api/publish"))
+        .json(&json!({"topic": "demo", "data": data}))
         .send()
         .await
-        .unwrap()
+        .expect("publish")
         .json()
         .await
-        .unwrap();
-    let browser_connection = clients.iter().find(|client| client.client_id == client_id);
-    let Some(connection) = browser_connection else {
+        .expect("an acknowledgement")
+}
+
+async fn clients(server: &Server) -> Vec<ClientInfo> {
+    reqwest::get(server.url("/api/clients"))
+        .await
+        .expect("list clients")
+        .json()
+        .await
+        .expect("a client list")
+}
+
+fn event(id: &str) -> String {
+    format!("[data-testid=log] [data-event-id='{id}']")
+}
+
+/// Opens the console and waits until it is connected; returns its client id.
+async fn open_console(server: &Server, browser: &Browser) -> String {
+    browser.goto(&server.url("/")).await;
+    browser.wait_for("connected", OPEN).await;
+    browser
+        .wait_text("client id shown", "[data-testid=client-id]", |text| {
+            text.len() == 32
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_connects_and_shows_live_events() {
+    let server = Server::start(dist_dir()).await;
+    let browser = Browser::launch("connects").await;
+    let client_id = open_console(&server, &browser).await;
+
+    let listed = clients(&server).await;
+    let Some(connection) = listed.iter().find(|client| client.client_id == client_id) else {
         browser
             .fail(
                 "server sees the browser",
-                &format!("{client_id} not in {clients:?}"),
+                &format!("{client_id} not in {listed:?}"),
             )
             .await
     };
     assert_eq!(connection.topics, ["demo"]);
 
-    let ack: PublishResponse = http
-        .post(server.url("/api/publish"))
-        .json(&json!({"topic": "demo", "data": {"greeting": "hello from the test"}}))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let ack = publish(&server, json!({"greeting": "hello from the test"})).await;
+    let line = browser
+        .wait_text("event shown", &event(&ack.id), |text| {
+            text.contains("hello from the test")
+        })
+        .await;
+    assert!(
+        line.contains("demo") && line.contains("message"),
+        "topic and type shown: {line:?}"
+    );
+    browser
+        .wait_text(
+            "last event id shown",
+            "[data-testid=last-event-id]",
+            |text| text == ack.id,
+        )
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_through_the_form_shows_the_event_and_its_id() {
+    let server = Server::start(dist_dir()).await;
+    let browser = Browser::launch("publish_form").await;
+    open_console(&server, &browser).await;
+
+    browser
+        .fill(
+            "type data",
+            "[data-testid=publish-data]",
+            r#"{"from": "the form"}"#,
+        )
+        .await;
+    browser
+        .click("submit", "[data-testid=publish-submit]")
+        .await;
+    let result = browser
+        .wait_text("id shown", "[data-testid=publish-result]", |text| {
+            text.starts_with("Published #")
+        })
+        .await;
+    let id = result.trim_start_matches("Published #");
+    browser
+        .wait_text("event shown", &event(id), |text| text.contains("the form"))
+        .await;
+
+    browser
+        .fill("invalid data", "[data-testid=publish-data]", "{not json")
+        .await;
+    browser
+        .click("submit invalid", "[data-testid=publish-submit]")
+        .await;
+    browser
+        .wait_text("problem shown", "[data-testid=publish-problems]", |text| {
+            text.contains("not valid JSON")
+        })
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_disconnect_no_events_arrive_and_reconnecting_replays_exactly_the_missed_ones() {
+    let server = Server::start(dist_dir()).await;
+    let browser = Browser::launch("disconnect_resume").await;
+    open_console(&server, &browser).await;
+    let before = publish(&server, json!("before")).await;
+    browser.wait_for("first event", &event(&before.id)).await;
+
+    browser
+        .click("disconnect", "[data-testid=disconnect]")
+        .await;
+    browser
+        .wait_text("closed by you", "[data-testid=status]", |text| {
+            text == "closed by you"
+        })
+        .await;
+    let missed: Vec<PublishResponse> = vec![
+        publish(&server, json!("missed 1")).await,
+        publish(&server, json!("missed 2")).await,
+    ];
+    // The browser holds no stream now, so nothing can arrive.
+    for ack in &missed {
+        assert_eq!(
+            browser.count(&event(&ack.id)).await,
+            0,
+            "event {} arrived while disconnected",
+            ack.id
+        );
+    }
+
+    browser.click("reconnect", "[data-testid=connect]").await;
+    browser.wait_for("open again", OPEN).await;
+    for ack in &missed {
+        browser
+            .wait_for("missed event replayed", &event(&ack.id))
+            .await;
+    }
+    let after = publish(&server, json!("after")).await;
+    browser.wait_for("live again", &event(&after.id)).await;
+    let mut ids = Vec::new();
+    let lines = browser
+        .client
+        .find_all(fantoccini::Locator::Css(
+            "[data-testid=log] [data-event-id]",
+        ))
         .await
         .unwrap();
-    let selector = format!("[data-event-id='{}']", ack.id);
-    let line = browser.text("event shown", &selector).await;
-    assert!(
-        line.contains("hello from the test"),
-        "the log line shows the data: {line:?}"
+    for line in lines {
+        ids.push(
+            line.attr("data-event-id")
+                .await
+                .unwrap()
+                .unwrap_or_default(),
+        );
+    }
+    let expected = [&after.id, &missed[1].id, &missed[0].id, &before.id].map(String::clone);
+    assert_eq!(
+        ids, expected,
+        "newest first: each event exactly once, in order"
     );
-    let last_id = browser
-        .text("last event id shown", "[data-testid=last-event-id]")
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_client_from_the_clients_panel_shows_closed_by_server_without_reconnecting() {
+    let server = Server::start(dist_dir()).await;
+    let browser = Browser::launch("admin_close").await;
+    let client_id = open_console(&server, &browser).await;
+
+    let own_row = format!("[data-client-id='{client_id}'] [data-testid=disconnect-client]");
+    browser.click("disconnect own client", &own_row).await;
+    let status = browser
+        .wait_text("closed by server", "[data-testid=status]", |text| {
+            text.starts_with("closed by server")
+        })
         .await;
-    assert_eq!(last_id, ack.id);
+    assert!(
+        status.contains("administrator"),
+        "the reason is shown: {status}"
+    );
+
+    // The server has no connection for this client, and the console does not come back.
+    let deadline = std::time::Instant::now() + herald_e2e::STEP_TIMEOUT;
+    while clients(&server)
+        .await
+        .iter()
+        .any(|client| client.client_id == client_id)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the connection was never released"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let marker = publish(&server, json!("after the close")).await;
+    assert!(
+        clients(&server)
+            .await
+            .iter()
+            .all(|client| client.client_id != client_id),
+        "no reconnect"
+    );
+    assert_eq!(browser.count(&event(&marker.id)).await, 0);
+    browser
+        .wait_text("still closed", "[data-testid=status]", |text| {
+            text.starts_with("closed by server")
+        })
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_countdown_shows_exactly_ten_messages_then_completes() {
+    let server = Server::start(dist_dir()).await;
+    let browser = Browser::launch("countdown").await;
+    open_console(&server, &browser).await;
+    browser
+        .fill("interval", "[data-testid=countdown-interval]", "100")
+        .await;
+    browser
+        .click("start", "[data-testid=countdown-start]")
+        .await;
+    browser
+        .wait_text("completed", "[data-testid=countdown-status]", |text| {
+            text == "completed"
+        })
+        .await;
+    let messages = browser.texts("[data-testid=countdown-messages] li").await;
+    let expected: Vec<String> = (1..=10).map(|n| format!("Message {n}")).collect();
+    assert_eq!(messages, expected);
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_streams_its_answer_and_completes() {
+    let server = Server::start(dist_dir()).await;
+    let browser = Browser::launch("chat").await;
+    open_console(&server, &browser).await;
+    browser
+        .fill("prompt", "[data-testid=chat-prompt]", "Does it stream?")
+        .await;
+    browser.click("send", "[data-testid=chat-send]").await;
+    // Part of the answer is on screen while the rest is still coming.
+    let partial = browser
+        .wait_text("streaming", "[data-testid=chat-answer]", |text| {
+            !text.is_empty()
+        })
+        .await;
+    browser
+        .wait_text("done", "[data-testid=chat-status]", |text| text == "done")
+        .await;
+    let answer = browser
+        .wait_text("answer", "[data-testid=chat-answer]", |text| {
+            text.contains("Does it stream?")
+        })
+        .await;
+    assert!(
+        partial.len() < answer.len(),
+        "the answer arrived in pieces: first saw {partial:?}"
+    );
+    assert!(answer.ends_with("stops the moment you do."), "{answer}");
     browser.close().await;
 }
