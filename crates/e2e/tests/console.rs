@@ -284,3 +284,52 @@ async fn the_chat_streams_its_answer_and_completes() {
     assert!(answer.ends_with("stops the moment you do."), "{answer}");
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_events_is_shown_and_the_page_stays_usable() {
+    const BURST: usize = 400;
+    let server = Server::start(dist_dir()).await;
+    let browser = Browser::launch("burst").await;
+    open_console(&server, &browser).await;
+    let http = reqwest::Client::new();
+    let publishers: Vec<_> = (0..8)
+        .map(|publisher| {
+            let (http, url) = (http.clone(), server.url("/api/publish"));
+            tokio::spawn(async move {
+                for n in (publisher..BURST).step_by(8) {
+                    let body = json!({"topic": "demo", "data": {"n": n}});
+                    assert_eq!(
+                        http.post(&url)
+                            .json(&body)
+                            .send()
+                            .await
+                            .expect("publish")
+                            .status(),
+                        200
+                    );
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.await.expect("publisher");
+    }
+    browser
+        .wait_text("all shown", "[data-testid=log-count]", |text| {
+            text == format!("{BURST} shown")
+        })
+        .await;
+    browser.click("pause", "[data-testid=pause]").await;
+    browser
+        .wait_text("paused", "[data-testid=pause]", |text| {
+            text.starts_with("Resume")
+        })
+        .await;
+    browser
+        .fill("filter", "[data-testid=filter-topic]", "nothing-matches")
+        .await;
+    browser
+        .wait_text("filtered", "[data-testid=log]", str::is_empty)
+        .await;
+    browser.close().await;
+}

@@ -116,10 +116,16 @@ impl Session {
     fn on_signal(self, signal: SourceSignal) {
         match signal {
             SourceSignal::Error { retrying } => {
+                let was_closed = !self.state.get_untracked().wants_stream();
                 self.state
                     .update(|state| *state = state.next(Signal::Lost { retrying }));
                 if !retrying {
                     self.drop_source();
+                    if !was_closed {
+                        // Refused, most likely for a client id the server no longer knows: the
+                        // next connect asks for a new identity and still resumes by event id.
+                        self.client_id.set(None);
+                    }
                 }
             }
             SourceSignal::Message(message) => match decode_hub_event(&message.event, &message.data)
