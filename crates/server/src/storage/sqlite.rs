@@ -8,6 +8,7 @@
 //! any size is never loaded whole. Retention runs in the background and records, per stream, the
 //! newest position it removed, so a replay from before it is answered with `Expired`.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -49,6 +50,8 @@ struct Inner {
     settings: SqliteSettings,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Streams appended to since retention last ran: the only ones that can exceed the count.
+    touched: Mutex<HashSet<String>>,
     /// The newest committed position, so `latest` needs no query.
     latest: AtomicU64,
     /// The position before the first event of this database: ids below it are from elsewhere.
@@ -126,6 +129,7 @@ impl SqliteStorage {
                 settings,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(readers),
+                touched: Mutex::new(HashSet::new()),
                 latest: AtomicU64::new(to_seq(latest)),
                 floor,
             }),
@@ -268,6 +272,7 @@ fn append_batch(
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(&failed)?;
     let mut stored = Vec::with_capacity(events.len());
+    let mut touched = HashSet::new();
     {
         let mut insert_event = tx
             .prepare_cached(
@@ -288,8 +293,9 @@ fn append_batch(
                 ])
                 .map_err(&failed)?;
             let seq = tx.last_insert_rowid();
-            for key in &keys {
+            for key in keys {
                 insert_stream.execute(params![key, seq]).map_err(&failed)?;
+                touched.insert(key);
             }
             let seq = to_seq(seq);
             stored.push(Arc::new(StoredEvent {
@@ -306,6 +312,7 @@ fn append_batch(
     if let Some(last) = stored.last() {
         inner.latest.store(last.seq, Ordering::Release);
     }
+    lock(&inner.touched).extend(touched);
     Ok(stored)
 }
 
@@ -392,10 +399,34 @@ fn apply_retention(
     cutoff: SystemTime,
     oldest_kept: SystemTime,
 ) -> Result<(), StorageError> {
+    let touched = std::mem::take(&mut *lock(&inner.touched));
+    let result = retain(inner, writer, cutoff, oldest_kept, &touched);
+    if result.is_err() {
+        // Check these streams again next time.
+        lock(&inner.touched).extend(touched);
+    }
+    result
+}
+
+fn retain(
+    inner: &Inner,
+    writer: &mut Connection,
+    cutoff: SystemTime,
+    oldest_kept: SystemTime,
+    touched: &HashSet<String>,
+) -> Result<(), StorageError> {
     let failed = storage_error("cannot apply retention");
     let tx = writer
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(&failed)?;
+    // Expired clients: their events (a client stream is an event's only stream), their stream
+    // and their entry.
+    tx.execute(
+        "DELETE FROM events WHERE seq IN (SELECT seq FROM event_streams WHERE stream IN
+             (SELECT 'c:' || client_id FROM clients WHERE last_seen_ms < ?1))",
+        [millis(cutoff)],
+    )
+    .map_err(&failed)?;
     tx.execute(
         "DELETE FROM event_streams WHERE stream IN
              (SELECT 'c:' || client_id FROM clients WHERE last_seen_ms < ?1)",
@@ -408,6 +439,7 @@ fn apply_retention(
     )
     .map_err(&failed)?;
 
+    // Age: everything up to the newest event older than the limit, in every stream.
     let too_old: Option<i64> = tx
         .query_row(
             "SELECT max(seq) FROM events WHERE time_ms < ?1",
@@ -425,26 +457,31 @@ fn apply_retention(
         .map_err(&failed)?;
         tx.execute("DELETE FROM event_streams WHERE seq <= ?1", [through])
             .map_err(&failed)?;
+        tx.execute("DELETE FROM events WHERE seq <= ?1", [through])
+            .map_err(&failed)?;
     }
 
+    // Count: only streams appended to since the last run can have grown past the limit.
     let max_events = i64::try_from(inner.settings.max_events_per_stream).unwrap_or(i64::MAX);
-    let crowded: Vec<String> = {
-        let mut statement = tx
-            .prepare("SELECT stream FROM event_streams GROUP BY stream HAVING count(*) > ?1")
-            .map_err(&failed)?;
-        let rows = statement
-            .query_map([max_events], |row| row.get(0))
-            .map_err(&failed)?;
-        rows.collect::<Result<_, _>>().map_err(&failed)?
-    };
-    for stream in crowded {
-        let through: i64 = tx
+    for stream in touched {
+        let through: Option<i64> = tx
             .query_row(
                 "SELECT seq FROM event_streams WHERE stream = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2",
                 params![stream, max_events],
                 |row| row.get(0),
             )
+            .optional()
             .map_err(&failed)?;
+        let Some(through) = through else { continue };
+        let previous: i64 = tx
+            .query_row(
+                "SELECT trimmed_through FROM trims WHERE stream = ?1",
+                [stream],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(&failed)?
+            .unwrap_or(0);
         tx.execute(
             "INSERT INTO trims (stream, trimmed_through) VALUES (?1, ?2)
              ON CONFLICT (stream) DO UPDATE SET trimmed_through = max(trimmed_through, excluded.trimmed_through)",
@@ -456,13 +493,14 @@ fn apply_retention(
             params![stream, through],
         )
         .map_err(&failed)?;
+        // Events of this range that no other stream still holds.
+        tx.execute(
+            "DELETE FROM events WHERE seq > ?1 AND seq <= ?2
+                 AND NOT EXISTS (SELECT 1 FROM event_streams WHERE event_streams.seq = events.seq)",
+            params![previous, through],
+        )
+        .map_err(&failed)?;
     }
-    // Events no stream refers to any more.
-    tx.execute(
-        "DELETE FROM events WHERE seq NOT IN (SELECT seq FROM event_streams)",
-        [],
-    )
-    .map_err(&failed)?;
     tx.commit().map_err(&failed)
 }
 
