@@ -284,19 +284,23 @@ impl Hub {
             let storage = &self.inner.storage;
             let now = SystemTime::now();
             let live = self.inner.registry.live_clients();
-            let result = async {
-                storage.touch_clients(&live).await?;
-                let cutoff = now
-                    .checked_sub(self.inner.settings.client_ttl)
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
-                let oldest_kept = now
-                    .checked_sub(self.inner.settings.history_max_age)
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
-                storage.expire(cutoff, oldest_kept).await
-            }
-            .await;
-            if let Err(err) = result {
-                tracing::warn!(%err, "expiring history failed; will retry");
+            let cutoff = now
+                .checked_sub(self.inner.settings.client_ttl)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            let oldest_kept = now
+                .checked_sub(self.inner.settings.history_max_age)
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            // If live clients cannot be marked as seen (a full disk, say), history retention still
+            // runs, but no client expires: one of them might be live.
+            let cutoff = match storage.touch_clients(&live).await {
+                Ok(()) => cutoff,
+                Err(err) => {
+                    tracing::warn!(%err, "recording live clients failed; no client expires this round");
+                    SystemTime::UNIX_EPOCH
+                }
+            };
+            if let Err(err) = storage.expire(cutoff, oldest_kept).await {
+                tracing::warn!(%err, "applying retention failed; will retry");
             }
         }
     }

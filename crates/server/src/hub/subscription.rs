@@ -89,8 +89,6 @@ pub struct Subscription {
     last_sent: Seq,
     /// Events of the current replay page not written yet.
     pending: VecDeque<Arc<StoredEvent>>,
-    /// A live event taken from the queue during replay, to be written first once live.
-    held: Option<Queued>,
     /// Whether replay is over: only then can the position move past events not yet written.
     live: bool,
     heartbeat: Pin<Box<Sleep>>,
@@ -131,7 +129,6 @@ impl Subscription {
             phase,
             last_sent,
             pending: VecDeque::new(),
-            held: None,
             live: phase == Phase::Live,
             heartbeat,
             expires,
@@ -243,17 +240,12 @@ impl Subscription {
         Some(chunk.freeze())
     }
 
-    /// Drops queued live events that the replay has already written, so that a long replay on a
-    /// busy topic does not fill the queue with duplicates and get closed as a slow consumer. The
-    /// first newer event is held for the live phase.
+    /// Empties the queue while replaying. Every queued event was committed before it was fanned
+    /// out, so the replay reads it from storage anyway (it reads until a page comes back empty);
+    /// keeping them would only fill the queue on a busy topic and close a reconnecting client as
+    /// a slow consumer.
     fn discard_replayed(&mut self) {
-        while self.held.is_none() {
-            match self.queue.try_recv() {
-                Ok(item) if item.seq <= self.last_sent => {}
-                Ok(item) => self.held = Some(item),
-                Err(_) => break,
-            }
-        }
+        while self.queue.try_recv().is_ok() {}
     }
 
     fn go_live(&mut self) {
@@ -271,7 +263,7 @@ impl Subscription {
         // Read before checking the queue: everything fanned out up to `through` was queued
         // before it was published, so an empty queue now means it has all been written.
         let through = self.hub.fanned_out_through();
-        if through <= self.last_sent || self.held.is_some() || !self.queue.is_empty() {
+        if through <= self.last_sent || !self.queue.is_empty() {
             return None;
         }
         self.last_sent = through;
@@ -307,14 +299,6 @@ impl Subscription {
 
     /// Waits for live events, a heartbeat, the end of the connection's lifetime, or a close.
     async fn live(&mut self) -> Option<Bytes> {
-        if !self.connection().closed().is_cancelled()
-            && let Some(held) = self.held.take()
-        {
-            let chunk = self.write_live(held);
-            if !chunk.is_empty() {
-                return Some(chunk);
-            }
-        }
         let connection = Arc::clone(self.connection());
         let lifetime = self.expires.as_mut();
         let expires = async {

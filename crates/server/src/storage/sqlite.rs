@@ -113,23 +113,16 @@ impl SqliteStorage {
             .unwrap_or(to_sql(floor));
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
-            let reader = Connection::open_with_flags(
-                &path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )
-            .map_err(storage_error(&context))?;
-            reader
-                .busy_timeout(Duration::from_secs(5))
-                .map_err(storage_error(&context))?;
-            readers.push(reader);
+            readers.push(open_reader(&path).map_err(storage_error(&context))?);
         }
+        let touched = over_limit(&writer, &settings).map_err(storage_error(&context))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 settings,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(readers),
-                touched: Mutex::new(HashSet::new()),
+                touched: Mutex::new(touched),
                 latest: AtomicU64::new(to_seq(latest)),
                 floor,
             }),
@@ -169,13 +162,13 @@ impl SqliteStorage {
                 let mut connection = match pooled {
                     Some(connection) => connection,
                     None => {
-                        Connection::open_with_flags(&inner.path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-                            .map_err(storage_error("cannot open a reader"))?
+                        open_reader(&inner.path).map_err(storage_error("cannot open a reader"))?
                     }
                 };
                 let result = work(&inner, &mut connection);
+                // Only a connection outside any transaction goes back to the pool.
                 let mut readers = lock(&inner.readers);
-                if readers.len() < READERS {
+                if readers.len() < READERS && connection.is_autocommit() {
                     readers.push(connection);
                 }
                 result
@@ -192,10 +185,39 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
+    let reader = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    reader.busy_timeout(Duration::from_secs(5))?;
+    Ok(reader)
+}
+
+/// Streams holding more events than the limit, so retention trims them even if nothing is
+/// appended to them again (after a restart, or when the limit was lowered).
+fn over_limit(writer: &Connection, settings: &SqliteSettings) -> rusqlite::Result<HashSet<String>> {
+    let max_events = i64::try_from(settings.max_events_per_stream).unwrap_or(i64::MAX);
+    let mut statement =
+        writer.prepare("SELECT stream FROM event_streams GROUP BY stream HAVING count(*) > ?1")?;
+    let rows = statement.query_map([max_events], |row| row.get(0))?;
+    rows.collect()
+}
+
 fn configure_writer(writer: &Connection, settings: &SqliteSettings) -> rusqlite::Result<()> {
     writer.busy_timeout(Duration::from_secs(5))?;
     // WAL lets replays read while publishes commit; FULL makes every commit durable on disk.
-    writer.pragma_update(None, "journal_mode", "WAL")?;
+    let mode: String =
+        writer.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Without WAL, readers would block commits; refuse rather than run slowly and unsafely.
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+            Some(format!(
+                "the file system does not support write-ahead logging (journal mode stayed {mode})"
+            )),
+        ));
+    }
     writer.pragma_update(None, "synchronous", "FULL")?;
     if let Some(max_bytes) = settings.max_bytes {
         let page_size: i64 = writer.query_row("PRAGMA page_size", [], |row| row.get(0))?;
@@ -205,8 +227,8 @@ fn configure_writer(writer: &Connection, settings: &SqliteSettings) -> rusqlite:
     Ok(())
 }
 
-/// Brings the schema to [`SCHEMA_VERSION`]; returns the database's floor position.
-fn migrate(writer: &Connection) -> Result<Seq, String> {
+/// Brings the schema to [`SCHEMA_VERSION`] inside the caller's transaction.
+fn migrate_locked(writer: &Connection) -> Result<(), String> {
     let version: i64 = writer
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(|e| e.to_string())?;
@@ -227,8 +249,7 @@ fn migrate(writer: &Connection) -> Result<Seq, String> {
         let floor = i64::try_from(floor).unwrap_or(i64::MAX / 2);
         writer
             .execute_batch(&format!(
-                "BEGIN IMMEDIATE;
-                 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+                "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
                  CREATE TABLE events (
                      seq INTEGER PRIMARY KEY AUTOINCREMENT,
                      streams TEXT NOT NULL,
@@ -245,13 +266,33 @@ fn migrate(writer: &Connection) -> Result<Seq, String> {
                  CREATE INDEX event_streams_by_seq ON event_streams (seq);
                  CREATE TABLE trims (stream TEXT PRIMARY KEY, trimmed_through INTEGER NOT NULL) WITHOUT ROWID;
                  CREATE TABLE clients (client_id TEXT PRIMARY KEY, last_seen_ms INTEGER NOT NULL) WITHOUT ROWID;
+                 CREATE INDEX clients_by_last_seen ON clients (last_seen_ms);
                  INSERT INTO meta (key, value) VALUES ('floor', '{floor}');
                  INSERT INTO sqlite_sequence (name, seq) VALUES ('events', {floor});
-                 PRAGMA user_version = 1;
-                 COMMIT;"
+                 PRAGMA user_version = 1;"
             ))
             .map_err(|e| format!("cannot create the schema: {e}"))?;
     }
+    Ok(())
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`]; returns the database's floor position.
+fn migrate(writer: &Connection) -> Result<Seq, String> {
+    // Read and raise the version in one write transaction, so two processes opening a new data
+    // directory at once cannot both create the schema.
+    writer
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| format!("cannot lock the database: {e}"))?;
+    let migrated = migrate_locked(writer);
+    let end = if migrated.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    writer
+        .execute_batch(end)
+        .map_err(|e| format!("cannot finish the migration: {e}"))?;
+    migrated?;
     let floor: String = writer
         .query_row("SELECT value FROM meta WHERE key = 'floor'", [], |row| {
             row.get(0)
@@ -419,17 +460,29 @@ fn retain(
     let tx = writer
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(&failed)?;
-    // Expired clients: their events (a client stream is an event's only stream), their stream
-    // and their entry.
+    // Expired clients: a trim record for their stream (so no replay can skip its events
+    // silently), their events that no other stream holds, their stream and their entry.
+    let expired = "SELECT 'c:' || client_id FROM clients WHERE last_seen_ms < ?1";
     tx.execute(
-        "DELETE FROM events WHERE seq IN (SELECT seq FROM event_streams WHERE stream IN
-             (SELECT 'c:' || client_id FROM clients WHERE last_seen_ms < ?1))",
+        &format!(
+            "INSERT INTO trims (stream, trimmed_through)
+                 SELECT stream, max(seq) FROM event_streams WHERE stream IN ({expired}) GROUP BY stream
+             ON CONFLICT (stream) DO UPDATE SET trimmed_through = max(trimmed_through, excluded.trimmed_through)"
+        ),
         [millis(cutoff)],
     )
     .map_err(&failed)?;
     tx.execute(
-        "DELETE FROM event_streams WHERE stream IN
-             (SELECT 'c:' || client_id FROM clients WHERE last_seen_ms < ?1)",
+        &format!(
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM event_streams WHERE stream IN ({expired}))
+                 AND NOT EXISTS (SELECT 1 FROM event_streams others
+                                 WHERE others.seq = events.seq AND others.stream NOT IN ({expired}))"
+        ),
+        [millis(cutoff)],
+    )
+    .map_err(&failed)?;
+    tx.execute(
+        &format!("DELETE FROM event_streams WHERE stream IN ({expired})"),
         [millis(cutoff)],
     )
     .map_err(&failed)?;
@@ -729,6 +782,45 @@ mod tests {
             .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
             .unwrap();
         assert_eq!(remaining, 0, "events no stream refers to are deleted");
+        drop(writer);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_expired_clients_stream_cannot_be_replayed_silently() {
+        let dir = temp_dir();
+        let storage = SqliteStorage::open(&dir, settings()).unwrap();
+        let floor = storage.inner.floor;
+        let client = ClientId::generate();
+        let mut writer = lock(&storage.inner.writer);
+        writer
+            .execute(
+                "INSERT INTO clients (client_id, last_seen_ms) VALUES (?1, 0)",
+                [client.to_string()],
+            )
+            .unwrap();
+        let direct = NewEvent {
+            streams: vec![StreamKey::Client(client.clone())],
+            ..event("unused", 1)
+        };
+        append_batch(&storage.inner, &mut writer, vec![direct]).unwrap();
+        apply_retention(
+            &storage.inner,
+            &mut writer,
+            SystemTime::now(),
+            SystemTime::UNIX_EPOCH,
+        )
+        .unwrap();
+        let mut reader = lock(&storage.inner.readers).pop().unwrap();
+        let keys = vec![StreamKey::Client(client).encode()];
+        assert!(matches!(
+            read_page(&storage.inner, &mut reader, &keys, floor, 10).unwrap(),
+            Replay::Expired
+        ));
+        let remaining: i64 = writer
+            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(remaining, 0);
         drop(writer);
         let _ = std::fs::remove_dir_all(dir);
     }
