@@ -50,6 +50,11 @@ pub struct Server {
 
 impl Server {
     pub async fn start(static_dir: PathBuf) -> Self {
+        Self::start_with(static_dir, |_| {}).await
+    }
+
+    /// Like [`Server::start`], with settings adjusted by `adjust`.
+    pub async fn start_with(static_dir: PathBuf, adjust: impl FnOnce(&mut Config)) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a loopback port");
@@ -59,11 +64,12 @@ impl Server {
             std::process::id(),
             address.port()
         ));
-        let config = Config {
+        let mut config = Config {
             static_dir,
             data_dir: data_dir.clone(),
             ..Config::default()
         };
+        adjust(&mut config);
         let storage = Arc::new(MemoryStorage::new(config.history_max_events));
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(herald_server::run_with_storage(

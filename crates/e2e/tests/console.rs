@@ -333,3 +333,42 @@ async fn a_burst_of_events_is_shown_and_the_page_stays_usable() {
         .await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_server_ends_a_stream_the_console_reconnects_as_the_same_client() {
+    let server = Server::start_with(dist_dir(), |config| {
+        config.max_connection_lifetime = Some(std::time::Duration::from_millis(1500));
+    })
+    .await;
+    let browser = Browser::launch("reconnect_same_client").await;
+    let client_id = open_console(&server, &browser).await;
+    // The first stream reaches its lifetime and is closed with reconnect: true.
+    browser
+        .wait_text("reconnecting", "[data-testid=status]", |text| {
+            text.starts_with("reconnecting")
+        })
+        .await;
+    browser.wait_for("open again", OPEN).await;
+    assert_eq!(
+        browser
+            .wait_text("same client", "[data-testid=client-id]", |t| t.len() == 32)
+            .await,
+        client_id
+    );
+    let ack: Value = reqwest::Client::new()
+        .post(server.url(&format!("/api/clients/{client_id}/events")))
+        .json(&json!({"data": "to this tab"}))
+        .send()
+        .await
+        .expect("send to the client")
+        .json()
+        .await
+        .expect("an acknowledgement");
+    let id = ack["id"].as_str().expect("an id");
+    browser
+        .wait_text("direct message shown", &event(id), |text| {
+            text.contains("to this tab")
+        })
+        .await;
+    browser.close().await;
+}

@@ -13,6 +13,9 @@ use crate::state::{
 
 /// How many events the log keeps.
 const LOG_CAPACITY: usize = 500;
+/// The first reconnection delay; it doubles with each failed attempt up to the maximum.
+const RECONNECT_BASE: Duration = Duration::from_millis(1000);
+const RECONNECT_MAX: Duration = Duration::from_secs(15);
 /// How long received events gather before the log re-renders, so bursts do not freeze the page.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
@@ -29,6 +32,8 @@ pub struct Session {
     source: StoredValue<Option<Source>, LocalStorage>,
     incoming: StoredValue<Vec<LogEntry>, LocalStorage>,
     flush_scheduled: StoredValue<bool, LocalStorage>,
+    /// Whether the last refusal was already answered by reconnecting without the client id.
+    retried_as_new: StoredValue<bool, LocalStorage>,
 }
 
 impl Session {
@@ -44,11 +49,19 @@ impl Session {
             source: StoredValue::new_local(None),
             incoming: StoredValue::new_local(Vec::new()),
             flush_scheduled: StoredValue::new_local(false),
+            retried_as_new: StoredValue::new_local(false),
         }
     }
 
     /// Opens the stream, keeping the client id and resuming after the last event id.
     pub fn connect(self) {
+        self.state
+            .update(|state| *state = state.next(Signal::UserConnect));
+        self.open_stream();
+    }
+
+    /// Opens an `EventSource` whose URL carries the current topics, client id and position.
+    fn open_stream(self) {
         self.drop_source();
         let encode = |text: &str| String::from(web_sys::js_sys::encode_uri_component(text));
         let url = events_url(
@@ -57,8 +70,6 @@ impl Session {
             self.last_event_id.get_untracked().as_deref(),
             encode,
         );
-        self.state
-            .update(|state| *state = state.next(Signal::UserConnect));
         match Source::open(&url, move |signal| self.on_signal(signal)) {
             Ok(source) => {
                 for name in [
@@ -115,17 +126,28 @@ impl Session {
 
     fn on_signal(self, signal: SourceSignal) {
         match signal {
+            SourceSignal::Error { .. } if !self.state.get_untracked().wants_stream() => {}
             SourceSignal::Error { retrying } => {
-                let was_closed = !self.state.get_untracked().wants_stream();
-                self.state
-                    .update(|state| *state = state.next(Signal::Lost { retrying }));
-                if !retrying {
-                    self.drop_source();
-                    if !was_closed {
-                        // Refused, most likely for a client id the server no longer knows: the
-                        // next connect asks for a new identity and still resumes by event id.
-                        self.client_id.set(None);
-                    }
+                // The browser would reconnect with the URL it was opened with, which may lack
+                // the client id issued since; reconnect here instead, with identity and position.
+                self.drop_source();
+                if retrying {
+                    self.state
+                        .update(|state| *state = state.next(Signal::Lost { retrying }));
+                    self.reconnect_later();
+                } else if self.client_id.get_untracked().is_some()
+                    && !self.retried_as_new.get_value()
+                {
+                    // Refused: most likely the server no longer knows this client id. Try once
+                    // as a new client, still resuming by event id.
+                    self.retried_as_new.set_value(true);
+                    self.client_id.set(None);
+                    self.state
+                        .update(|state| *state = state.next(Signal::Lost { retrying: true }));
+                    self.reconnect_later();
+                } else {
+                    self.state
+                        .update(|state| *state = state.next(Signal::Lost { retrying: false }));
                 }
             }
             SourceSignal::Message(message) => match decode_hub_event(&message.event, &message.data)
@@ -135,6 +157,7 @@ impl Session {
                     if !message.last_event_id.is_empty() {
                         self.last_event_id.set(Some(message.last_event_id));
                     }
+                    self.retried_as_new.set_value(false);
                     self.state
                         .update(|state| *state = state.next(Signal::Opened));
                 }
@@ -170,6 +193,30 @@ impl Session {
                 Err(error) => leptos::logging::warn!("{error}"),
             },
         }
+    }
+
+    /// Reopens the stream after a back-off that doubles with each attempt (with jitter), unless
+    /// the user disconnected meanwhile.
+    fn reconnect_later(self) {
+        let attempt = match self.state.get_untracked() {
+            ConnectionState::Reconnecting { attempt } => attempt,
+            _ => 1,
+        };
+        let base =
+            RECONNECT_BASE.as_millis() as f64 * 2f64.powi(attempt.saturating_sub(1).min(6) as i32);
+        let delay = base.min(RECONNECT_MAX.as_millis() as f64)
+            * (0.75 + web_sys::js_sys::Math::random() / 2.0);
+        set_timeout(
+            move || {
+                if matches!(
+                    self.state.get_untracked(),
+                    ConnectionState::Reconnecting { .. }
+                ) {
+                    self.open_stream();
+                }
+            },
+            Duration::from_millis(delay as u64),
+        );
     }
 
     /// Collects an entry and renders the batch shortly, once, however many arrive meanwhile.

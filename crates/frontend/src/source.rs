@@ -45,7 +45,11 @@ impl Source {
         let errors = {
             let handler = Rc::clone(&handler);
             let source = source.clone();
-            Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+            Closure::<dyn FnMut(Event)>::new(move |event: Event| {
+                // A frame named `error` reaches `onerror` too, as a MessageEvent: not a failure.
+                if event.dyn_ref::<MessageEvent>().is_some() {
+                    return;
+                }
                 let retrying = source.ready_state() == EventSource::CONNECTING;
                 (handler.borrow_mut())(SourceSignal::Error { retrying });
             })

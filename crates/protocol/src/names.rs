@@ -8,6 +8,8 @@ pub const MAX_TOPIC_BYTES: usize = 256;
 pub const MAX_EVENT_TYPE_BYTES: usize = 64;
 /// Event types with this prefix are sent by Herald itself and may not be published.
 pub const RESERVED_PREFIX: &str = "herald.";
+/// Event types that `EventSource` would mistake for its own `error` and `open` events.
+pub const RESERVED_TYPES: [&str; 2] = ["error", "open"];
 /// The event type used when a publisher names none.
 pub const DEFAULT_EVENT_TYPE: &str = "message";
 
@@ -41,12 +43,11 @@ impl fmt::Display for NameError {
                 f,
                 "an event type may only contain A-Z, a-z, 0-9 and . _ : -, found {found:?}"
             ),
-            Self::ReservedEventType => {
-                write!(
-                    f,
-                    "event types beginning with \"{RESERVED_PREFIX}\" are reserved"
-                )
-            }
+            Self::ReservedEventType => write!(
+                f,
+                "event types beginning with \"{RESERVED_PREFIX}\" are reserved, and so are \"error\" and \
+                 \"open\", which browsers would take for EventSource's own events"
+            ),
         }
     }
 }
@@ -85,7 +86,7 @@ pub fn validate_event_type(kind: &str) -> Result<(), NameError> {
 /// Checks an event type a publisher sent: valid syntax and not in the reserved `herald.` space.
 pub fn validate_publishable_event_type(kind: &str) -> Result<(), NameError> {
     validate_event_type(kind)?;
-    if kind.starts_with(RESERVED_PREFIX) {
+    if kind.starts_with(RESERVED_PREFIX) || RESERVED_TYPES.contains(&kind) {
         return Err(NameError::ReservedEventType);
     }
     Ok(())
@@ -144,9 +145,12 @@ mod tests {
     #[test]
     fn reserved_types_cannot_be_published() {
         assert_eq!(validate_event_type("herald.connected"), Ok(()));
-        assert_eq!(
-            validate_publishable_event_type("herald.connected"),
-            Err(NameError::ReservedEventType)
-        );
+        for kind in ["herald.connected", "error", "open"] {
+            assert_eq!(
+                validate_publishable_event_type(kind),
+                Err(NameError::ReservedEventType),
+                "{kind}"
+            );
+        }
     }
 }

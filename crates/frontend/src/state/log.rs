@@ -67,8 +67,15 @@ impl EventLog {
             if self.paused {
                 self.waiting.push_back(entry);
                 if self.waiting.len() > self.capacity {
-                    self.waiting.pop_front();
-                    self.dropped_while_paused += 1;
+                    // Drop the oldest event, never a gap marker: gaps must stay visible.
+                    if let Some(at) = self
+                        .waiting
+                        .iter()
+                        .position(|entry| matches!(entry, LogEntry::Event(_)))
+                    {
+                        self.waiting.remove(at);
+                        self.dropped_while_paused += 1;
+                    }
                 }
             } else {
                 self.insert(entry);
@@ -85,6 +92,12 @@ impl EventLog {
     pub fn set_paused(&mut self, paused: bool) {
         self.paused = paused;
         if !paused {
+            if self.dropped_while_paused > 0 {
+                let dropped = std::mem::take(&mut self.dropped_while_paused);
+                self.insert(LogEntry::Gap {
+                    reason: format!("{dropped} events were not kept while paused"),
+                });
+            }
             let waiting = std::mem::take(&mut self.waiting);
             for entry in waiting {
                 self.insert(entry);
@@ -186,6 +199,20 @@ mod tests {
         assert_eq!(log.waiting(), 2, "the wait is bounded too");
         log.set_paused(false);
         assert_eq!(ids(&log, &LogFilter::default()), ["4", "3"]);
+        log.set_paused(true);
+        log.extend([
+            LogEntry::Gap {
+                reason: "reset".into(),
+            },
+            event(5, "a", "m"),
+            event(6, "a", "m"),
+        ]);
+        log.set_paused(false);
+        assert_eq!(
+            ids(&log, &LogFilter::default()),
+            ["6", "gap"],
+            "the gap marker survives the overflow"
+        );
         log.clear();
         assert!(log.is_empty());
     }

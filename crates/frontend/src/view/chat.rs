@@ -67,10 +67,14 @@ pub fn ChatPanel() -> impl IntoView {
                 _ if message.data == CHAT_DONE_SENTINEL => finish(Status::Done),
                 _ => {}
             },
-            SourceSignal::Error { .. } if status.get_untracked() == Status::Streaming => {
+            // A retrying browser resumes the answer by Last-Event-ID.
+            SourceSignal::Error { retrying: true } => {}
+            SourceSignal::Error { retrying: false }
+                if status.get_untracked() == Status::Streaming =>
+            {
                 finish(Status::Failed("the connection was lost".into()));
             }
-            SourceSignal::Error { .. } => source.set_value(None),
+            SourceSignal::Error { retrying: false } => source.set_value(None),
         });
         match opened {
             Ok(opened) => {
@@ -88,10 +92,10 @@ pub fn ChatPanel() -> impl IntoView {
             <div class="chat" data-testid="chat">
                 <Show when=move || !asked.get().is_empty()>
                     <p class="bubble user">{move || asked.get()}</p>
-                    <p class="bubble assistant" data-testid="chat-answer" aria-live="polite">{move || answer.get()}</p>
+                    <p class="bubble assistant" data-testid="chat-answer" aria-busy=move || (status.get() == Status::Streaming).to_string()>{move || answer.get()}</p>
                 </Show>
             </div>
-            <p class="demo-status" data-testid="chat-status" data-status=move || status.get().text()>{move || status.get().text()}</p>
+            <p class="demo-status" data-testid="chat-status" role="status" data-status=move || status.get().text()>{move || status.get().text()}</p>
             <form class="inline" on:submit=move |ev| { ev.prevent_default(); send(); }>
                 <label for="chat-prompt" class="visually-hidden">"Prompt"</label>
                 <input id="chat-prompt" data-testid="chat-prompt" class="grow"

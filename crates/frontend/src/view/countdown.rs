@@ -38,16 +38,25 @@ pub fn CountdownPanel() -> impl IntoView {
         status.set(final_status);
     };
     let start = move || {
-        let expected: usize = count.get_untracked().trim().parse().unwrap_or(10);
-        let url = format!(
-            "/demo/countdown?count={}&interval_ms={}",
-            expected,
-            interval
-                .get_untracked()
-                .trim()
-                .parse::<u64>()
-                .unwrap_or(1000)
-        );
+        let expected = count
+            .get_untracked()
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n));
+        let every = interval
+            .get_untracked()
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|ms| *ms <= 60_000);
+        let (Some(expected), Some(every)) = (expected, every) else {
+            status.set(Status::Failed(
+                "count is 1 to 1000 and the interval 0 to 60000 ms".into(),
+            ));
+            return;
+        };
+        let url = format!("/demo/countdown?count={expected}&interval_ms={every}");
         messages.set(Vec::new());
         status.set(Status::Running);
         let opened = Source::open(&url, move |signal| match signal {
@@ -58,10 +67,14 @@ pub fn CountdownPanel() -> impl IntoView {
                     stop(Status::Completed);
                 }
             }
-            SourceSignal::Error { .. } if status.get_untracked() == Status::Running => {
+            // A retrying browser resumes the countdown by Last-Event-ID.
+            SourceSignal::Error { retrying: true } => {}
+            SourceSignal::Error { retrying: false }
+                if status.get_untracked() == Status::Running =>
+            {
                 stop(Status::Failed("the stream ended early".into()));
             }
-            SourceSignal::Error { .. } => {}
+            SourceSignal::Error { retrying: false } => {}
         });
         match opened {
             Ok(opened) => {
@@ -83,7 +96,7 @@ pub fn CountdownPanel() -> impl IntoView {
                 <button type="button" class="secondary" data-testid="countdown-stop" disabled=move || status.get() != Status::Running
                     on:click=move |_| stop(Status::Stopped)>"Stop"</button>
             </form>
-            <p class="demo-status" data-testid="countdown-status" data-status=move || status.get().text()>{move || status.get().text()}</p>
+            <p class="demo-status" data-testid="countdown-status" role="status" data-status=move || status.get().text()>{move || status.get().text()}</p>
             <ol class="countdown" data-testid="countdown-messages">
                 {move || messages.get().into_iter().map(|text| view! { <li>{text}</li> }).collect_view()}
             </ol>

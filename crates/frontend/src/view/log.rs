@@ -13,7 +13,7 @@ pub fn LogPanel(session: Session) -> impl IntoView {
         <section class="panel log-panel" aria-labelledby="log-heading">
             <div class="panel-head">
                 <h2 id="log-heading">"Live events"</h2>
-                <span class="count" data-testid="log-count">{move || format!("{} shown", session.log.with(|log| log.len()))}</span>
+                <span class="count" data-testid="log-count">{move || format!("{} shown", session.filter.with(|filter| session.log.with(|log| log.visible(filter).len())))}</span>
             </div>
             <div class="toolbar">
                 <label>"Topic"
@@ -33,7 +33,7 @@ pub fn LogPanel(session: Session) -> impl IntoView {
                 <button class="secondary" data-testid="clear" on:click=move |_| session.log.update(|log| log.clear())>"Clear"</button>
             </div>
             <Show when=move || !session.log.with(|log| log.is_empty()) fallback=|| view! { <p class="empty">"No events yet. Publish one with the form."</p> }>
-                <ol class="log" data-testid="log" aria-live="polite">
+                <ol class="log" data-testid="log">
                     <For
                         each=move || session.filter.with(|filter| session.log.with(|log| log.visible(filter)))
                         key=|(key, _)| *key
