@@ -142,12 +142,6 @@ impl Storage for Unreliable {
     ) -> BoxFuture<'a, Result<Replay, StorageError>> {
         self.inner.read_after(streams, after, limit)
     }
-    fn parse_id(&self, id: &str) -> Option<Seq> {
-        self.inner.parse_id(id)
-    }
-    fn format_id(&self, seq: Seq) -> String {
-        self.inner.format_id(seq)
-    }
     fn register_client<'a>(
         &'a self,
         client: &'a ClientId,

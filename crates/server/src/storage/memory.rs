@@ -185,17 +185,6 @@ impl Storage for MemoryStorage {
         Box::pin(async move { Ok(replay) })
     }
 
-    fn parse_id(&self, id: &str) -> Option<Seq> {
-        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        id.parse().ok()
-    }
-
-    fn format_id(&self, seq: Seq) -> String {
-        seq.to_string()
-    }
-
     fn register_client<'a>(
         &'a self,
         client: &'a ClientId,

@@ -151,11 +151,19 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
         limit: usize,
     ) -> BoxFuture<'a, Result<Replay, StorageError>>;
 
-    /// The position an event id names, or `None` if this log never issued such an id.
-    fn parse_id(&self, id: &str) -> Option<Seq>;
+    /// The position an event id names, or `None` if this log never issued such an id. Ids are
+    /// decimal positions unless a store overrides this and [`Storage::format_id`].
+    fn parse_id(&self, id: &str) -> Option<Seq> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        id.parse().ok()
+    }
 
     /// The event id of a position.
-    fn format_id(&self, seq: Seq) -> String;
+    fn format_id(&self, seq: Seq) -> String {
+        seq.to_string()
+    }
 
     /// Records a newly issued client id.
     fn register_client<'a>(
