@@ -106,6 +106,45 @@ impl Bench {
         (acks as f64 / elapsed, mean)
     }
 
+    /// New subscriptions per second (each gets a new client id, then disconnects) with
+    /// `connectors` concurrent clients.
+    async fn connect_rate(self: &Arc<Self>, connectors: usize, length: Duration) -> f64 {
+        let done = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..connectors)
+            .map(|_| {
+                let (bench, done, count) =
+                    (Arc::clone(self), Arc::clone(&done), Arc::clone(&count));
+                tokio::spawn(async move {
+                    while !done.load(Ordering::Relaxed) {
+                        let mut response = bench
+                            .http
+                            .get(format!("{}/events?topic=connect", bench.base))
+                            .send()
+                            .await
+                            .unwrap();
+                        let mut decoder = Decoder::new();
+                        'greeting: while let Some(chunk) = response.chunk().await.unwrap() {
+                            for item in decoder.feed(&chunk) {
+                                if matches!(item, Item::Event(e) if e.event == "herald.connected") {
+                                    break 'greeting;
+                                }
+                            }
+                        }
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(length).await;
+        done.store(true, Ordering::Relaxed);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+    }
+
     /// Publishes `REPLAY_EVENTS` after a subscriber's position, then times a reconnect that
     /// replays them all.
     async fn replay(&self) -> Duration {
@@ -174,8 +213,13 @@ async fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "{:<8} {:>11} {:>16} {:>12} {:>24}",
-        "storage", "publishers", "acks/s", "mean ack", "replay 10,000 missed"
+        "{:<8} {:>11} {:>16} {:>12} {:>24} {:>22}",
+        "storage",
+        "publishers",
+        "acks/s",
+        "mean ack",
+        "replay 10,000 missed",
+        "connects/s (8 at once)"
     );
     for storage in [StorageKind::Sqlite, StorageKind::Memory] {
         let bench = Arc::new(Bench::start(storage).await);
@@ -194,23 +238,26 @@ async fn main() {
             rows.push((publishers, bench.throughput(publishers, length).await));
         }
         let replay = bench.replay().await;
+        let connects = bench.connect_rate(8, length).await;
         for (publishers, (rate, mean)) in rows {
-            let replay_text = if publishers == 1 {
-                format!(
-                    "{:.0} ms ({:.0} events/s)",
-                    replay.as_secs_f64() * 1000.0,
-                    REPLAY_EVENTS as f64 / replay.as_secs_f64()
+            let (replay_text, connect_text) = if publishers == 1 {
+                let replay_ms = replay.as_secs_f64() * 1000.0;
+                let replay_rate = REPLAY_EVENTS as f64 / replay.as_secs_f64();
+                (
+                    format!("{replay_ms:.0} ms ({replay_rate:.0} events/s)"),
+                    format!("{connects:.0}"),
                 )
             } else {
-                String::new()
+                (String::new(), String::new())
             };
             println!(
-                "{:<8} {:>11} {:>16.0} {:>10.2}ms {:>24}",
+                "{:<8} {:>11} {:>16.0} {:>10.2}ms {:>24} {:>22}",
                 format!("{storage:?}").to_lowercase(),
                 publishers,
                 rate,
                 mean.as_secs_f64() * 1000.0,
-                replay_text
+                replay_text,
+                connect_text
             );
         }
     }

@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::value::RawValue;
+use tokio::sync::oneshot;
 
 use super::{
     BoxFuture, NewEvent, Replay, Seq, Storage, StorageError, StorageErrorKind, StoredEvent,
@@ -39,6 +40,9 @@ pub struct SqliteSettings {
     pub max_bytes: Option<u64>,
 }
 
+/// A client id to record and the registration waiting for it.
+type PendingClient = (String, oneshot::Sender<Result<(), StorageError>>);
+
 #[derive(Debug)]
 pub struct SqliteStorage {
     inner: Arc<Inner>,
@@ -50,6 +54,8 @@ struct Inner {
     settings: SqliteSettings,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Client ids waiting to be recorded, with whom to tell when they are.
+    pending_clients: Mutex<Vec<PendingClient>>,
     /// Streams appended to since retention last ran: the only ones that can exceed the count.
     touched: Mutex<HashSet<String>>,
     /// The newest committed position, so `latest` needs no query.
@@ -122,6 +128,7 @@ impl SqliteStorage {
                 settings,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(readers),
+                pending_clients: Mutex::new(Vec::new()),
                 touched: Mutex::new(touched),
                 latest: AtomicU64::new(to_seq(latest)),
                 floor,
@@ -557,6 +564,38 @@ fn retain(
     tx.commit().map_err(&failed)
 }
 
+/// Records every client id waiting in `pending` in one transaction and answers each waiter, so
+/// concurrent connects share one commit (and one fsync) instead of queueing for one each.
+fn commit_pending_clients(pending: &Mutex<Vec<PendingClient>>, writer: &mut Connection) {
+    let waiting = std::mem::take(&mut *lock(pending));
+    if waiting.is_empty() {
+        return;
+    }
+    let failed = storage_error("cannot register clients");
+    let result = (|| {
+        let tx = writer
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(&failed)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO clients (client_id, last_seen_ms) VALUES (?1, ?2)
+                     ON CONFLICT (client_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+                )
+                .map_err(&failed)?;
+            let now = now_ms();
+            for (client, _) in &waiting {
+                insert.execute(params![client, now]).map_err(&failed)?;
+            }
+        }
+        tx.commit().map_err(&failed)
+    })();
+    for (_, reply) in waiting {
+        // The connect may have been abandoned; the id is recorded either way.
+        let _ = reply.send(result.clone());
+    }
+}
+
 impl Storage for SqliteStorage {
     fn append(
         &self,
@@ -584,16 +623,18 @@ impl Storage for SqliteStorage {
         &'a self,
         client: &'a ClientId,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        let client = client.to_string();
-        self.write(move |_, writer| {
-            writer
-                .execute(
-                    "INSERT INTO clients (client_id, last_seen_ms) VALUES (?1, ?2)
-                     ON CONFLICT (client_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
-                    params![client, now_ms()],
-                )
-                .map(|_| ())
-                .map_err(storage_error("cannot register a client"))
+        let (reply, answer) = oneshot::channel();
+        lock(&self.inner.pending_clients).push((client.to_string(), reply));
+        // Whoever takes the writer first records every id waiting by then, in one transaction.
+        let commit = self.write(|inner, writer| {
+            commit_pending_clients(&inner.pending_clients, writer);
+            Ok(())
+        });
+        Box::pin(async move {
+            commit.await?;
+            answer
+                .await
+                .map_err(|_| StorageError::unavailable("the client registration was abandoned"))?
         })
     }
 
