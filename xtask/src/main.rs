@@ -102,25 +102,33 @@ fn test() -> Result<()> {
         ]))
     })?;
     build_dist(&path)?;
-    let mut totals = tools::TestTotals::default();
     step(
         "cargo test (unit, integration and browser tests; console state natively)",
         || {
             let dist = std::env::current_dir()?.join("dist");
-            totals = tools::run_tests(
+            let (totals, succeeded) = tools::run_tests(
                 Command::new("cargo")
                     .args(["test", "--workspace"])
                     .env("HERALD_E2E_DIST", dist),
             )?;
+            // A closing line that CI and people can read whatever the runner printed before.
+            println!("{} passed, {} failed", totals.passed, totals.failed);
+            if !succeeded {
+                bail!("some tests failed");
+            }
             Ok(())
         },
     )?;
     println!("==> all checks passed in {:.0?}", started.elapsed());
-    println!("{} passed, {} failed", totals.passed, totals.failed);
     Ok(())
 }
 
 fn build_dist(path: &std::ffi::OsStr) -> Result<()> {
+    // trunk runs cargo offline, so that a wrong tool version fails at once instead of trying to
+    // download; the crates it builds are fetched first.
+    step("cargo fetch", || {
+        tools::run_command(Command::new("cargo").args(["fetch", "--locked"]))
+    })?;
     step("trunk build --release (web console into dist/)", || {
         tools::run_command(
             Command::new("trunk")

@@ -6,6 +6,9 @@ use herald_protocol::api::{ClientInfo, PublishResponse};
 use serde_json::{Value, json};
 
 const OPEN: &str = "[data-testid=status][data-state=open]";
+/// Longer than the console's first reconnection back-off (at most 1.25 s): a negative check
+/// needs a window, and this is it.
+const NO_RECONNECT_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Publishes through the API, as a back-end would.
 async fn publish(server: &Server, data: Value) -> PublishResponse {
@@ -27,6 +30,39 @@ async fn clients(server: &Server) -> Vec<ClientInfo> {
         .json()
         .await
         .expect("a client list")
+}
+
+/// Waits until the server lists no connection for `client_id`.
+async fn wait_until_gone(server: &Server, client_id: &str) {
+    let deadline = std::time::Instant::now() + herald_e2e::STEP_TIMEOUT;
+    while clients(server)
+        .await
+        .iter()
+        .any(|client| client.client_id == client_id)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the connection was never released"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// How many subscriber connections the server has accepted so far.
+async fn connections_opened(server: &Server) -> f64 {
+    let text = reqwest::get(server.url("/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix("herald_connections_opened_total ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
 }
 
 fn event(id: &str) -> String {
@@ -137,6 +173,12 @@ async fn after_a_disconnect_no_events_arrive_and_reconnecting_replays_exactly_th
             text == "closed by you"
         })
         .await;
+    let client_id = browser
+        .wait_text("client id", "[data-testid=client-id]", |text| {
+            text.len() == 32
+        })
+        .await;
+    wait_until_gone(&server, &client_id).await;
     let missed: Vec<PublishResponse> = vec![
         publish(&server, json!("missed 1")).await,
         publish(&server, json!("missed 2")).await,
@@ -202,19 +244,16 @@ async fn closing_the_client_from_the_clients_panel_shows_closed_by_server_withou
         "the reason is shown: {status}"
     );
 
-    // The server has no connection for this client, and the console does not come back.
-    let deadline = std::time::Instant::now() + herald_e2e::STEP_TIMEOUT;
-    while clients(&server)
-        .await
-        .iter()
-        .any(|client| client.client_id == client_id)
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the connection was never released"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // The server lets go of this client, and the console does not come back: it would retry
+    // after at most 1.25 s, so nothing may be opened in a deliberately longer window.
+    wait_until_gone(&server, &client_id).await;
+    let opened = connections_opened(&server).await;
+    tokio::time::sleep(NO_RECONNECT_WINDOW).await;
+    assert_eq!(
+        connections_opened(&server).await,
+        opened,
+        "the console reconnected after the close"
+    );
     let marker = publish(&server, json!("after the close")).await;
     assert!(
         clients(&server)

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use herald_protocol::names::DEFAULT_EVENT_TYPE;
 use herald_protocol::system::CloseReason;
 use leptos::prelude::*;
 
@@ -41,7 +42,7 @@ impl Session {
         Self {
             state: RwSignal::new(ConnectionState::ClosedByYou),
             topics: RwSignal::new(topics),
-            types: RwSignal::new(vec!["message".to_owned()]),
+            types: RwSignal::new(vec![DEFAULT_EVENT_TYPE.to_owned()]),
             client_id: RwSignal::new(None),
             last_event_id: RwSignal::new(None),
             log: RwSignal::new(EventLog::new(LOG_CAPACITY)),

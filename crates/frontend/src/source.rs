@@ -19,7 +19,8 @@ pub struct RawMessage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceSignal {
     Message(RawMessage),
-    /// The browser lost or could not open the stream; `retrying` when it reconnects by itself.
+    /// The browser lost or could not open the stream; `retrying` when the browser would reconnect
+    /// by itself (the session closes it and reconnects with its own URL instead).
     Error {
         retrying: bool,
     },

@@ -21,7 +21,8 @@ pub struct PublishRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: Option<Box<RawValue>>,
-    /// Private events reach only subscribers allowed to subscribe to the topic.
+    /// Reserved for private events, which reach only subscribers allowed to subscribe to the
+    /// topic; refused with 400 (`not_supported`) until the server authenticates subscribers.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub private: bool,
 }

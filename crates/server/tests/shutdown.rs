@@ -65,6 +65,8 @@ async fn open_raw(address: &str, n: usize) -> TcpStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_exits_within_two_seconds_of_sigterm_with_thousands_of_streams() {
+    // This process holds one socket per stream.
+    rlimit::increase_nofile_limit(u64::MAX).expect("the open files limit can be raised");
     let data_dir = support::fresh_data_dir();
     let herald = support::HeraldProcess::start(&data_dir, &[]).await;
     let address = herald.base.trim_start_matches("http://").to_owned();

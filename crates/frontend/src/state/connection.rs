@@ -7,7 +7,8 @@ pub enum ConnectionState {
     ClosedByYou,
     Connecting,
     Open,
-    /// The browser lost the stream and is retrying; `attempt` counts the tries since it was open.
+    /// The stream was lost and the console is retrying; `attempt` counts the tries since it was
+    /// open.
     Reconnecting {
         attempt: u32,
     },

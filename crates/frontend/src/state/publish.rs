@@ -1,5 +1,5 @@
 use herald_protocol::api::PublishRequest;
-use herald_protocol::names::{validate_publishable_event_type, validate_topic};
+use herald_protocol::names::{DEFAULT_EVENT_TYPE, validate_publishable_event_type, validate_topic};
 use serde_json::value::RawValue;
 
 /// Splits a topics field on commas and whitespace, dropping empties and repeats.
@@ -38,7 +38,11 @@ impl PublishForm {
             }
         }
         let kind = self.kind.trim();
-        let kind = if kind.is_empty() { "message" } else { kind };
+        let kind = if kind.is_empty() {
+            DEFAULT_EVENT_TYPE
+        } else {
+            kind
+        };
         if let Err(err) = validate_publishable_event_type(kind) {
             problems.push(format!("Type: {err}."));
         }

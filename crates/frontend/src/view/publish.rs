@@ -1,5 +1,6 @@
 //! The publish form: validated before sending; shows the new id or the server's error.
 
+use herald_protocol::names::DEFAULT_EVENT_TYPE;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -10,7 +11,7 @@ use crate::state::PublishForm;
 #[component]
 pub fn PublishPanel(session: Session) -> impl IntoView {
     let topics = RwSignal::new(session.topics.get_untracked().join(", "));
-    let kind = RwSignal::new("message".to_owned());
+    let kind = RwSignal::new(DEFAULT_EVENT_TYPE.to_owned());
     let data = RwSignal::new("{\"hello\": \"world\"}".to_owned());
     let problems = RwSignal::new(Vec::<String>::new());
     let result = RwSignal::new(None::<Result<String, String>>);

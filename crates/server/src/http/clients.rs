@@ -25,11 +25,7 @@ pub async fn list(State(state): State<AppState>) -> Json<Vec<ClientInfo>> {
             client_id: connection.client_id.to_string(),
             connection_id: connection.id.as_str().to_owned(),
             user: connection.user.clone(),
-            topics: connection
-                .topics
-                .iter()
-                .map(|topic| topic.to_string())
-                .collect(),
+            topics: connection.topic_names(),
             connected_at: rfc3339(connection.connected_at),
         })
         .collect();

@@ -23,7 +23,7 @@ use utoipa::IntoParams;
 use super::AppState;
 use super::events::event_stream_response;
 use crate::error::{ApiError, ApiQuery};
-use crate::hub::to_json;
+use crate::hub::{closing_frame, encode, to_json};
 use crate::metrics::{DemoLabels, Metrics};
 
 const MAX_COUNT: u32 = 1000;
@@ -188,11 +188,6 @@ fn answer_pieces(prompt: &str) -> Vec<String> {
     answer.split_inclusive(' ').map(str::to_owned).collect()
 }
 
-fn encode(frame: Frame<'_>) -> Bytes {
-    // The ids are numbers and the event names constants, so encoding cannot fail.
-    Bytes::from(frame.encode().unwrap_or_default())
-}
-
 /// A fixed sequence of frames written `interval` apart.
 #[derive(Debug)]
 struct DemoStream {
@@ -248,8 +243,7 @@ impl DemoStream {
             tokio::select! {
                 () = self.shutdown.cancelled() => {
                     self.guard.finished = true;
-                    let data = to_json(&herald_protocol::system::Closing::from(CloseReason::Shutdown));
-                    return Some(encode(Frame::new().event(herald_protocol::system::CLOSING).data(&data)));
+                    return Some(closing_frame(CloseReason::Shutdown, None));
                 }
                 () = tokio::time::sleep(self.interval) => {}
             }

@@ -30,6 +30,7 @@ use utoipa::OpenApi;
         super::ops::healthz,
         super::ops::readyz,
         super::ops::metrics,
+        document,
     ),
     components(schemas(
         Envelope,

@@ -62,6 +62,9 @@ pub async fn publish(
         (status = 200, description = "Stored and queued for the client's connections", body = SendResponse),
         (status = 400, description = "Invalid type or body", body = herald_protocol::api::ErrorBody),
         (status = 404, description = "The client id was never issued or has expired", body = herald_protocol::api::ErrorBody),
+        (status = 413, description = "Body too large", body = herald_protocol::api::ErrorBody),
+        (status = 415, description = "Body is not JSON", body = herald_protocol::api::ErrorBody),
+        (status = 503, description = "The event store is unavailable", body = herald_protocol::api::ErrorBody),
     )
 )]
 pub async fn send_to_client(
@@ -106,6 +109,9 @@ pub async fn send_to_client(
     responses(
         (status = 200, description = "Stored and queued for every connection", body = SendResponse),
         (status = 400, description = "Invalid type or body", body = herald_protocol::api::ErrorBody),
+        (status = 413, description = "Body too large", body = herald_protocol::api::ErrorBody),
+        (status = 415, description = "Body is not JSON", body = herald_protocol::api::ErrorBody),
+        (status = 503, description = "The event store is unavailable", body = herald_protocol::api::ErrorBody),
     )
 )]
 pub async fn broadcast(

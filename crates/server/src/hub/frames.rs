@@ -62,10 +62,11 @@ pub fn closing(reason: CloseReason, id: Option<&str>) -> Bytes {
 /// with an id and no data sets it without firing an event), so a subscriber to quiet topics
 /// resumes from a recent position instead of one that may have left the history.
 pub fn heartbeat(id: Option<&str>) -> Bytes {
-    match id {
-        Some(id) => encode(Frame::new().comment("heartbeat").id(id)),
-        None => Bytes::from_static(b": heartbeat\n\n"),
-    }
+    let frame = Frame::new().comment("heartbeat");
+    encode(match id {
+        Some(id) => frame.id(id),
+        None => frame,
+    })
 }
 
 /// Serialises a protocol type. These types hold only strings, numbers and JSON already checked,

@@ -24,7 +24,7 @@ use crate::ids::{ClientId, random_u32};
 use crate::metrics::Metrics;
 use crate::storage::{NewEvent, Seq, Storage, StorageError, StoredEvent};
 
-pub use frames::to_json;
+pub use frames::{closing as closing_frame, encode, to_json};
 pub use registry::Connection;
 use registry::Registry;
 use sequencer::{PublishJob, Sequencer};
@@ -221,11 +221,7 @@ impl Hub {
         let connected = Connected {
             client_id: connection.client_id.to_string(),
             connection_id: connection.id.as_str().to_owned(),
-            topics: connection
-                .topics
-                .iter()
-                .map(|topic| topic.to_string())
-                .collect(),
+            topics: connection.topic_names(),
         };
         tracing::debug!(connection = connection.id.as_str(), client = %connection.client_id, "subscribed");
         Ok(Subscription::new(

@@ -103,6 +103,11 @@ impl Connection {
             .unwrap_or(CloseReason::Shutdown)
     }
 
+    /// The topics as owned strings, for API answers.
+    pub fn topic_names(&self) -> Vec<String> {
+        self.topics.iter().map(|topic| topic.to_string()).collect()
+    }
+
     /// Whether this connection receives `stream`.
     pub fn receives(&self, stream: &StreamKey) -> bool {
         self.streams.contains(stream)

@@ -76,7 +76,7 @@ impl MemoryStorage {
             let seq = state.latest;
             let event = Arc::new(StoredEvent {
                 seq,
-                id: seq.to_string(),
+                id: super::decimal_id(seq),
                 streams: event.streams,
                 kind: event.kind,
                 data: event.data,

@@ -1,9 +1,9 @@
 //! The storage boundary: the event log that gives events their ids and answers replays, and the
 //! directory of client ids the server has issued.
 //!
-//! The hub talks only to [`Storage`]. [`MemoryStorage`] keeps everything in this process; durable
-//! and clustered implementations take its place behind the same trait. An implementation must
-//! keep these promises:
+//! The hub talks only to [`Storage`]. [`SqliteStorage`], the default, is the durable log in the
+//! data directory; [`MemoryStorage`] keeps everything in this process. Another backend (a
+//! clustered one, say) implements the same trait. An implementation must keep these promises:
 //! - `append` assigns increasing sequence numbers in the order of the batch and returns only
 //!   once the events are stored as durably as the implementation promises;
 //! - `read_after` returns the events after a position in sequence order, or
@@ -24,6 +24,11 @@ use crate::ids::ClientId;
 
 pub use memory::MemoryStorage;
 pub use sqlite::{SqliteSettings, SqliteStorage};
+
+/// The default wire form of a position: its decimal digits.
+pub fn decimal_id(seq: Seq) -> String {
+    seq.to_string()
+}
 
 /// A future returned through the object-safe [`Storage`] trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -162,7 +167,7 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
 
     /// The event id of a position.
     fn format_id(&self, seq: Seq) -> String {
-        seq.to_string()
+        decimal_id(seq)
     }
 
     /// Records a newly issued client id.

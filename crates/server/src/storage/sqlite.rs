@@ -348,7 +348,7 @@ fn append_batch(
             let seq = to_seq(seq);
             stored.push(Arc::new(StoredEvent {
                 seq,
-                id: seq.to_string(),
+                id: super::decimal_id(seq),
                 streams: event.streams,
                 kind: event.kind,
                 data: event.data,
@@ -428,7 +428,7 @@ fn read_page(
             let seq = to_seq(seq);
             events.push(Arc::new(StoredEvent {
                 seq,
-                id: seq.to_string(),
+                id: super::decimal_id(seq),
                 streams: streams.split('\n').filter_map(StreamKey::decode).collect(),
                 kind,
                 data,
