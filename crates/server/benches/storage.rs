@@ -1,5 +1,6 @@
-//! Storage benchmark: acknowledged publishes per second with 1 and 8 concurrent publishers, and
-//! the time to replay 10,000 missed events, for the durable SQLite log and for memory.
+//! Storage benchmark: acknowledged publishes per second with 1 and 8 concurrent publishers, the
+//! time to replay 10,000 missed events, and new subscriptions per second (each registering a new
+//! client id) with 8 at once, for the durable SQLite log and for memory.
 //!
 //! Run: `cargo bench -p herald-server --bench storage` (`HERALD_BENCH_SECS` sets the length of
 //! each throughput run, default 5). Herald and the load run in this one process over loopback
