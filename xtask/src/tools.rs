@@ -228,14 +228,7 @@ pub fn ensure_browser() -> Result<()> {
     run_command(Command::new("apt-get").args(["update", "-q"]))?;
     run_command(
         Command::new("apt-get")
-            .args([
-                "install",
-                "-y",
-                "-q",
-                "--no-install-recommends",
-                "chromium",
-                "chromium-driver",
-            ])
+            .args(["install", "-y", "-q", "chromium", "chromium-driver"])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }
