@@ -19,6 +19,17 @@ fn assert_error(status: u16, body: &Value, expected_status: u16, expected_code: 
     );
 }
 
+/// Checks a response's status and error code, as [`assert_error`] does.
+async fn assert_error_response(
+    response: reqwest::Response,
+    expected_status: u16,
+    expected_code: &str,
+) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("a JSON error body");
+    assert_error(status, &body, expected_status, expected_code);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_input_is_400() {
     let server = TestServer::start().await;
@@ -90,13 +101,7 @@ async fn invalid_input_is_400() {
     let response = server
         .post_json("/api/publish", &json!({"topics": topics}))
         .await;
-    let status = response.status().as_u16();
-    assert_error(
-        status,
-        &response.json().await.unwrap(),
-        400,
-        "too_many_topics",
-    );
+    assert_error_response(response, 400, "too_many_topics").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,26 +112,14 @@ async fn unknown_resources_are_404() {
     let response = server
         .post_json("/api/clients/not-a-client/events", &json!({}))
         .await;
-    let status = response.status().as_u16();
-    assert_error(
-        status,
-        &response.json().await.unwrap(),
-        404,
-        "client_not_found",
-    );
+    assert_error_response(response, 404, "client_not_found").await;
     let response = server
         .http
         .delete(server.url(&format!("/api/clients/{}", "0".repeat(32))))
         .send()
         .await
         .unwrap();
-    let status = response.status().as_u16();
-    assert_error(
-        status,
-        &response.json().await.unwrap(),
-        404,
-        "client_not_connected",
-    );
+    assert_error_response(response, 404, "client_not_connected").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,13 +144,7 @@ async fn a_wrong_method_is_405() {
         .send()
         .await
         .unwrap();
-    let status = response.status().as_u16();
-    assert_error(
-        status,
-        &response.json().await.unwrap(),
-        405,
-        "method_not_allowed",
-    );
+    assert_error_response(response, 405, "method_not_allowed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
