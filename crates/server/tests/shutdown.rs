@@ -15,12 +15,7 @@ const CONNECTIONS: usize = 2000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stream_gets_herald_closing_on_shutdown() {
     let server = TestServer::start().await;
-    let mut streams = Vec::new();
-    for topic in ["a", "b", "c"] {
-        let mut stream = server.subscribe(&format!("topic={topic}")).await;
-        stream.connected().await;
-        streams.push(stream);
-    }
+    let streams = server.connected_streams(&["a", "b", "c"]).await;
     let mut countdown = server
         .get_stream("/demo/countdown?count=100&interval_ms=50")
         .await;

@@ -176,12 +176,7 @@ async fn idle_streams_get_heartbeats() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_registry_is_empty_after_all_clients_leave() {
     let server = TestServer::start().await;
-    let mut streams = Vec::new();
-    for topic in ["a", "b", "c"] {
-        let mut stream = server.subscribe(&format!("topic={topic}")).await;
-        stream.connected().await;
-        streams.push(stream);
-    }
+    let streams = server.connected_streams(&["a", "b", "c"]).await;
     let (_, clients) = server.get_json("/api/clients").await;
     assert_eq!(clients.as_array().unwrap().len(), 3);
     assert_eq!(server.metric("herald_connections").await, 3.0);

@@ -93,6 +93,17 @@ impl TestServer {
         self.subscribe_after(query, None).await
     }
 
+    /// One stream per topic, each past its `herald.connected`.
+    pub async fn connected_streams(&self, topics: &[&str]) -> Vec<SseStream> {
+        let mut streams = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let mut stream = self.subscribe(&format!("topic={topic}")).await;
+            stream.connected().await;
+            streams.push(stream);
+        }
+        streams
+    }
+
     /// Opens `GET /events?{query}` with a `Last-Event-ID` header.
     pub async fn subscribe_after(&self, query: &str, last_event_id: Option<&str>) -> SseStream {
         let mut request = self.http.get(self.url(&format!("/events?{query}")));
