@@ -2,7 +2,7 @@
 //! and the whole test suite.
 //!
 //! - `cargo xtask run [-- HERALD_ARGS...]`: build the console in release mode and serve it with
-//!   the API on http://127.0.0.1:8080 (data under ./data).
+//!   the API on http://127.0.0.1:8080 in development mode (data under ./data).
 //! - `cargo xtask test`: formatting, lints, unit and integration tests, and the browser tests.
 //! - `cargo xtask setup`: only install the tools.
 //! - `cargo xtask dist`: only build the console into dist/.
@@ -65,6 +65,8 @@ fn run(herald_args: &[String]) -> Result<()> {
                 "--bin",
                 "herald",
                 "--",
+                // Development mode: loopback only, and the console signs in as a demo user.
+                "--dev",
             ])
             .args(herald_args);
         // Herald runs until Ctrl-C; its exit ends this command.

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
+use herald_protocol::auth::Grants;
 use herald_server::Config;
+use herald_server::auth::{Authenticator, claims_for};
 use herald_server::storage::MemoryStorage;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::net::{TcpListener, TcpStream};
@@ -44,6 +46,9 @@ pub fn dist_dir() -> PathBuf {
 #[derive(Debug)]
 pub struct Server {
     pub base: String,
+    /// An HTTP client holding an operator's credential (publish anywhere, admin), for the
+    /// test's own back-end calls.
+    pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     data_dir: PathBuf,
 }
@@ -64,9 +69,14 @@ impl Server {
             std::process::id(),
             address.port()
         ));
+        // Development mode, as `cargo xtask run` serves the console, with a known key so the
+        // test can sign its own operator credential.
         let mut config = Config {
             static_dir,
             data_dir: data_dir.clone(),
+            dev: true,
+            jwt_secret: Some(SECRET.to_owned()),
+            publish_rate: 0,
             ..Config::default()
         };
         adjust(&mut config);
@@ -82,6 +92,7 @@ impl Server {
         ));
         Self {
             base: format!("http://{address}"),
+            http: operator_client(),
             stop: Some(stop),
             data_dir,
         }
@@ -99,6 +110,32 @@ impl Drop for Server {
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
+}
+
+/// The key the test servers sign and verify tokens with.
+const SECRET: &str = "e2e-secret-of-at-least-thirty-two-bytes";
+
+/// A client whose requests carry a credential that may publish anywhere and use the admin
+/// endpoints.
+fn operator_client() -> reqwest::Client {
+    let grants = Grants {
+        publish: vec!["*".into()],
+        subscribe: vec!["*".into()],
+        admin: true,
+    };
+    let token = Authenticator::with_secret(SECRET)
+        .sign(&claims_for("operator", grants, Duration::from_secs(3600)))
+        .expect("the test key signs");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .expect("a token is a header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("an HTTP client")
 }
 
 /// A headless Chromium session driven through its own ChromeDriver.

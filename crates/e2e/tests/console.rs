@@ -12,7 +12,8 @@ const NO_RECONNECT_WINDOW: std::time::Duration = std::time::Duration::from_secs(
 
 /// Publishes through the API, as a back-end would.
 async fn publish(server: &Server, data: Value) -> PublishResponse {
-    reqwest::Client::new()
+    server
+        .http
         .post(server.url("/api/publish"))
         .json(&json!({"topic": "demo", "data": data}))
         .send()
@@ -24,7 +25,10 @@ async fn publish(server: &Server, data: Value) -> PublishResponse {
 }
 
 async fn clients(server: &Server) -> Vec<ClientInfo> {
-    reqwest::get(server.url("/api/clients"))
+    server
+        .http
+        .get(server.url("/api/clients"))
+        .send()
         .await
         .expect("list clients")
         .json()
@@ -50,7 +54,10 @@ async fn wait_until_gone(server: &Server, client_id: &str) {
 
 /// How many subscriber connections the server has accepted so far.
 async fn connections_opened(server: &Server) -> f64 {
-    let text = reqwest::get(server.url("/metrics"))
+    let text = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
         .await
         .expect("metrics")
         .text()
@@ -330,7 +337,7 @@ async fn a_burst_of_events_is_shown_and_the_page_stays_usable() {
     let server = Server::start(dist_dir()).await;
     let browser = Browser::launch("burst").await;
     open_console(&server, &browser).await;
-    let http = reqwest::Client::new();
+    let http = server.http.clone();
     let publishers: Vec<_> = (0..8)
         .map(|publisher| {
             let (http, url) = (http.clone(), server.url("/api/publish"));
@@ -394,7 +401,8 @@ async fn after_the_server_ends_a_stream_the_console_reconnects_as_the_same_clien
             .await,
         client_id
     );
-    let ack: Value = reqwest::Client::new()
+    let ack: Value = server
+        .http
         .post(server.url(&format!("/api/clients/{client_id}/events")))
         .json(&json!({"data": "to this tab"}))
         .send()

@@ -21,8 +21,7 @@ pub struct PublishRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub data: Option<Box<RawValue>>,
-    /// Reserved for private events, which reach only subscribers allowed to subscribe to the
-    /// topic; refused with 400 (`not_supported`) until the server authenticates subscribers.
+    /// A private event reaches only connections whose credential may subscribe to its topic.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub private: bool,
 }
@@ -67,6 +66,94 @@ pub struct ClientInfo {
     pub topics: Vec<String>,
     /// RFC 3339 in UTC.
     pub connected_at: String,
+}
+
+/// `POST /api/users/{user_id}/notifications`: a notification for one user's inbox.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewNotification {
+    /// 1 to 200 characters.
+    pub title: String,
+    /// Up to 2,000 characters.
+    #[serde(default)]
+    pub body: String,
+    /// Opened when the notification is clicked: an `http(s)` URL or a path starting with `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A category for the client to style or filter by, with the rules of an event type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+}
+
+/// Answer to `GET /api/notifications`: one page of the inbox, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NotificationPage {
+    pub items: Vec<crate::payloads::Notification>,
+    /// Unread notifications in the whole inbox, not only this page.
+    pub unread_count: u64,
+    /// Pass as `before` for the next (older) page; `null` on the last page.
+    pub next_before: Option<String>,
+}
+
+/// `POST /api/dev/token` (development mode): a credential for a demo user.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DevTokenRequest {
+    /// One of the demo users listed by `GET /api/dev/users`.
+    pub user: String,
+}
+
+/// A demo user of development mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DevUser {
+    pub id: String,
+    pub name: String,
+    /// Whether this user's token carries `admin: true`.
+    pub admin: bool,
+}
+
+/// A signed credential and what it grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenResponse {
+    /// The JSON Web Token, for `Authorization: Bearer` or the `access_token` query parameter.
+    pub token: String,
+    pub claims: crate::auth::Claims,
+}
+
+/// Answer to `GET /api/me`: who the credential in the request names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Identity {
+    /// `null` for an anonymous request.
+    pub user: Option<String>,
+    pub publish: Vec<String>,
+    pub subscribe: Vec<String>,
+    pub admin: bool,
+    /// When the credential expires, RFC 3339; `null` for an anonymous request.
+    pub expires_at: Option<String>,
+}
+
+/// Data of `order.placed`, the event of the administrators' demo.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderPlaced {
+    pub order_id: String,
+    pub customer: String,
+    pub total_cents: u64,
+}
+
+/// Answer to `POST /demo/orders`: the order placed and the administrators notified.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct OrderReceipt {
+    pub order: OrderPlaced,
+    /// The connected administrators who got a notification in their inbox.
+    pub notified_admins: Vec<String>,
 }
 
 /// The body of every error response.

@@ -6,6 +6,7 @@
 //! for `wasm32-unknown-unknown`.
 
 pub mod api;
+pub mod auth;
 pub mod envelope;
 pub mod names;
 pub mod payloads;

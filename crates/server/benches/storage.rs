@@ -12,13 +12,37 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use herald_protocol::auth::Grants;
 use herald_protocol::sse::{Decoder, Item};
 use herald_server::Config;
+use herald_server::auth::{Authenticator, claims_for};
 use herald_server::config::StorageKind;
 use serde_json::json;
 use tokio::net::TcpListener;
 
 const REPLAY_EVENTS: usize = 10_000;
+const SECRET: &str = "benchmark-secret-of-at-least-32-bytes";
+
+/// An HTTP client holding a credential that may publish anywhere.
+fn publisher() -> reqwest::Client {
+    let grants = Grants {
+        publish: vec!["*".into()],
+        subscribe: vec!["*".into()],
+        admin: true,
+    };
+    let token = Authenticator::with_secret(SECRET)
+        .sign(&claims_for("bench", grants, Duration::from_secs(24 * 3600)))
+        .unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
 
 struct Bench {
     base: String,
@@ -37,6 +61,9 @@ impl Bench {
             static_dir: data_dir.join("none"),
             storage,
             history_max_events: 1_000_000,
+            jwt_secret: Some(SECRET.into()),
+            publish_rate: 0,
+            max_connections_per_address: None,
             ..Config::default()
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -47,7 +74,7 @@ impl Bench {
         }));
         Self {
             base,
-            http: reqwest::Client::new(),
+            http: publisher(),
             stop: Some(stop),
             data_dir,
         }

@@ -32,13 +32,40 @@ pub struct Cli {
 pub enum Command {
     /// Serve the hub, the API and the web app (the default).
     Serve(ServeArgs),
+    /// Print a token signed with the configured secret (or development key), for scripts.
+    Token(TokenArgs),
+}
+
+/// The settings of `herald token`: the claims, and where the key comes from.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The user id (`sub`).
+    #[arg(long)]
+    pub sub: String,
+    /// A topic selector the token may publish to (`orders`, `rooms/*`, `*`); repeatable.
+    #[arg(long, value_name = "SELECTOR")]
+    pub publish: Vec<String>,
+    /// A topic selector the token may subscribe to when private; repeatable.
+    #[arg(long, value_name = "SELECTOR")]
+    pub subscribe: Vec<String>,
+    /// Allow the admin endpoints (list and close clients, broadcast).
+    #[arg(long)]
+    pub admin: bool,
+    /// How long the token is valid.
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub ttl: Duration,
+    /// The key settings, as for serving (`--jwt-secret`, `--dev`, `--data-dir`, `--config`).
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 impl Cli {
-    /// The serve settings, whether given with or without the explicit `serve` command.
+    /// The serve settings, whether given with or without the explicit `serve` command; for
+    /// `token`, the settings that locate the key.
     pub fn into_serve_args(self) -> ServeArgs {
         match self.command {
             Some(Command::Serve(args)) => args,
+            Some(Command::Token(args)) => args.serve,
             None => self.serve,
         }
     }
@@ -61,7 +88,8 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_STATIC_DIR", value_name = "DIR")]
     pub static_dir: Option<PathBuf>,
 
-    /// Development mode: refuses to listen on anything but loopback.
+    /// Development mode: loopback only; without --jwt-secret, signs demo credentials with a key
+    /// kept in the data directory, and offers them to the console (`POST /api/dev/token`).
     #[arg(long, env = "HERALD_DEV", value_parser = clap::builder::FalseyValueParser::new())]
     pub dev: bool,
 
@@ -77,6 +105,57 @@ pub struct ServeArgs {
     /// PEM file with the RS256 or ES256 public key for JSON Web Tokens.
     #[arg(long, env = "HERALD_JWT_PUBLIC_KEY", value_name = "PEM_FILE")]
     pub jwt_public_key: Option<PathBuf>,
+
+    /// A topic selector (`admin/*`, `billing`) whose topics are private: subscribing needs a
+    /// matching `subscribe` selector in the credential. Repeatable, or comma-separated.
+    #[arg(
+        long = "private-topic",
+        env = "HERALD_PRIVATE_TOPICS",
+        value_name = "SELECTOR",
+        value_delimiter = ','
+    )]
+    pub private_topics: Vec<String>,
+
+    /// An origin allowed to call Herald from a browser with credentials
+    /// (`https://app.example.com`); repeatable, or comma-separated. `*` allows every origin
+    /// without credentials. [default: none, same origin only]
+    #[arg(
+        long = "cors-origin",
+        env = "HERALD_CORS_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Maximum simultaneous connections of one user. [default: 100]
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_USER", value_name = "N")]
+    pub max_connections_per_user: Option<usize>,
+
+    /// Maximum simultaneous connections from one address; 0 for no limit. [default: 1000]
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_ADDRESS", value_name = "N")]
+    pub max_connections_per_address: Option<usize>,
+
+    /// Take the client's address from the last `X-Forwarded-For` entry: set it only behind a
+    /// reverse proxy that sets that header, or clients can choose their own address.
+    #[arg(long, env = "HERALD_TRUST_FORWARDED_FOR", value_parser = clap::builder::FalseyValueParser::new())]
+    pub trust_forwarded_for: bool,
+
+    /// Sustained publishes per second allowed to one credential (user); 0 for no limit.
+    /// [default: 500]
+    #[arg(long, env = "HERALD_PUBLISH_RATE", value_name = "PER_SECOND")]
+    pub publish_rate: Option<u32>,
+
+    /// Publishes one credential may make at once before the rate applies. [default: 1000]
+    #[arg(long, env = "HERALD_PUBLISH_BURST", value_name = "N")]
+    pub publish_burst: Option<u32>,
+
+    /// How long the development credentials handed to the console are valid. [default: 1h]
+    #[arg(long, env = "HERALD_DEV_TOKEN_TTL", value_parser = parse_duration, value_name = "DURATION")]
+    pub dev_token_ttl: Option<Duration>,
+
+    /// Notifications kept per user; the oldest go first. [default: 1000]
+    #[arg(long, env = "HERALD_MAX_NOTIFICATIONS_PER_USER", value_name = "N")]
+    pub max_notifications_per_user: Option<usize>,
 
     /// Redis URL for cluster mode (redis://host:port).
     #[arg(long, env = "HERALD_REDIS_URL", value_name = "URL")]
@@ -178,6 +257,15 @@ struct FileSettings {
     dev: Option<bool>,
     jwt_secret: Option<String>,
     jwt_public_key: Option<PathBuf>,
+    private_topics: Option<Vec<String>>,
+    cors_origins: Option<Vec<String>>,
+    max_connections_per_user: Option<usize>,
+    max_connections_per_address: Option<usize>,
+    trust_forwarded_for: Option<bool>,
+    publish_rate: Option<u32>,
+    publish_burst: Option<u32>,
+    dev_token_ttl: Option<FileDuration>,
+    max_notifications_per_user: Option<usize>,
     redis: Option<String>,
     heartbeat: Option<FileDuration>,
     retry: Option<FileDuration>,
@@ -252,6 +340,23 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub static_dir: PathBuf,
     pub dev: bool,
+    /// HS256 key.
+    pub jwt_secret: Option<String>,
+    /// PEM file with an RS256 or ES256 public key.
+    pub jwt_public_key: Option<PathBuf>,
+    /// Selectors of the topics that need a `subscribe` grant.
+    pub private_topics: Vec<String>,
+    /// Origins allowed to call with credentials, or `["*"]` for any origin without them.
+    pub cors_origins: Vec<String>,
+    pub max_connections_per_user: usize,
+    /// `None` means no limit.
+    pub max_connections_per_address: Option<usize>,
+    pub trust_forwarded_for: bool,
+    /// Per second; 0 means no limit.
+    pub publish_rate: u32,
+    pub publish_burst: u32,
+    pub dev_token_ttl: Duration,
+    pub max_notifications_per_user: usize,
     pub heartbeat: Duration,
     pub retry: Duration,
     pub queue_capacity: usize,
@@ -279,6 +384,17 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             static_dir: PathBuf::from("dist"),
             dev: false,
+            jwt_secret: None,
+            jwt_public_key: None,
+            private_topics: Vec::new(),
+            cors_origins: Vec::new(),
+            max_connections_per_user: 100,
+            max_connections_per_address: Some(1000),
+            trust_forwarded_for: false,
+            publish_rate: 500,
+            publish_burst: 1000,
+            dev_token_ttl: Duration::from_secs(3600),
+            max_notifications_per_user: 1000,
             heartbeat: Duration::from_secs(15),
             retry: Duration::from_secs(3),
             queue_capacity: 1024,
@@ -320,6 +436,48 @@ impl Config {
                 .or(file.static_dir)
                 .unwrap_or(defaults.static_dir),
             dev: args.dev || file.dev.unwrap_or(false),
+            jwt_secret: args
+                .jwt_secret
+                .or(file.jwt_secret)
+                .filter(|s| !s.is_empty()),
+            jwt_public_key: args.jwt_public_key.or(file.jwt_public_key),
+            private_topics: non_empty(args.private_topics)
+                .or(file.private_topics)
+                .unwrap_or_default(),
+            cors_origins: non_empty(args.cors_origins)
+                .or(file.cors_origins)
+                .unwrap_or_default(),
+            max_connections_per_user: args
+                .max_connections_per_user
+                .or(file.max_connections_per_user)
+                .unwrap_or(defaults.max_connections_per_user),
+            max_connections_per_address: match args
+                .max_connections_per_address
+                .or(file.max_connections_per_address)
+            {
+                Some(0) => None,
+                Some(n) => Some(n),
+                None => defaults.max_connections_per_address,
+            },
+            trust_forwarded_for: args.trust_forwarded_for
+                || file.trust_forwarded_for.unwrap_or(false),
+            publish_rate: args
+                .publish_rate
+                .or(file.publish_rate)
+                .unwrap_or(defaults.publish_rate),
+            publish_burst: args
+                .publish_burst
+                .or(file.publish_burst)
+                .unwrap_or(defaults.publish_burst),
+            dev_token_ttl: pick(
+                args.dev_token_ttl,
+                file.dev_token_ttl,
+                defaults.dev_token_ttl,
+            ),
+            max_notifications_per_user: args
+                .max_notifications_per_user
+                .or(file.max_notifications_per_user)
+                .unwrap_or(defaults.max_notifications_per_user),
             heartbeat: pick(args.heartbeat, file.heartbeat, defaults.heartbeat),
             retry: pick(args.retry, file.retry, defaults.retry),
             queue_capacity: args
@@ -374,15 +532,6 @@ impl Config {
                 defaults.shutdown_grace,
             ),
         };
-        if args.jwt_secret.or(file.jwt_secret).is_some()
-            || args.jwt_public_key.or(file.jwt_public_key).is_some()
-        {
-            return Err(ConfigError::Invalid(
-                "JWT authentication is not available in this version of Herald; remove \
-                 --jwt-secret/--jwt-public-key rather than run without the protection they imply"
-                    .into(),
-            ));
-        }
         if args.redis.or(file.redis).is_some() {
             return Err(ConfigError::Invalid(
                 "cluster mode (--redis) is not available in this version of Herald".into(),
@@ -403,6 +552,12 @@ impl Config {
             ("max_topics_per_publish", self.max_topics_per_publish),
             ("max_body_bytes", self.max_body_bytes),
             ("history_max_events", self.history_max_events),
+            ("max_connections_per_user", self.max_connections_per_user),
+            (
+                "max_notifications_per_user",
+                self.max_notifications_per_user,
+            ),
+            ("publish_burst", self.publish_burst as usize),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
@@ -418,6 +573,7 @@ impl Config {
             ("shutdown_grace", self.shutdown_grace, true, DAY),
             ("history_max_age", self.history_max_age, false, CENTURY),
             ("client_ttl", self.client_ttl, false, CENTURY),
+            ("dev_token_ttl", self.dev_token_ttl, false, CENTURY),
             (
                 "max_connection_lifetime",
                 self.max_connection_lifetime.unwrap_or(DAY),
@@ -438,6 +594,34 @@ impl Config {
                 )));
             }
         }
+        if self.cors_origins.len() > 1 && self.cors_origins.iter().any(|origin| origin == "*") {
+            return Err(ConfigError::Invalid(
+                "cors_origins: \"*\" allows every origin without credentials and cannot be \
+                 combined with named origins"
+                    .into(),
+            ));
+        }
+        for origin in &self.cors_origins {
+            let valid = origin == "*"
+                || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                    && !origin.ends_with('/')
+                    && axum::http::HeaderValue::from_str(origin).is_ok());
+            if !valid {
+                return Err(ConfigError::Invalid(format!(
+                    "cors_origins: {origin:?} is not an origin such as https://app.example.com"
+                )));
+            }
+        }
+        if self
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|secret| secret.len() < 32)
+        {
+            return Err(ConfigError::Invalid(
+                "jwt_secret must be at least 32 bytes; generate one with `openssl rand -hex 32`"
+                    .into(),
+            ));
+        }
         if self.dev && !self.listen.ip().is_loopback() {
             return Err(ConfigError::Invalid(format!(
                 "development mode only listens on loopback, not {}",
@@ -446,6 +630,10 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn non_empty(values: Vec<String>) -> Option<Vec<String>> {
+    (!values.is_empty()).then_some(values)
 }
 
 fn pick(flag: Option<Duration>, file: Option<FileDuration>, default: Duration) -> Duration {

@@ -24,6 +24,11 @@ fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// 256 random bits in hex: a signing key for development mode.
+pub fn random_secret() -> String {
+    hex(&random_bytes::<32>())
+}
+
 /// A random number for jitter.
 pub fn random_u32() -> u32 {
     u32::from_le_bytes(random_bytes())

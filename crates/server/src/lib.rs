@@ -2,6 +2,7 @@
 //!
 //! [`run`] is the entry point for the binary and the tests alike.
 
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;

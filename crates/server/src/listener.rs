@@ -73,6 +73,18 @@ impl axum::serve::Listener for Listener {
     }
 }
 
+/// The peer address of a connection, as handlers see it through `ConnectInfo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddress(pub SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Listener>>
+    for PeerAddress
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, Listener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
 /// A TCP stream whose writes fail once they have been stuck for the write timeout.
 #[derive(Debug)]
 pub struct TimedStream {

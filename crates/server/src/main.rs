@@ -4,7 +4,9 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 use clap::Parser;
-use herald_server::config::{Cli, Config};
+use herald_protocol::auth::Grants;
+use herald_server::auth::{Authenticator, claims_for};
+use herald_server::config::{Cli, Command, Config, TokenArgs};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -17,7 +19,12 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    if let Some(Command::Token(args)) = &cli.command {
+        return print_token(args);
+    }
     let config = Config::resolve(cli.into_serve_args())?;
+    // Refuse to start without a way to verify credentials, before binding anything.
+    Authenticator::from_config(&config).map_err(anyhow::Error::msg)?;
     // Every subscriber is an open socket: use the whole hard limit on open files, not the
     // (often 1024) soft one.
     match rlimit::increase_nofile_limit(u64::MAX) {
@@ -30,6 +37,22 @@ async fn main() -> anyhow::Result<()> {
     herald_server::run(listener, config, shutdown_signal())
         .await
         .context("serving failed")?;
+    Ok(())
+}
+
+/// `herald token`: signs claims with the key the same settings would serve with.
+fn print_token(args: &TokenArgs) -> anyhow::Result<()> {
+    let config = Config::resolve(args.serve.clone())?;
+    let authenticator = Authenticator::from_config(&config).map_err(anyhow::Error::msg)?;
+    let grants = Grants {
+        publish: args.publish.clone(),
+        subscribe: args.subscribe.clone(),
+        admin: args.admin,
+    };
+    let token = authenticator
+        .sign(&claims_for(&args.sub, grants, args.ttl))
+        .map_err(anyhow::Error::msg)?;
+    println!("{token}");
     Ok(())
 }
 

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{Authenticator, RateLimiter};
 use crate::config::Config;
 use crate::config::StorageKind;
 use crate::http::{AppState, router};
 use crate::hub::{Hub, HubSettings};
-use crate::listener::Listener;
+use crate::listener::{Listener, PeerAddress};
 use crate::metrics::Metrics;
 use crate::storage::{MemoryStorage, SqliteSettings, SqliteStorage, Storage};
 
@@ -52,6 +53,8 @@ pub async fn run_with_storage(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
+    let auth = Authenticator::from_config(&config).map_err(std::io::Error::other)?;
+    let publish_rate = RateLimiter::new(config.publish_rate, config.publish_burst);
     if !config.static_dir.join("index.html").is_file() {
         tracing::warn!(dir = %config.static_dir.display(), "no web app found (index.html missing); serving the API only");
     }
@@ -68,6 +71,8 @@ pub async fn run_with_storage(
     let state = AppState {
         hub,
         config: Arc::new(config),
+        auth: Arc::new(auth),
+        publish_rate: Arc::new(publish_rate),
         shutdown: token.clone(),
     };
     let app = router(state);
@@ -82,9 +87,12 @@ pub async fn run_with_storage(
             token.cancel();
         }
     };
-    let serve = axum::serve(listener, app)
-        .with_graceful_shutdown(signal)
-        .into_future();
+    let serve = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<PeerAddress>(),
+    )
+    .with_graceful_shutdown(signal)
+    .into_future();
     let deadline = async move {
         token.cancelled().await;
         tokio::time::sleep(grace).await;

@@ -48,7 +48,7 @@ async fn acknowledged_events_survive_a_crash_exactly_once_and_in_order() {
     const PUBLISHERS: usize = 8;
     const ACKS_BEFORE_CRASH: usize = 1500;
     let data_dir = fresh_data_dir();
-    let http = reqwest::Client::new();
+    let http = support::operator_client();
     // History large enough to hold the whole run, so only the crash is under test.
     let args = ["--history-max-events", "1000000"];
     let herald = HeraldProcess::start(&data_dir, &args).await;
@@ -169,7 +169,7 @@ async fn acknowledged_events_survive_a_crash_exactly_once_and_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_and_client_ids_survive_a_restart() {
     let data_dir = fresh_data_dir();
-    let http = reqwest::Client::new();
+    let http = support::operator_client();
     let herald = HeraldProcess::start(&data_dir, &[]).await;
     let mut stream = subscribe(&http, &herald.base, "topic=a", None).await;
     let client_id = stream.connected().await.client_id;
@@ -299,7 +299,7 @@ async fn a_full_database_refuses_publishes_with_503_and_subscribers_stay() {
 async fn memory_stays_flat_while_replaying_a_large_history() {
     const EVENTS: usize = 12_000;
     let data_dir = fresh_data_dir();
-    let http = reqwest::Client::new();
+    let http = support::operator_client();
     let herald = HeraldProcess::start(&data_dir, &["--history-max-events", "100000"]).await;
     let mut probe = subscribe(&http, &herald.base, "topic=big", None).await;
     probe.connected().await;

@@ -8,7 +8,8 @@ use std::time::SystemTime;
 
 use herald_server::ids::ClientId;
 use herald_server::storage::{
-    BoxFuture, MemoryStorage, NewEvent, Replay, Seq, Storage, StorageError, StoredEvent, StreamKey,
+    BoxFuture, InboxItem, InboxPage, InboxQuery, MemoryStorage, NewEvent, NewInboxItem, ReadChange,
+    ReadTarget, Replay, Seq, Storage, StorageError, StoredEvent, StreamKey,
 };
 use serde_json::json;
 use support::TestServer;
@@ -166,6 +167,34 @@ impl Storage for Unreliable {
         oldest_kept: SystemTime,
     ) -> BoxFuture<'_, Result<(), StorageError>> {
         self.inner.expire(cutoff, oldest_kept)
+    }
+    fn add_notification<'a>(
+        &'a self,
+        user: &'a str,
+        item: NewInboxItem,
+        keep: usize,
+    ) -> BoxFuture<'a, Result<InboxItem, StorageError>> {
+        match self.check() {
+            Ok(()) => self.inner.add_notification(user, item, keep),
+            Err(err) => Box::pin(async move { Err(err) }),
+        }
+    }
+    fn notifications<'a>(
+        &'a self,
+        user: &'a str,
+        query: InboxQuery,
+    ) -> BoxFuture<'a, Result<InboxPage, StorageError>> {
+        self.inner.notifications(user, query)
+    }
+    fn mark_read<'a>(
+        &'a self,
+        user: &'a str,
+        target: ReadTarget,
+    ) -> BoxFuture<'a, Result<Option<ReadChange>, StorageError>> {
+        match self.check() {
+            Ok(()) => self.inner.mark_read(user, target),
+            Err(err) => Box::pin(async move { Err(err) }),
+        }
     }
     fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>> {
         let result = self.check();

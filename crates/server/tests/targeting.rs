@@ -126,7 +126,7 @@ async fn admin_close_ends_the_clients_streams_without_reconnect() {
         .find(|c| c["client_id"] == client_id.as_str())
         .expect("target listed");
     assert_eq!(entry["topics"], json!(["a"]));
-    assert_eq!(entry["user"], serde_json::Value::Null);
+    assert_eq!(entry["user"], "operator", "the credential's user");
     assert!(humantime::parse_rfc3339(entry["connected_at"].as_str().unwrap()).is_ok());
 
     let response = server

@@ -1,10 +1,16 @@
-//! The demo streams the product was specified from: a countdown and a token-by-token chat answer.
+//! The demo streams the product was specified from: a countdown and a token-by-token chat answer;
+//! and the administrators' demo, where placing an order notifies every connected administrator.
 //!
 //! Both are fixed sequences of frames written at a pace. Each frame has an id, so a client that
 //! reconnects with `Last-Event-ID` resumes after it, and one that already saw the end gets
 //! `204 No Content`, which tells `EventSource` to stop reconnecting.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use herald_protocol::api::{OrderPlaced, OrderReceipt};
+use serde_json::value::RawValue;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -21,10 +27,16 @@ use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
 
 use super::AppState;
+use super::caller::limit_publish_rate;
 use super::events::event_stream_response;
+use super::notifications::notify;
+use super::publish::store;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiQuery};
 use crate::hub::{closing_frame, encode, to_json};
+use crate::ids::random_u32;
 use crate::metrics::{DemoLabels, Metrics};
+use crate::storage::{NewInboxItem, StreamKey};
 
 const MAX_COUNT: u32 = 1000;
 const MAX_INTERVAL_MS: u64 = 60_000;
@@ -275,4 +287,66 @@ impl Drop for EarlyStop {
             );
         }
     }
+}
+
+/// The topic administrators watch in the orders demo.
+pub const ORDERS_TOPIC: &str = "admin/orders";
+/// The event type of a placed order.
+pub const ORDER_PLACED: &str = "order.placed";
+
+/// Places a demo order as the caller: publishes a private `order.placed` event on
+/// `admin/orders`, which reaches only connections allowed to subscribe to it, and puts a
+/// notification in the inbox of every administrator connected now.
+#[utoipa::path(
+    post,
+    path = "/demo/orders",
+    tag = "demo",
+    responses(
+        (status = 200, description = "The order and the administrators notified", body = herald_protocol::api::OrderReceipt),
+        (status = 401, description = "No credential, or a bad one", body = herald_protocol::api::ErrorBody),
+        (status = 429, description = "The credential publishes faster than allowed", body = herald_protocol::api::ErrorBody),
+        (status = 503, description = "The store is unavailable", body = herald_protocol::api::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn place_order(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<OrderReceipt>, ApiError> {
+    let credential = principal.require_credential("placing an order")?;
+    limit_publish_rate(&state, credential)?;
+    let order = OrderPlaced {
+        order_id: format!("{:06}", random_u32() % 1_000_000),
+        customer: credential.user.to_string(),
+        total_cents: 500 + u64::from(random_u32() % 20_000),
+    };
+    let data = RawValue::from_string(to_json(&order))
+        .map_err(|_| ApiError::bad_request("invalid_body", "the order could not be encoded"))?;
+    store(
+        &state,
+        vec![StreamKey::Private(Arc::from(ORDERS_TOPIC))],
+        Some(ORDER_PLACED),
+        Some(data),
+    )
+    .await?;
+    let admins = state.hub.connected_admins();
+    for admin in &admins {
+        let item = NewInboxItem {
+            title: format!("New order #{}", order.order_id),
+            body: format!(
+                "{} ordered for ${}.{:02}",
+                order.customer,
+                order.total_cents / 100,
+                order.total_cents % 100
+            ),
+            url: Some(format!("/?order={}", order.order_id)),
+            kind: Some("order".into()),
+            created_at: SystemTime::now(),
+        };
+        notify(&state, admin, item).await?;
+    }
+    Ok(Json(OrderReceipt {
+        order,
+        notified_admins: admins.iter().map(ToString::to_string).collect(),
+    }))
 }

@@ -13,8 +13,10 @@ use herald_protocol::names::validate_topic;
 use herald_protocol::sse::CONTENT_TYPE;
 
 use super::AppState;
+use super::caller::ClientAddress;
+use crate::auth::{Principal, forbidden};
 use crate::error::ApiError;
-use crate::hub::{SubscribeError, SubscribeRequest, Subscription};
+use crate::hub::{Holder, SubscribeError, SubscribeRequest, Subscription};
 use crate::ids::ClientId;
 
 /// Opens an event stream for the topics in the query.
@@ -27,24 +29,52 @@ use crate::ids::ClientId;
         ("client_id" = Option<String>, Query, description = "Keep the client id issued in an earlier `herald.connected`."),
         ("last_event_id" = Option<String>, Query, description = "Replay events after this id; the `Last-Event-ID` header wins."),
         ("Last-Event-ID" = Option<String>, Header, description = "Replay events after this id (sent by EventSource when it reconnects)."),
+        ("access_token" = Option<String>, Query, description = "A credential, for clients that cannot set `Authorization` (EventSource). The `herald_token` cookie works too."),
     ),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "An endless `text/event-stream`: `retry`, `herald.connected`, replayed events (or `herald.reset`), live events, heartbeats, and `herald.closing` when the server ends it.", content_type = "text/event-stream", body = String),
         (status = 400, description = "Invalid topic, too many topics, or a client id this server never issued", body = herald_protocol::api::ErrorBody),
-        (status = 429, description = "Too many connections for this client id", body = herald_protocol::api::ErrorBody),
+        (status = 401, description = "A private topic without a credential, or a bad, expired or not-yet-valid credential", body = herald_protocol::api::ErrorBody),
+        (status = 403, description = "The credential may not subscribe to a private topic asked for", body = herald_protocol::api::ErrorBody),
+        (status = 429, description = "Too many connections for this client id, user or address", body = herald_protocol::api::ErrorBody),
         (status = 503, description = "The event store is unavailable", body = herald_protocol::api::ErrorBody),
     )
 )]
 pub async fn subscribe(
     State(state): State<AppState>,
+    principal: Principal,
+    ClientAddress(address): ClientAddress,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let request = parse_request(
+    let mut request = parse_request(
         query.as_deref().unwrap_or(""),
         &headers,
         state.config.max_topics_per_connection,
     )?;
+    for topic in &request.topics {
+        if state.auth.is_private(topic) && !principal.may_subscribe(topic) {
+            principal.require_credential(&format!("subscribing to the private topic {topic:?}"))?;
+            return Err(forbidden(format!(
+                "this credential may not subscribe to the private topic {topic:?}"
+            )));
+        }
+    }
+    request.holder = Holder {
+        user: principal.user().cloned(),
+        admin: principal.is_admin(),
+        private_topics: request
+            .topics
+            .iter()
+            .filter(|topic| principal.may_subscribe(topic))
+            .cloned()
+            .collect(),
+        expires_at: principal
+            .credential()
+            .map(|credential| credential.expires_at),
+        address,
+    };
     let subscription = state
         .hub
         .subscribe(request)

@@ -1,8 +1,11 @@
 //! The HTTP edge: routes, request parsing and response shaping. Domain work happens in the hub.
 
+mod caller;
 mod clients;
 mod demo;
+mod dev;
 mod events;
+mod notifications;
 mod openapi;
 mod ops;
 mod publish;
@@ -11,12 +14,14 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 
+use crate::auth::{Authenticator, RateLimiter};
 use crate::config::Config;
 use crate::error::{method_not_allowed, route_not_found};
 use crate::hub::Hub;
@@ -26,6 +31,10 @@ use crate::hub::Hub;
 pub struct AppState {
     pub hub: Hub,
     pub config: Arc<Config>,
+    /// Verifies credentials (and signs them in development mode).
+    pub auth: Arc<Authenticator>,
+    /// Publishes per credential.
+    pub publish_rate: Arc<RateLimiter>,
     /// Cancelled on shutdown; ends streams that do not belong to the hub (the demos).
     pub shutdown: CancellationToken,
 }
@@ -42,16 +51,35 @@ pub fn router(state: AppState) -> Router {
             "/api/clients/{client_id}/events",
             post(publish::send_to_client),
         )
+        .route("/api/users/{user_id}/events", post(publish::send_to_user))
+        .route(
+            "/api/users/{user_id}/notifications",
+            post(notifications::create),
+        )
+        .route("/api/notifications", get(notifications::list))
+        .route("/api/notifications/read-all", post(notifications::read_all))
+        .route(
+            "/api/notifications/{id}/read",
+            post(notifications::read_one),
+        )
+        .route("/api/me", get(dev::me))
+        .route("/api/dev/users", get(dev::users))
+        .route("/api/dev/token", post(dev::token))
         .route("/api/openapi.json", get(openapi::document))
         .route("/api/{*rest}", axum::routing::any(route_not_found))
         .route("/demo/countdown", get(demo::countdown))
         .route("/demo/chat", get(demo::chat))
+        .route("/demo/orders", post(demo::place_order))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .with_state(state);
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    let api = match cors(&state.config.cors_origins) {
+        Some(cors) => api.layer(cors),
+        None => api,
+    }
+    .with_state(state);
     let app = ServeDir::new(&static_dir)
         .append_index_html_on_directories(true)
         .fallback(ServeFile::new(static_dir.join("index.html")));
@@ -59,6 +87,35 @@ pub fn router(state: AppState) -> Router {
         .fallback_service(app)
         .layer(axum::middleware::map_response(static_answer));
     api.fallback_service(web_app)
+}
+
+/// The CORS policy for the configured origins: named origins may send credentials (cookies,
+/// `EventSource` with `withCredentials`); `*` admits every origin, never with credentials.
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("last-event-id"),
+        ])
+        .max_age(std::time::Duration::from_secs(3600));
+    if origins.iter().any(|origin| origin == "*") {
+        return Some(layer.allow_origin(AllowOrigin::any()));
+    }
+    // Origins were checked to be valid header values when the configuration was resolved.
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    Some(
+        layer
+            .allow_origin(AllowOrigin::list(allowed))
+            .allow_credentials(true),
+    )
 }
 
 /// Gives the web app's misses the API's JSON 404. The file service answers 500 for paths the

@@ -3,30 +3,49 @@
 use axum::Json;
 use herald_protocol::Envelope;
 use herald_protocol::api::{
-    ClientInfo, ErrorBody, ErrorDetail, HealthStatus, PublishRequest, PublishResponse, SendRequest,
-    SendResponse,
+    ClientInfo, DevTokenRequest, DevUser, ErrorBody, ErrorDetail, HealthStatus, Identity,
+    NewNotification, NotificationPage, OrderPlaced, OrderReceipt, PublishRequest, PublishResponse,
+    SendRequest, SendResponse, TokenResponse,
 };
+use herald_protocol::auth::{Claims, Grants};
 use herald_protocol::payloads::{ChatDelta, ChatDone, ChatError, Notification, NotificationRead};
 use herald_protocol::system::{CloseReason, Closing, Connected, Reset, ResetReason};
-use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Herald",
         description = "A real-time event hub: browsers subscribe with EventSource to `GET /events`; \
-                       back-ends publish over HTTP. Every error body is `{\"error\": {\"code\", \"message\"}}`.",
+                       back-ends publish over HTTP. Every error body is `{\"error\": {\"code\", \"message\"}}`.\n\n\
+                       Credentials are JSON Web Tokens (HS256, RS256 or ES256) sent as `Authorization: Bearer`, \
+                       the `herald_token` cookie or the `access_token` query parameter. Claims: `sub` (user id), \
+                       `exp`, optional `nbf`, and `herald: {publish, subscribe, admin}` where publish and subscribe \
+                       list topic selectors: an exact topic, a prefix `rooms/*`, or `*`. Publishing needs a `publish` \
+                       selector for the topic (or `users/<id>`, `clients/<id>` for direct sends); private topics and \
+                       private events need a `subscribe` selector; listing and closing clients and broadcasting need \
+                       `admin: true`. 401 means no or a bad credential, 403 a valid one that is not allowed.",
         license(name = "MIT OR Apache-2.0")
     ),
     paths(
         super::events::subscribe,
         super::publish::publish,
         super::publish::send_to_client,
+        super::publish::send_to_user,
+        super::notifications::create,
+        super::notifications::list,
+        super::notifications::read_one,
+        super::notifications::read_all,
+        super::dev::me,
+        super::dev::users,
+        super::dev::token,
         super::publish::broadcast,
         super::clients::list,
         super::clients::close,
         super::demo::countdown,
         super::demo::chat,
+        super::demo::place_order,
         super::ops::healthz,
         super::ops::readyz,
         super::ops::metrics,
@@ -52,9 +71,38 @@ use utoipa::OpenApi;
         SendResponse,
         ClientInfo,
         HealthStatus,
-    ))
+        NewNotification,
+        NotificationPage,
+        Identity,
+        DevUser,
+        DevTokenRequest,
+        TokenResponse,
+        Claims,
+        Grants,
+        OrderPlaced,
+        OrderReceipt,
+    )),
+    modifiers(&BearerAuth)
 )]
 struct ApiDoc;
+
+/// Declares the `bearer` security scheme the operations refer to.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
 
 /// The OpenAPI 3.1 document.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "operations", responses((status = 200, description = "This document")))]

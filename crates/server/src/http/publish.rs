@@ -1,4 +1,7 @@
-//! Publishing: to topics, to one client, and to everyone.
+//! Publishing: to topics, to one client, to one user, and to everyone.
+//!
+//! Every publish needs a credential with a `publish` selector for its target: the topic, or the
+//! pseudo-topics `clients/<id>` and `users/<id>` for direct sends. Broadcasting needs `admin`.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -6,10 +9,13 @@ use std::time::{Instant, SystemTime};
 use axum::Json;
 use axum::extract::State;
 use herald_protocol::api::{PublishRequest, PublishResponse, SendRequest, SendResponse};
+use herald_protocol::auth::{client_target, user_target};
 use herald_protocol::names::{DEFAULT_EVENT_TYPE, validate_publishable_event_type, validate_topic};
 use serde_json::value::RawValue;
 
 use super::AppState;
+use super::caller::limit_publish_rate;
+use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::hub::PublishError;
 use crate::ids::ClientId;
@@ -24,25 +30,36 @@ use crate::storage::{NewEvent, StoredEvent, StreamKey};
     responses(
         (status = 200, description = "Stored and queued for every subscriber", body = PublishResponse),
         (status = 400, description = "Invalid topic, type or body", body = herald_protocol::api::ErrorBody),
+        (status = 401, description = "No credential, or a bad one", body = herald_protocol::api::ErrorBody),
+        (status = 403, description = "The credential may not publish to a topic named", body = herald_protocol::api::ErrorBody),
         (status = 413, description = "Body too large", body = herald_protocol::api::ErrorBody),
         (status = 415, description = "Body is not JSON", body = herald_protocol::api::ErrorBody),
+        (status = 429, description = "The credential publishes faster than allowed (see `Retry-After`)", body = herald_protocol::api::ErrorBody),
         (status = 503, description = "The event store is unavailable", body = herald_protocol::api::ErrorBody),
-    )
+    ),
+    security(("bearer" = []))
 )]
 pub async fn publish(
     State(state): State<AppState>,
+    principal: Principal,
     ApiJson(request): ApiJson<PublishRequest>,
 ) -> Result<Json<PublishResponse>, ApiError> {
-    if request.private {
-        return Err(ApiError::bad_request(
-            "not_supported",
-            "private events need authentication, which this server does not have yet; publish without \"private\"",
-        ));
-    }
+    let credential = principal.require_credential("publishing")?;
     let topics = topics_of(&request, state.config.max_topics_per_publish)?;
+    for topic in &topics {
+        principal.require_publish(topic)?;
+    }
+    limit_publish_rate(&state, credential)?;
     let streams = topics
         .iter()
-        .map(|topic| StreamKey::Topic(Arc::from(topic.as_str())))
+        .map(|topic| {
+            let topic = Arc::from(topic.as_str());
+            if request.private {
+                StreamKey::Private(topic)
+            } else {
+                StreamKey::Topic(topic)
+            }
+        })
         .collect();
     let stored = store(&state, streams, request.kind.as_deref(), request.data).await?;
     Ok(Json(PublishResponse {
@@ -61,17 +78,24 @@ pub async fn publish(
     responses(
         (status = 200, description = "Stored and queued for the client's connections", body = SendResponse),
         (status = 400, description = "Invalid type or body", body = herald_protocol::api::ErrorBody),
+        (status = 401, description = "No credential, or a bad one", body = herald_protocol::api::ErrorBody),
+        (status = 403, description = "No `publish` selector grants `clients/{client_id}`", body = herald_protocol::api::ErrorBody),
         (status = 404, description = "The client id was never issued or has expired", body = herald_protocol::api::ErrorBody),
         (status = 413, description = "Body too large", body = herald_protocol::api::ErrorBody),
         (status = 415, description = "Body is not JSON", body = herald_protocol::api::ErrorBody),
+        (status = 429, description = "The credential publishes faster than allowed", body = herald_protocol::api::ErrorBody),
         (status = 503, description = "The event store is unavailable", body = herald_protocol::api::ErrorBody),
-    )
+    ),
+    security(("bearer" = []))
 )]
 pub async fn send_to_client(
     State(state): State<AppState>,
+    principal: Principal,
     ApiPath(client_id): ApiPath,
     ApiJson(request): ApiJson<SendRequest>,
 ) -> Result<Json<SendResponse>, ApiError> {
+    let credential = principal.require_publish(&client_target(&client_id))?;
+    limit_publish_rate(&state, credential)?;
     let not_found = || {
         ApiError::not_found(
             "client_not_found",
@@ -100,6 +124,58 @@ pub async fn send_to_client(
     }))
 }
 
+/// Sends an event to every connection of one user, on all their tabs and devices, and keeps it
+/// for their replay.
+#[utoipa::path(
+    post,
+    path = "/api/users/{user_id}/events",
+    tag = "publish",
+    params(("user_id" = String, Path, description = "The user id, as in tokens' `sub`")),
+    request_body = SendRequest,
+    responses(
+        (status = 200, description = "Stored and queued for the user's connections", body = SendResponse),
+        (status = 400, description = "Invalid user id, type or body", body = herald_protocol::api::ErrorBody),
+        (status = 401, description = "No credential, or a bad one", body = herald_protocol::api::ErrorBody),
+        (status = 403, description = "No `publish` selector grants `users/{user_id}`", body = herald_protocol::api::ErrorBody),
+        (status = 413, description = "Body too large", body = herald_protocol::api::ErrorBody),
+        (status = 415, description = "Body is not JSON", body = herald_protocol::api::ErrorBody),
+        (status = 429, description = "The credential publishes faster than allowed", body = herald_protocol::api::ErrorBody),
+        (status = 503, description = "The event store is unavailable", body = herald_protocol::api::ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn send_to_user(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(user_id): ApiPath,
+    ApiJson(request): ApiJson<SendRequest>,
+) -> Result<Json<SendResponse>, ApiError> {
+    check_user_id(&user_id)?;
+    let credential = principal.require_publish(&user_target(&user_id))?;
+    limit_publish_rate(&state, credential)?;
+    let stored = store(
+        &state,
+        vec![StreamKey::User(Arc::from(user_id.as_str()))],
+        request.kind.as_deref(),
+        request.data,
+    )
+    .await?;
+    Ok(Json(SendResponse {
+        id: stored.id.clone(),
+    }))
+}
+
+/// A user id as tokens carry it in `sub`: 1 to 256 bytes, no control characters.
+pub fn check_user_id(user_id: &str) -> Result<(), ApiError> {
+    if user_id.is_empty() || user_id.len() > 256 || user_id.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_user_id",
+            "a user id is 1 to 256 bytes without control characters",
+        ));
+    }
+    Ok(())
+}
+
 /// Sends an event to every connection.
 #[utoipa::path(
     post,
@@ -109,15 +185,22 @@ pub async fn send_to_client(
     responses(
         (status = 200, description = "Stored and queued for every connection", body = SendResponse),
         (status = 400, description = "Invalid type or body", body = herald_protocol::api::ErrorBody),
+        (status = 401, description = "No credential, or a bad one", body = herald_protocol::api::ErrorBody),
+        (status = 403, description = "The credential is not an admin's", body = herald_protocol::api::ErrorBody),
         (status = 413, description = "Body too large", body = herald_protocol::api::ErrorBody),
         (status = 415, description = "Body is not JSON", body = herald_protocol::api::ErrorBody),
+        (status = 429, description = "The credential publishes faster than allowed", body = herald_protocol::api::ErrorBody),
         (status = 503, description = "The event store is unavailable", body = herald_protocol::api::ErrorBody),
-    )
+    ),
+    security(("bearer" = []))
 )]
 pub async fn broadcast(
     State(state): State<AppState>,
+    principal: Principal,
     ApiJson(request): ApiJson<SendRequest>,
 ) -> Result<Json<SendResponse>, ApiError> {
+    let credential = principal.require_admin()?;
+    limit_publish_rate(&state, credential)?;
     let stored = store(
         &state,
         vec![StreamKey::Broadcast],
@@ -172,7 +255,7 @@ fn topics_of(request: &PublishRequest, max_topics: usize) -> Result<Vec<String>,
 }
 
 /// Validates the type, stores the event through the hub and records the publish latency.
-async fn store(
+pub(super) async fn store(
     state: &AppState,
     streams: Vec<StreamKey>,
     kind: Option<&str>,

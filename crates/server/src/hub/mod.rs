@@ -25,8 +25,8 @@ use crate::metrics::Metrics;
 use crate::storage::{NewEvent, Seq, Storage, StorageError, StoredEvent};
 
 pub use frames::{closing as closing_frame, encode, to_json};
-pub use registry::Connection;
 use registry::Registry;
+pub use registry::{Connection, Holder, Limits};
 use sequencer::{PublishJob, Sequencer};
 use subscription::Start;
 pub use subscription::Subscription;
@@ -38,7 +38,7 @@ pub struct HubSettings {
     pub retry: Duration,
     pub queue_capacity: usize,
     pub max_connection_lifetime: Option<Duration>,
-    pub max_connections_per_client: usize,
+    pub limits: Limits,
     pub client_ttl: Duration,
     pub history_max_age: Duration,
     pub retention_interval: Duration,
@@ -51,7 +51,11 @@ impl From<&Config> for HubSettings {
             retry: config.retry,
             queue_capacity: config.queue_capacity,
             max_connection_lifetime: config.max_connection_lifetime,
-            max_connections_per_client: config.max_connections_per_client,
+            limits: Limits {
+                per_client: config.max_connections_per_client,
+                per_user: config.max_connections_per_user,
+                per_address: config.max_connections_per_address,
+            },
             client_ttl: config.client_ttl,
             history_max_age: config.history_max_age,
             retention_interval: config.retention_interval,
@@ -73,8 +77,8 @@ pub enum PublishError {
 pub enum SubscribeError {
     #[error("client id {0} was not issued by this server or has expired")]
     UnknownClient(ClientId),
-    #[error("this client already holds the maximum of {limit} connections")]
-    TooManyConnections { limit: usize },
+    #[error("this {scope} already holds the maximum of {limit} connections")]
+    TooManyConnections { scope: &'static str, limit: usize },
     #[error("storage failed: {0}")]
     Storage(#[from] StorageError),
 }
@@ -86,6 +90,8 @@ pub struct SubscribeRequest {
     pub client_id: Option<ClientId>,
     /// The last event id the client saw, from `Last-Event-ID` or `last_event_id`.
     pub last_event_id: Option<String>,
+    /// Who asks, as the credential says.
+    pub holder: Holder,
 }
 
 /// A cheap handle to the hub; clones share it.
@@ -192,13 +198,15 @@ impl Hub {
         let (connection, queue) = Connection::new(
             client_id,
             request.topics,
+            request.holder,
             inner.settings.queue_capacity,
             &inner.shutdown,
         );
         inner
             .registry
-            .insert(&connection, inner.settings.max_connections_per_client)
+            .insert(&connection, inner.settings.limits)
             .map_err(|refused| SubscribeError::TooManyConnections {
+                scope: refused.scope,
                 limit: refused.limit,
             })?;
         inner.metrics.connections.inc();
@@ -244,6 +252,19 @@ impl Hub {
     /// The live connections, oldest first.
     pub fn connections(&self) -> Vec<Arc<Connection>> {
         self.inner.registry.snapshot()
+    }
+
+    /// The users with a live connection whose credential carries `admin: true`.
+    pub fn connected_admins(&self) -> Vec<Arc<str>> {
+        let mut admins: Vec<Arc<str>> = self
+            .connections()
+            .iter()
+            .filter(|connection| connection.holder.admin)
+            .filter_map(|connection| connection.holder.user.clone())
+            .collect();
+        admins.sort();
+        admins.dedup();
+        admins
     }
 
     /// The reconnection delay for one connection: the base plus up to half again, at random.

@@ -1,6 +1,7 @@
 //! [`Registry`]: the live connections, indexed by the streams they receive.
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
@@ -22,15 +23,31 @@ pub struct Queued {
     pub bytes: Bytes,
 }
 
+/// Who holds a connection, as its credential said when it opened.
+#[derive(Debug, Clone, Default)]
+pub struct Holder {
+    /// The authenticated user; `None` for an anonymous connection.
+    pub user: Option<Arc<str>>,
+    /// Whether the credential carries `admin: true`.
+    pub admin: bool,
+    /// The topics whose private events the credential may receive.
+    pub private_topics: Vec<Arc<str>>,
+    /// When the credential expires: the connection is closed then.
+    pub expires_at: Option<SystemTime>,
+    /// The client's address, for the per-address limit.
+    pub address: Option<IpAddr>,
+}
+
 /// The registry's side of one connection.
 #[derive(Debug)]
 pub struct Connection {
     pub id: ConnectionId,
     pub client_id: ClientId,
-    pub user: Option<String>,
+    pub holder: Holder,
     pub topics: Vec<Arc<str>>,
     pub connected_at: SystemTime,
-    /// The streams this connection receives: its topics, its client stream and broadcasts.
+    /// The streams this connection receives: its topics (and their private events where
+    /// allowed), its client stream, its user's stream and broadcasts.
     pub streams: Vec<StreamKey>,
     /// Bounded: a subscriber that lets it fill up is closed rather than buffered without limit.
     sender: mpsc::Sender<Queued>,
@@ -47,17 +64,28 @@ impl Connection {
     pub fn new(
         client_id: ClientId,
         topics: Vec<Arc<str>>,
+        holder: Holder,
         capacity: usize,
         shutdown: &CancellationToken,
     ) -> (Arc<Self>, mpsc::Receiver<Queued>) {
         let (sender, receiver) = mpsc::channel(capacity);
         let mut streams: Vec<StreamKey> = topics.iter().cloned().map(StreamKey::Topic).collect();
+        streams.extend(
+            holder
+                .private_topics
+                .iter()
+                .cloned()
+                .map(StreamKey::Private),
+        );
         streams.push(StreamKey::Client(client_id.clone()));
+        if let Some(user) = &holder.user {
+            streams.push(StreamKey::User(Arc::clone(user)));
+        }
         streams.push(StreamKey::Broadcast);
         let connection = Self {
             id: ConnectionId::generate(),
             client_id,
-            user: None,
+            holder,
             topics,
             connected_at: SystemTime::now(),
             streams,
@@ -114,10 +142,20 @@ impl Connection {
     }
 }
 
-/// Refusal to register a connection.
+/// Refusal to register a connection: its client, user or address holds `limit` already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooManyConnections {
+    /// `"client"`, `"user"` or `"address"`.
+    pub scope: &'static str,
     pub limit: usize,
+}
+
+/// The most connections one client, user and address may hold; `None` for no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub per_client: usize,
+    pub per_user: usize,
+    pub per_address: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -131,6 +169,8 @@ struct Inner {
     /// Topic and client streams to the connections receiving them. Broadcasts go to every
     /// connection, so they have no entry.
     streams: HashMap<StreamKey, HashMap<ConnectionId, Arc<Connection>>>,
+    /// Live connections per client address.
+    addresses: HashMap<IpAddr, usize>,
 }
 
 impl Registry {
@@ -144,19 +184,37 @@ impl Registry {
         self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds a connection unless its client already holds `per_client_limit` connections.
+    /// Adds a connection unless its client, user or address already holds its limit.
     pub fn insert(
         &self,
         connection: &Arc<Connection>,
-        per_client_limit: usize,
+        limits: Limits,
     ) -> Result<(), TooManyConnections> {
         let mut inner = self.write();
-        let client_stream = StreamKey::Client(connection.client_id.clone());
-        let held = inner.streams.get(&client_stream).map_or(0, HashMap::len);
-        if held >= per_client_limit {
+        let held = |stream: StreamKey| inner.streams.get(&stream).map_or(0, HashMap::len);
+        if held(StreamKey::Client(connection.client_id.clone())) >= limits.per_client {
             return Err(TooManyConnections {
-                limit: per_client_limit,
+                scope: "client",
+                limit: limits.per_client,
             });
+        }
+        if let Some(user) = &connection.holder.user
+            && held(StreamKey::User(Arc::clone(user))) >= limits.per_user
+        {
+            return Err(TooManyConnections {
+                scope: "user",
+                limit: limits.per_user,
+            });
+        }
+        if let Some(address) = connection.holder.address {
+            let count = inner.addresses.get(&address).copied().unwrap_or(0);
+            if let Some(limit) = limits.per_address.filter(|limit| count >= *limit) {
+                return Err(TooManyConnections {
+                    scope: "address",
+                    limit,
+                });
+            }
+            inner.addresses.insert(address, count + 1);
         }
         inner
             .connections
@@ -175,7 +233,17 @@ impl Registry {
 
     pub fn remove(&self, connection: &Connection) {
         let mut inner = self.write();
-        inner.connections.remove(&connection.id);
+        if inner.connections.remove(&connection.id).is_none() {
+            return;
+        }
+        if let Some(address) = connection.holder.address
+            && let Some(count) = inner.addresses.get_mut(&address)
+        {
+            *count -= 1;
+            if *count == 0 {
+                inner.addresses.remove(&address);
+            }
+        }
         for stream in &connection.streams {
             if let Some(members) = inner.streams.get_mut(stream) {
                 members.remove(&connection.id);

@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use herald_protocol::system::{CloseReason, Connected, ResetReason};
@@ -92,8 +93,9 @@ pub struct Subscription {
     /// Whether replay is over: only then can the position move past events not yet written.
     live: bool,
     heartbeat: Pin<Box<Sleep>>,
-    /// When the connection reaches its maximum lifetime, if it has one.
-    expires: Option<Pin<Box<Sleep>>>,
+    /// When the connection must end, if ever: at its maximum lifetime or when its credential
+    /// expires, whichever comes first, and the reason it will be given.
+    expires: Option<(Pin<Box<Sleep>>, CloseReason)>,
 }
 
 impl Subscription {
@@ -118,9 +120,19 @@ impl Subscription {
         }
         let settings = hub.settings();
         let heartbeat = Box::pin(tokio::time::sleep(settings.heartbeat));
-        let expires = settings
-            .max_connection_lifetime
-            .map(|lifetime| Box::pin(tokio::time::sleep(lifetime)));
+        let credential_left = registration.connection.holder.expires_at.map(|at| {
+            at.duration_since(std::time::SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        });
+        let deadline = match (settings.max_connection_lifetime, credential_left) {
+            (Some(lifetime), Some(left)) if lifetime < left => {
+                Some((lifetime, CloseReason::MaxLifetime))
+            }
+            (_, Some(left)) => Some((left, CloseReason::CredentialExpired)),
+            (Some(lifetime), None) => Some((lifetime, CloseReason::MaxLifetime)),
+            (None, None) => None,
+        };
+        let expires = deadline.map(|(after, reason)| (Box::pin(tokio::time::sleep(after)), reason));
         Self {
             hub,
             registration,
@@ -303,7 +315,10 @@ impl Subscription {
         let lifetime = self.expires.as_mut();
         let expires = async {
             match lifetime {
-                Some(sleep) => sleep.await,
+                Some((sleep, reason)) => {
+                    sleep.await;
+                    *reason
+                }
                 None => std::future::pending().await,
             }
         };
@@ -313,8 +328,8 @@ impl Subscription {
                 self.phase = Phase::Closing;
                 None
             }
-            () = expires => {
-                connection.close(CloseReason::MaxLifetime);
+            reason = expires => {
+                connection.close(reason);
                 self.phase = Phase::Closing;
                 None
             }

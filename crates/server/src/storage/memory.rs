@@ -5,11 +5,14 @@
 //! process is older than anything held now and replaying it announces a reset instead of
 //! silently matching a different event.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{BoxFuture, NewEvent, Replay, Seq, Storage, StorageError, StoredEvent, StreamKey};
+use super::{
+    BoxFuture, InboxItem, InboxPage, InboxQuery, NewEvent, NewInboxItem, ReadChange, ReadTarget,
+    Replay, Seq, Storage, StorageError, StoredEvent, StreamKey,
+};
 use crate::ids::ClientId;
 
 #[derive(Debug)]
@@ -29,6 +32,10 @@ struct State {
     /// a stream without history cannot be replayed from before it.
     forgotten_through: Seq,
     clients: HashMap<ClientId, SystemTime>,
+    /// Each user's notifications by id.
+    inboxes: HashMap<String, BTreeMap<u64, InboxItem>>,
+    /// The id of the newest notification of any user.
+    last_notification: u64,
 }
 
 #[derive(Debug, Default)]
@@ -224,9 +231,113 @@ impl Storage for MemoryStorage {
         Box::pin(async { Ok(()) })
     }
 
+    fn add_notification<'a>(
+        &'a self,
+        user: &'a str,
+        item: NewInboxItem,
+        keep: usize,
+    ) -> BoxFuture<'a, Result<InboxItem, StorageError>> {
+        let mut state = self.state();
+        state.last_notification += 1;
+        let stored = InboxItem {
+            id: state.last_notification,
+            title: item.title,
+            body: item.body,
+            url: item.url,
+            kind: item.kind,
+            created_at: item.created_at,
+            read: false,
+        };
+        let inbox = state.inboxes.entry(user.to_owned()).or_default();
+        inbox.insert(stored.id, stored.clone());
+        while inbox.len() > keep {
+            inbox.pop_first();
+        }
+        Box::pin(async move { Ok(stored) })
+    }
+
+    fn notifications<'a>(
+        &'a self,
+        user: &'a str,
+        query: InboxQuery,
+    ) -> BoxFuture<'a, Result<InboxPage, StorageError>> {
+        let state = self.state();
+        let page = match state.inboxes.get(user) {
+            None => InboxPage {
+                items: Vec::new(),
+                unread_count: 0,
+                next_before: None,
+            },
+            Some(inbox) => {
+                let mut items: Vec<InboxItem> = inbox
+                    .range(..query.before.unwrap_or(u64::MAX))
+                    .rev()
+                    .map(|(_, item)| item)
+                    .filter(|item| !query.unread_only || !item.read)
+                    .take(query.limit.saturating_add(1))
+                    .cloned()
+                    .collect();
+                let next_before = if items.len() > query.limit {
+                    items.truncate(query.limit);
+                    items.last().map(|item| item.id)
+                } else {
+                    None
+                };
+                InboxPage {
+                    items,
+                    unread_count: unread(inbox),
+                    next_before,
+                }
+            }
+        };
+        Box::pin(async move { Ok(page) })
+    }
+
+    fn mark_read<'a>(
+        &'a self,
+        user: &'a str,
+        target: ReadTarget,
+    ) -> BoxFuture<'a, Result<Option<ReadChange>, StorageError>> {
+        let mut state = self.state();
+        let change = match (state.inboxes.get_mut(user), target) {
+            (None, ReadTarget::One(_)) => None,
+            (None, ReadTarget::All) => Some(ReadChange {
+                ids: Vec::new(),
+                unread_count: 0,
+            }),
+            (Some(inbox), target) => {
+                let ids: Option<Vec<u64>> = match target {
+                    ReadTarget::One(id) => inbox.get_mut(&id).map(|item| {
+                        let was_read = std::mem::replace(&mut item.read, true);
+                        if was_read { Vec::new() } else { vec![id] }
+                    }),
+                    ReadTarget::All => Some(
+                        inbox
+                            .values_mut()
+                            .rev()
+                            .filter_map(|item| {
+                                let was_read = std::mem::replace(&mut item.read, true);
+                                (!was_read).then_some(item.id)
+                            })
+                            .collect(),
+                    ),
+                };
+                ids.map(|ids| ReadChange {
+                    ids,
+                    unread_count: unread(inbox),
+                })
+            }
+        };
+        Box::pin(async move { Ok(change) })
+    }
+
     fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>> {
         Box::pin(async { Ok(()) })
     }
+}
+
+fn unread(inbox: &BTreeMap<u64, InboxItem>) -> u64 {
+    inbox.values().filter(|item| !item.read).count() as u64
 }
 
 #[cfg(test)]

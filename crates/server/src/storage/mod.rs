@@ -1,5 +1,5 @@
-//! The storage boundary: the event log that gives events their ids and answers replays, and the
-//! directory of client ids the server has issued.
+//! The storage boundary: the event log that gives events their ids and answers replays, the
+//! directory of client ids the server has issued, and the users' notification inboxes.
 //!
 //! The hub talks only to [`Storage`]. [`SqliteStorage`], the default, is the durable log in the
 //! data directory; [`MemoryStorage`] keeps everything in this process. Another backend (a
@@ -9,6 +9,7 @@
 //! - `read_after` returns the events after a position in sequence order, or
 //!   [`Replay::Expired`] when some of them are no longer retained: never a silent gap.
 
+mod inbox;
 mod memory;
 mod sqlite;
 
@@ -22,6 +23,7 @@ use serde_json::value::RawValue;
 
 use crate::ids::ClientId;
 
+pub use inbox::{InboxItem, InboxPage, InboxQuery, NewInboxItem, ReadChange, ReadTarget};
 pub use memory::MemoryStorage;
 pub use sqlite::{SqliteSettings, SqliteStorage};
 
@@ -40,7 +42,11 @@ pub type Seq = u64;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum StreamKey {
     Topic(Arc<str>),
+    /// The private events of a topic: only connections allowed to subscribe to it receive them.
+    Private(Arc<str>),
     Client(ClientId),
+    /// Every connection authenticated as this user.
+    User(Arc<str>),
     Broadcast,
 }
 
@@ -48,17 +54,19 @@ impl StreamKey {
     /// The topic named in the envelope of an event delivered through this stream.
     pub fn topic(&self) -> Option<&str> {
         match self {
-            Self::Topic(topic) => Some(topic),
-            Self::Client(_) | Self::Broadcast => None,
+            Self::Topic(topic) | Self::Private(topic) => Some(topic),
+            Self::Client(_) | Self::User(_) | Self::Broadcast => None,
         }
     }
 
-    /// The key as stored text: `t:<topic>`, `c:<client id>` or `b`. Topics hold no control
-    /// characters, so a newline can separate several keys.
+    /// The key as stored text: `t:<topic>`, `p:<topic>`, `c:<client id>`, `u:<user>` or `b`.
+    /// Topics and user ids hold no control characters, so a newline can separate several keys.
     pub fn encode(&self) -> String {
         match self {
             Self::Topic(topic) => format!("t:{topic}"),
+            Self::Private(topic) => format!("p:{topic}"),
             Self::Client(client) => format!("c:{client}"),
+            Self::User(user) => format!("u:{user}"),
             Self::Broadcast => "b".to_owned(),
         }
     }
@@ -67,6 +75,8 @@ impl StreamKey {
     pub fn decode(text: &str) -> Option<Self> {
         match text.split_once(':') {
             Some(("t", topic)) => Some(Self::Topic(Arc::from(topic))),
+            Some(("p", topic)) => Some(Self::Private(Arc::from(topic))),
+            Some(("u", user)) => Some(Self::User(Arc::from(user))),
             Some(("c", client)) => ClientId::parse(client).map(Self::Client),
             None if text == "b" => Some(Self::Broadcast),
             _ => None,
@@ -195,6 +205,29 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
         cutoff: SystemTime,
         oldest_kept: SystemTime,
     ) -> BoxFuture<'_, Result<(), StorageError>>;
+
+    /// Stores a notification for `user`, keeping at most `keep` (the newest) in the inbox.
+    fn add_notification<'a>(
+        &'a self,
+        user: &'a str,
+        item: NewInboxItem,
+        keep: usize,
+    ) -> BoxFuture<'a, Result<InboxItem, StorageError>>;
+
+    /// A page of `user`'s inbox, newest first, with the unread count.
+    fn notifications<'a>(
+        &'a self,
+        user: &'a str,
+        query: InboxQuery,
+    ) -> BoxFuture<'a, Result<InboxPage, StorageError>>;
+
+    /// Marks one or all of `user`'s notifications read; `None` when `target` names a
+    /// notification `user` does not have.
+    fn mark_read<'a>(
+        &'a self,
+        user: &'a str,
+        target: ReadTarget,
+    ) -> BoxFuture<'a, Result<Option<ReadChange>, StorageError>>;
 
     /// Answers when the store is usable, for readiness checks.
     fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>>;

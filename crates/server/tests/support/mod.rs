@@ -16,9 +16,11 @@ use std::time::{Duration, Instant};
 
 use herald_protocol::Envelope;
 use herald_protocol::api::PublishResponse;
+use herald_protocol::auth::Grants;
 use herald_protocol::sse::{Decoder, Item, SseEvent};
 use herald_protocol::system::{self, Closing, Connected};
 use herald_server::Config;
+use herald_server::auth::{Authenticator, claims_for};
 use herald_server::storage::Storage;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -28,6 +30,45 @@ use tokio::task::JoinHandle;
 
 /// How long any single wait may take before the test fails.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The HS256 key every test server verifies tokens with.
+pub const TEST_SECRET: &str = "test-secret-of-at-least-thirty-two-bytes";
+
+/// A token signed with [`TEST_SECRET`] for `sub`, valid for `ttl`.
+pub fn token_with(sub: &str, grants: Grants, ttl: Duration) -> String {
+    Authenticator::with_secret(TEST_SECRET)
+        .sign(&claims_for(sub, grants, ttl))
+        .unwrap()
+}
+
+/// A token valid for an hour.
+pub fn token(sub: &str, publish: &[&str], subscribe: &[&str], admin: bool) -> String {
+    let grants = Grants {
+        publish: publish.iter().map(ToString::to_string).collect(),
+        subscribe: subscribe.iter().map(ToString::to_string).collect(),
+        admin,
+    };
+    token_with(sub, grants, Duration::from_secs(3600))
+}
+
+/// An HTTP client that sends `token` with every request.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// A client holding an operator's credential: publish and subscribe anywhere, admin. What tests
+/// about everything but authorization use.
+pub fn operator_client() -> reqwest::Client {
+    client_with_token(&token("operator", &["*"], &["*"], true))
+}
 
 /// A Herald server running in this test's runtime.
 pub struct TestServer {
@@ -52,12 +93,15 @@ impl TestServer {
         Self::start_on(config, storage).await
     }
 
-    /// Settings for a test server: a fresh data directory, no web app.
+    /// Settings for a test server: a fresh data directory, no web app, tokens signed with
+    /// [`TEST_SECRET`], and no publish rate limit (tests publish in bursts).
     pub fn config() -> Config {
         let data_dir = fresh_data_dir();
         Config {
             static_dir: data_dir.join("no-web-app"),
             data_dir,
+            jwt_secret: Some(TEST_SECRET.into()),
+            publish_rate: 0,
             ..Config::default()
         }
     }
@@ -77,7 +121,7 @@ impl TestServer {
         ));
         Self {
             base: format!("http://{address}"),
-            http: reqwest::Client::new(),
+            http: operator_client(),
             shutdown: Some(shutdown),
             task: Some(task),
             data_dir,
@@ -350,6 +394,9 @@ impl HeraldProcess {
             .arg(data_dir.join("no-web-app"))
             .args(args)
             .env("HERALD_LOG", "info")
+            .env("HERALD_JWT_SECRET", TEST_SECRET)
+            .env("HERALD_PUBLISH_RATE", "0")
+            .env("HERALD_MAX_CONNECTIONS_PER_ADDRESS", "0")
             .stderr(std::process::Stdio::piped())
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -413,18 +460,29 @@ impl HeraldProcess {
     }
 }
 
-/// Runs `herald ARGS` expecting it to refuse to start; returns what it printed on stderr.
+/// Runs `herald ARGS` (with [`TEST_SECRET`] as its key) expecting it to refuse to start;
+/// returns what it printed on stderr.
 pub async fn herald_refuses(args: &[&str]) -> String {
-    let output = tokio::time::timeout(
-        TIMEOUT,
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
-            .args(args)
-            .env("HERALD_LOG", "info")
-            .output(),
-    )
-    .await
-    .expect("herald exits in time")
-    .unwrap();
+    herald_refuses_with(args, &[("HERALD_JWT_SECRET", TEST_SECRET)]).await
+}
+
+/// Runs `herald ARGS` with only the environment variables `env` of Herald's own, expecting it
+/// to refuse to start; returns what it printed on stderr.
+pub async fn herald_refuses_with(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("HERALD_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .args(args)
+        .env("HERALD_LOG", "info")
+        .envs(env.iter().copied());
+    let output = tokio::time::timeout(TIMEOUT, command.output())
+        .await
+        .expect("herald exits in time")
+        .unwrap();
     assert!(!output.status.success(), "herald started with {args:?}");
     String::from_utf8_lossy(&output.stderr).into_owned()
 }

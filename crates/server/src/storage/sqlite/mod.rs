@@ -18,14 +18,16 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
+mod inbox;
+
 use super::{
-    BoxFuture, NewEvent, Replay, Seq, Storage, StorageError, StorageErrorKind, StoredEvent,
-    StreamKey,
+    BoxFuture, InboxItem, InboxPage, InboxQuery, NewEvent, NewInboxItem, ReadChange, ReadTarget,
+    Replay, Seq, Storage, StorageError, StorageErrorKind, StoredEvent, StreamKey,
 };
 use crate::ids::ClientId;
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 const DATABASE_FILE: &str = "herald.db";
 /// Read-only connections for replays and look-ups.
 const READERS: usize = 4;
@@ -279,6 +281,11 @@ fn migrate_locked(writer: &Connection) -> Result<(), String> {
                  PRAGMA user_version = 1;"
             ))
             .map_err(|e| format!("cannot create the schema: {e}"))?;
+    }
+    if version < 2 {
+        writer
+            .execute_batch(&format!("{} PRAGMA user_version = 2;", inbox::SCHEMA))
+            .map_err(|e| format!("cannot add the notification inbox: {e}"))?;
     }
     Ok(())
 }
@@ -687,6 +694,34 @@ impl Storage for SqliteStorage {
         oldest_kept: SystemTime,
     ) -> BoxFuture<'_, Result<(), StorageError>> {
         self.write(move |inner, writer| apply_retention(inner, writer, cutoff, oldest_kept))
+    }
+
+    fn add_notification<'a>(
+        &'a self,
+        user: &'a str,
+        item: NewInboxItem,
+        keep: usize,
+    ) -> BoxFuture<'a, Result<InboxItem, StorageError>> {
+        let user = user.to_owned();
+        self.write(move |_, writer| inbox::add(writer, &user, item, keep))
+    }
+
+    fn notifications<'a>(
+        &'a self,
+        user: &'a str,
+        query: InboxQuery,
+    ) -> BoxFuture<'a, Result<InboxPage, StorageError>> {
+        let user = user.to_owned();
+        self.read(move |_, reader| inbox::page(reader, &user, query))
+    }
+
+    fn mark_read<'a>(
+        &'a self,
+        user: &'a str,
+        target: ReadTarget,
+    ) -> BoxFuture<'a, Result<Option<ReadChange>, StorageError>> {
+        let user = user.to_owned();
+        self.write(move |_, writer| inbox::mark_read(writer, &user, target))
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>> {

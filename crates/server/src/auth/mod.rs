@@ -1,0 +1,359 @@
+//! Authorization: who a request comes from and what it may do.
+//!
+//! [`Authenticator`] verifies JSON Web Tokens (HS256 with a shared secret, RS256 or ES256 with a
+//! public key) and, with a shared secret, signs them (for `herald token` and development mode).
+//! [`Principal`] is the verified caller of one request, anonymous or holding a [`Credential`],
+//! and answers the permission questions with the API's 401 and 403 errors.
+
+mod extract;
+mod rate;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use herald_protocol::auth::{Claims, Grants, any_selector_matches};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+
+use crate::config::Config;
+use crate::error::ApiError;
+
+pub use extract::{AccessToken, credential_from_parts};
+pub use rate::{RateLimited, RateLimiter};
+
+/// The file in the data directory holding the development signing key.
+const DEV_SECRET_FILE: &str = "dev-secret";
+
+/// A verified credential.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    /// The token's `sub`.
+    pub user: Arc<str>,
+    pub grants: Grants,
+    pub expires_at: SystemTime,
+}
+
+/// Verifies tokens and, when it holds a shared secret, signs them.
+pub struct Authenticator {
+    /// HS256: the shared secret, both ways.
+    hmac: Option<(EncodingKey, DecodingKey)>,
+    /// RS256 or ES256: the public key and the one algorithm it is used with.
+    public: Option<(DecodingKey, Algorithm)>,
+    /// Topics whose subscribers need a `subscribe` selector.
+    private_topics: Vec<String>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("hs256", &self.hmac.is_some())
+            .field("public_key", &self.public.as_ref().map(|(_, alg)| alg))
+            .field("private_topics", &self.private_topics)
+            .finish()
+    }
+}
+
+/// Why a credential was refused: always a 401.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialError {
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet (nbf is in the future)")]
+    NotYetValid,
+    #[error("the token's signature does not verify")]
+    BadSignature,
+    #[error("tokens signed with {0} are not accepted here")]
+    WrongAlgorithm(String),
+    #[error("the token is malformed: {0}")]
+    Malformed(String),
+}
+
+impl From<CredentialError> for ApiError {
+    fn from(err: CredentialError) -> Self {
+        let code = match err {
+            CredentialError::Expired => "token_expired",
+            CredentialError::NotYetValid => "token_not_yet_valid",
+            _ => "invalid_token",
+        };
+        ApiError::new(StatusCode::UNAUTHORIZED, code, err.to_string())
+    }
+}
+
+impl Authenticator {
+    /// The keys the configuration names. Without any key, only development mode may run, and
+    /// then signs with a key kept in the data directory so tokens survive restarts.
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let secret = match (&config.jwt_secret, config.dev) {
+            (Some(secret), _) => Some(secret.clone()),
+            (None, true) => Some(dev_secret(&config.data_dir)?),
+            (None, false) => None,
+        };
+        let public = match &config.jwt_public_key {
+            Some(path) => Some(read_public_key(path)?),
+            None => None,
+        };
+        if secret.is_none() && public.is_none() {
+            return Err(
+                "no key to verify credentials with: set --jwt-secret (HS256) or \
+                        --jwt-public-key (RS256/ES256), or run `herald --dev` for local \
+                        development"
+                    .into(),
+            );
+        }
+        Ok(Self {
+            hmac: secret.map(|secret| {
+                (
+                    EncodingKey::from_secret(secret.as_bytes()),
+                    DecodingKey::from_secret(secret.as_bytes()),
+                )
+            }),
+            public,
+            private_topics: config.private_topics.clone(),
+        })
+    }
+
+    /// An authenticator with one HS256 secret and no private topics, for tools and tests.
+    pub fn with_secret(secret: &str) -> Self {
+        Self {
+            hmac: Some((
+                EncodingKey::from_secret(secret.as_bytes()),
+                DecodingKey::from_secret(secret.as_bytes()),
+            )),
+            public: None,
+            private_topics: Vec::new(),
+        }
+    }
+
+    /// Checks a token's algorithm, signature, `exp`, `nbf` and `sub`.
+    pub fn verify(&self, token: &str) -> Result<Credential, CredentialError> {
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|err| CredentialError::Malformed(err.to_string()))?;
+        let key = match (&self.hmac, &self.public) {
+            (Some((_, key)), _) if header.alg == Algorithm::HS256 => key,
+            (_, Some((key, alg))) if header.alg == *alg => key,
+            _ => return Err(CredentialError::WrongAlgorithm(format!("{:?}", header.alg))),
+        };
+        let mut validation = Validation::new(header.alg);
+        // `exp` is enforced to the second: a connection is closed exactly when it passes.
+        validation.leeway = 0;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, &validation).map_err(|err| {
+                match err.kind() {
+                    ErrorKind::ExpiredSignature => CredentialError::Expired,
+                    ErrorKind::ImmatureSignature => CredentialError::NotYetValid,
+                    ErrorKind::InvalidSignature => CredentialError::BadSignature,
+                    ErrorKind::InvalidAlgorithm => {
+                        CredentialError::WrongAlgorithm(format!("{:?}", header.alg))
+                    }
+                    _ => CredentialError::Malformed(err.to_string()),
+                }
+            })?;
+        let claims = data.claims;
+        if claims.sub.is_empty()
+            || claims.sub.len() > 256
+            || claims.sub.chars().any(char::is_control)
+        {
+            return Err(CredentialError::Malformed(
+                "sub must be 1 to 256 bytes without control characters".into(),
+            ));
+        }
+        Ok(Credential {
+            user: Arc::from(claims.sub),
+            grants: claims.herald,
+            expires_at: UNIX_EPOCH + Duration::from_secs(claims.exp),
+        })
+    }
+
+    /// Signs `claims` with the shared secret, if there is one.
+    pub fn sign(&self, claims: &Claims) -> Result<String, String> {
+        let Some((key, _)) = &self.hmac else {
+            return Err(
+                "this server verifies RS256/ES256 tokens with a public key and cannot \
+                        sign any: issue tokens with the matching private key"
+                    .into(),
+            );
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, key)
+            .map_err(|err| format!("cannot sign the token: {err}"))
+    }
+
+    /// Whether subscribing to `topic` needs a `subscribe` selector.
+    pub fn is_private(&self, topic: &str) -> bool {
+        any_selector_matches(&self.private_topics, topic)
+    }
+}
+
+/// Claims for `user` valid for `ttl` from now.
+pub fn claims_for(user: &str, grants: Grants, ttl: Duration) -> Claims {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    Claims {
+        sub: user.to_owned(),
+        exp: (now + ttl).as_secs(),
+        nbf: None,
+        herald: grants,
+    }
+}
+
+/// Reads the development key from the data directory, creating it on first use.
+fn dev_secret(data_dir: &Path) -> Result<String, String> {
+    let path = data_dir.join(DEV_SECRET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(secret) if !secret.trim().is_empty() => return Ok(secret.trim().to_owned()),
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+        Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|err| format!("cannot create {}: {err}", data_dir.display()))?;
+    let secret = crate::ids::random_secret();
+    std::fs::write(&path, &secret)
+        .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+    Ok(secret)
+}
+
+/// Reads an RSA or EC (P-256) public key from a PEM file.
+fn read_public_key(path: &Path) -> Result<(DecodingKey, Algorithm), String> {
+    let pem = std::fs::read(path)
+        .map_err(|err| format!("cannot read the public key {}: {err}", path.display()))?;
+    if let Ok(key) = DecodingKey::from_rsa_pem(&pem) {
+        return Ok((key, Algorithm::RS256));
+    }
+    if let Ok(key) = DecodingKey::from_ec_pem(&pem) {
+        return Ok((key, Algorithm::ES256));
+    }
+    Err(format!(
+        "{} holds no RSA or EC public key in PEM form",
+        path.display()
+    ))
+}
+
+/// The caller of one request: anonymous, or holding a verified credential.
+#[derive(Debug, Clone, Default)]
+pub struct Principal(pub Option<Credential>);
+
+impl Principal {
+    pub fn credential(&self) -> Option<&Credential> {
+        self.0.as_ref()
+    }
+
+    pub fn user(&self) -> Option<&Arc<str>> {
+        self.0.as_ref().map(|credential| &credential.user)
+    }
+
+    /// The credential, or 401 for an anonymous caller.
+    pub fn require_credential(&self, what: &str) -> Result<&Credential, ApiError> {
+        self.0.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                format!("{what} needs a credential: send a token as `Authorization: Bearer`, the `herald_token` cookie or the `access_token` parameter"),
+            )
+        })
+    }
+
+    /// 401 without a credential, 403 unless a `publish` selector grants `target`.
+    pub fn require_publish(&self, target: &str) -> Result<&Credential, ApiError> {
+        let credential = self.require_credential("publishing")?;
+        if !any_selector_matches(&credential.grants.publish, target) {
+            return Err(forbidden(format!(
+                "this credential may not publish to {target:?}"
+            )));
+        }
+        Ok(credential)
+    }
+
+    /// 401 without a credential, 403 without `admin: true`.
+    pub fn require_admin(&self) -> Result<&Credential, ApiError> {
+        let credential = self.require_credential("this admin endpoint")?;
+        if !credential.grants.admin {
+            return Err(forbidden(
+                "this endpoint needs a credential with \"admin\": true".into(),
+            ));
+        }
+        Ok(credential)
+    }
+
+    /// Whether a `subscribe` selector grants `topic`: needed for private topics and events.
+    pub fn may_subscribe(&self, topic: &str) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|credential| any_selector_matches(&credential.grants.subscribe, topic))
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|credential| credential.grants.admin)
+    }
+}
+
+pub fn forbidden(message: String) -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants() -> Grants {
+        Grants {
+            publish: vec!["rooms/*".into()],
+            subscribe: vec!["*".into()],
+            admin: false,
+        }
+    }
+
+    #[test]
+    fn signed_tokens_verify_and_others_do_not() {
+        let auth = Authenticator::with_secret("s3cret");
+        let token = auth
+            .sign(&claims_for("alice", grants(), Duration::from_secs(60)))
+            .unwrap();
+        let credential = auth.verify(&token).unwrap();
+        assert_eq!(&*credential.user, "alice");
+        assert_eq!(credential.grants, grants());
+        let other = Authenticator::with_secret("other");
+        assert_eq!(
+            other.verify(&token).unwrap_err(),
+            CredentialError::BadSignature
+        );
+        assert!(matches!(
+            auth.verify("not a token"),
+            Err(CredentialError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let auth = Authenticator::with_secret("s3cret");
+        let mut claims = claims_for("alice", grants(), Duration::ZERO);
+        claims.exp -= 5;
+        let token = auth.sign(&claims).unwrap();
+        assert_eq!(auth.verify(&token).unwrap_err(), CredentialError::Expired);
+    }
+
+    #[test]
+    fn permissions_answer_401_then_403() {
+        let anonymous = Principal::default();
+        assert_eq!(
+            anonymous.require_publish("rooms/1").unwrap_err().status,
+            401
+        );
+        let user = Principal(Some(Credential {
+            user: Arc::from("alice"),
+            grants: grants(),
+            expires_at: SystemTime::now(),
+        }));
+        assert!(user.require_publish("rooms/1").is_ok());
+        assert_eq!(user.require_publish("orders").unwrap_err().status, 403);
+        assert_eq!(user.require_admin().unwrap_err().status, 403);
+        assert!(user.may_subscribe("anything"));
+        assert!(!anonymous.may_subscribe("anything"));
+    }
+}
