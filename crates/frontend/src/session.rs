@@ -3,14 +3,20 @@
 
 use std::time::Duration;
 
+use herald_protocol::Envelope;
+use herald_protocol::api::DevUser;
 use herald_protocol::names::DEFAULT_EVENT_TYPE;
+use herald_protocol::payloads::{NOTIFICATION, NOTIFICATION_READ, Notification, NotificationRead};
 use herald_protocol::system::CloseReason;
 use leptos::prelude::*;
+use leptos::task::spawn_local;
 
 use crate::source::{Source, SourceSignal};
 use crate::state::{
-    ConnectionState, EventLog, HubEvent, LogEntry, LogFilter, Signal, decode_hub_event, events_url,
+    Account, ConnectionState, EventLog, HubEvent, Inbox, LogEntry, LogFilter, Signal,
+    decode_hub_event, events_url,
 };
+use crate::{alerts, api};
 
 /// How many events the log keeps.
 const LOG_CAPACITY: usize = 500;
@@ -30,6 +36,13 @@ pub struct Session {
     pub last_event_id: RwSignal<Option<String>>,
     pub log: RwSignal<EventLog>,
     pub filter: RwSignal<LogFilter>,
+    /// Who the console is signed in as; `None` while anonymous.
+    pub account: RwSignal<Option<Account>>,
+    /// The demo users, when the server runs in development mode.
+    pub dev_users: RwSignal<Vec<DevUser>>,
+    /// Why signing in failed, if it did.
+    pub account_error: RwSignal<Option<String>>,
+    pub inbox: RwSignal<Inbox>,
     source: StoredValue<Option<Source>, LocalStorage>,
     incoming: StoredValue<Vec<LogEntry>, LocalStorage>,
     flush_scheduled: StoredValue<bool, LocalStorage>,
@@ -47,10 +60,115 @@ impl Session {
             last_event_id: RwSignal::new(None),
             log: RwSignal::new(EventLog::new(LOG_CAPACITY)),
             filter: RwSignal::new(LogFilter::default()),
+            account: RwSignal::new(None),
+            dev_users: RwSignal::new(Vec::new()),
+            account_error: RwSignal::new(None),
+            inbox: RwSignal::new(Inbox::default()),
             source: StoredValue::new_local(None),
             incoming: StoredValue::new_local(Vec::new()),
             flush_scheduled: StoredValue::new_local(false),
             retried_as_new: StoredValue::new_local(false),
+        }
+    }
+
+    /// Starts the console: in development mode signs in as the demo administrator without any
+    /// copy-paste; otherwise connects anonymously until a token is given.
+    pub fn start(self) {
+        spawn_local(async move {
+            match api::dev_users().await {
+                Some(users) => {
+                    let first = users
+                        .iter()
+                        .find(|user| user.admin)
+                        .or(users.first())
+                        .map(|user| user.id.clone());
+                    self.dev_users.set(users);
+                    match first {
+                        Some(user) => self.sign_in_as(user),
+                        None => self.connect(),
+                    }
+                }
+                None => self.connect(),
+            }
+        });
+    }
+
+    /// Signs in as a demo user (development mode) and reconnects as them.
+    pub fn sign_in_as(self, user: String) {
+        spawn_local(async move {
+            match api::dev_token(&user).await {
+                Ok(answer) => {
+                    let account = Account {
+                        user: answer.claims.sub,
+                        admin: answer.claims.herald.admin,
+                        development: true,
+                    };
+                    self.signed_in(answer.token, account).await;
+                }
+                Err(message) => self.account_error.set(Some(message)),
+            }
+        });
+    }
+
+    /// Signs in with a token pasted by the person (a server outside development mode).
+    pub fn sign_in_with_token(self, token: String) {
+        spawn_local(async move {
+            let previous = api::token();
+            api::set_token(Some(token.clone()));
+            match api::me().await {
+                Ok(identity) => {
+                    let account = Account {
+                        user: identity.user.unwrap_or_default(),
+                        admin: identity.admin,
+                        development: false,
+                    };
+                    self.signed_in(token, account).await;
+                }
+                Err(message) => {
+                    api::set_token(previous);
+                    self.account_error.set(Some(message));
+                }
+            }
+        });
+    }
+
+    /// Uses a new credential: a different user starts a fresh stream (their own client and
+    /// position); the same user resumes where the stream was.
+    async fn signed_in(self, token: String, account: Account) {
+        let same_user = self
+            .account
+            .get_untracked()
+            .is_some_and(|current| current.user == account.user);
+        api::set_token(Some(token));
+        self.account_error.set(None);
+        if !same_user {
+            self.client_id.set(None);
+            self.last_event_id.set(None);
+            self.inbox.set(Inbox::default());
+        }
+        self.account.set(Some(account));
+        self.connect();
+        self.reload_inbox().await;
+    }
+
+    /// Reads the inbox afresh.
+    pub async fn reload_inbox(self) {
+        if self.account.get_untracked().is_none() {
+            return;
+        }
+        match api::notifications().await {
+            Ok(page) => self.inbox.update(|inbox| inbox.load(page)),
+            Err(message) => leptos::logging::warn!("cannot read the inbox: {message}"),
+        }
+    }
+
+    /// Renews an expired development credential and resumes the stream where it stopped.
+    fn renew_credential(self) {
+        match self.account.get_untracked() {
+            Some(account) if account.development => self.sign_in_as(account.user),
+            _ => self
+                .account_error
+                .set(Some("the credential expired; sign in again".into())),
         }
     }
 
@@ -69,6 +187,7 @@ impl Session {
             &self.topics.get_untracked(),
             self.client_id.get_untracked().as_deref(),
             self.last_event_id.get_untracked().as_deref(),
+            api::token().as_deref(),
             encode,
         );
         match Source::open(&url, move |signal| self.on_signal(signal)) {
@@ -77,6 +196,8 @@ impl Session {
                     herald_protocol::system::CONNECTED,
                     herald_protocol::system::RESET,
                     herald_protocol::system::CLOSING,
+                    NOTIFICATION,
+                    NOTIFICATION_READ,
                 ] {
                     source.listen(name);
                 }
@@ -164,6 +285,7 @@ impl Session {
                 }
                 Ok(HubEvent::Event(envelope)) => {
                     self.last_event_id.set(Some(envelope.id.clone()));
+                    self.apply_to_inbox(&envelope);
                     self.enqueue(LogEntry::Event(envelope));
                 }
                 Ok(HubEvent::Reset(reset)) => {
@@ -190,9 +312,31 @@ impl Session {
                         // EventSource reconnects by itself unless closed.
                         self.drop_source();
                     }
+                    if closing.reason == CloseReason::CredentialExpired {
+                        self.renew_credential();
+                    }
                 }
                 Err(error) => leptos::logging::warn!("{error}"),
             },
+        }
+    }
+
+    /// Keeps the inbox in step with the user's stream, and shows new notifications.
+    fn apply_to_inbox(self, envelope: &Envelope) {
+        if envelope.kind == NOTIFICATION {
+            if let Ok(notification) = serde_json::from_value::<Notification>(envelope.data.clone())
+            {
+                let mut new = false;
+                self.inbox
+                    .update(|inbox| new = inbox.add(notification.clone()));
+                if new {
+                    alerts::show(&notification);
+                }
+            }
+        } else if envelope.kind == NOTIFICATION_READ
+            && let Ok(read) = serde_json::from_value::<NotificationRead>(envelope.data.clone())
+        {
+            self.inbox.update(|inbox| inbox.apply_read(&read));
         }
     }
 

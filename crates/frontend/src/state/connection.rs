@@ -107,6 +107,7 @@ pub fn events_url(
     topics: &[String],
     client_id: Option<&str>,
     last_event_id: Option<&str>,
+    access_token: Option<&str>,
     encode: impl Fn(&str) -> String,
 ) -> String {
     let mut query: Vec<String> = topics
@@ -118,6 +119,10 @@ pub fn events_url(
     }
     if let Some(id) = last_event_id.filter(|id| !id.is_empty()) {
         query.push(format!("last_event_id={}", encode(id)));
+    }
+    // EventSource cannot send an Authorization header; the query parameter carries the token.
+    if let Some(token) = access_token {
+        query.push(format!("access_token={}", encode(token)));
     }
     format!("/events?{}", query.join("&"))
 }
@@ -199,12 +204,13 @@ mod tests {
             &["rooms/1".into(), "b".into()],
             Some("abc"),
             Some("42"),
+            Some("t/k"),
             encode,
         );
         assert_eq!(
             url,
-            "/events?topic=rooms%2F1&topic=b&client_id=abc&last_event_id=42"
+            "/events?topic=rooms%2F1&topic=b&client_id=abc&last_event_id=42&access_token=t%2Fk"
         );
-        assert_eq!(events_url(&[], None, Some(""), encode), "/events?");
+        assert_eq!(events_url(&[], None, Some(""), None, encode), "/events?");
     }
 }

@@ -1,10 +1,13 @@
 //! The console's components. Each panel is a module; they share one [`Session`].
 
+mod account;
 mod chat;
 mod clients;
 mod connection;
 mod countdown;
+mod inbox;
 mod log;
+mod orders;
 mod publish;
 
 use leptos::prelude::*;
@@ -39,18 +42,21 @@ fn page_topics() -> Vec<String> {
 #[component]
 pub fn App() -> impl IntoView {
     let session = Session::new(page_topics());
-    session.connect();
+    session.start();
     view! {
         <header class="topbar">
             <h1>"Herald"<span class="subtitle">" console"</span></h1>
             <span class="status" data-testid="status" data-state=move || session.state.get().key() role="status">
                 {move || session.state.get().to_string()}
             </span>
+            <account::AccountBar session=session />
         </header>
         <main class="layout">
             <div class="column">
                 <connection::ConnectionPanel session=session />
+                <inbox::InboxPanel session=session />
                 <publish::PublishPanel session=session />
+                <orders::OrdersPanel session=session />
                 <clients::ClientsPanel session=session />
             </div>
             <div class="column wide">
