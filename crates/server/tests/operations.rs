@@ -81,6 +81,14 @@ async fn the_openapi_document_describes_the_api() {
         "/api/clients",
         "/api/clients/{client_id}",
         "/api/clients/{client_id}/events",
+        "/api/users/{user_id}/events",
+        "/api/users/{user_id}/notifications",
+        "/api/notifications",
+        "/api/notifications/{id}/read",
+        "/api/notifications/read-all",
+        "/api/me",
+        "/api/dev/token",
+        "/demo/orders",
         "/demo/countdown",
         "/demo/chat",
         "/healthz",
@@ -89,6 +97,14 @@ async fn the_openapi_document_describes_the_api() {
     ] {
         assert!(document["paths"][path].is_object(), "{path} is documented");
     }
+    assert_eq!(
+        document["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(
+        document["paths"]["/api/publish"]["post"]["security"][0]["bearer"],
+        serde_json::json!([])
+    );
     for schema in [
         "Envelope",
         "Connected",
@@ -96,6 +112,9 @@ async fn the_openapi_document_describes_the_api() {
         "Closing",
         "ErrorBody",
         "PublishRequest",
+        "Claims",
+        "NewNotification",
+        "NotificationPage",
     ] {
         assert!(
             document["components"]["schemas"][schema].is_object(),

@@ -773,6 +773,48 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn the_inbox_survives_reopening_and_keeps_the_newest() {
+        let dir = temp_dir();
+        let item = |title: &str| NewInboxItem {
+            title: title.into(),
+            body: String::new(),
+            url: None,
+            kind: None,
+            created_at: SystemTime::now(),
+        };
+        let storage = SqliteStorage::open(&dir, settings()).unwrap();
+        let mut ids = Vec::new();
+        for n in 0..4 {
+            let stored = storage
+                .add_notification("alice", item(&format!("n{n}")), 3)
+                .await
+                .unwrap();
+            ids.push(stored.id);
+        }
+        storage
+            .mark_read("alice", ReadTarget::One(ids[3]))
+            .await
+            .unwrap();
+        drop(storage);
+        let storage = SqliteStorage::open(&dir, settings()).unwrap();
+        let query = InboxQuery {
+            unread_only: false,
+            limit: 10,
+            before: None,
+        };
+        let page = storage.notifications("alice", query).await.unwrap();
+        let titles: Vec<&str> = page.items.iter().map(|item| item.title.as_str()).collect();
+        assert_eq!(
+            titles,
+            ["n3", "n2", "n1"],
+            "the oldest went past the limit of 3"
+        );
+        assert!(page.items[0].read);
+        assert_eq!(page.unread_count, 2);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn ids_continue_across_reopening_and_start_above_the_creation_floor() {
         let dir = temp_dir();
