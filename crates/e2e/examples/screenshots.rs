@@ -1,5 +1,5 @@
-//! Takes the console screenshots shown in the README: `docs/console.png` (connected, with live
-//! events) and `docs/chat.png` (the chat demo mid-stream).
+//! Takes the console screenshots shown in the README: `docs/console.png` (signed in, connected,
+//! with live events and two unread notifications) and `docs/chat.png` (the chat demo mid-stream).
 //!
 //! Run: `cargo xtask dist && cargo run -p herald-e2e --example screenshots`.
 
@@ -20,7 +20,7 @@ async fn main() {
         .wait_for("connected", "[data-testid=status][data-state=open]")
         .await;
 
-    let http = reqwest::Client::new();
+    let http = server.http.clone();
     let events = [
         (
             "orders",
@@ -50,6 +50,16 @@ async fn main() {
             text.starts_with('3')
         })
         .await;
+    for title in ["Order #1041 shipped", "Order #1042 placed by ada"] {
+        http.post(server.url("/api/users/ada/notifications"))
+            .json(&json!({"title": title, "body": "See the order for details.", "url": "/"}))
+            .send()
+            .await
+            .unwrap();
+    }
+    browser
+        .wait_text("bell", "[data-testid=unread-count]", |text| text == "2")
+        .await;
     browser
         .fill("interval", "[data-testid=countdown-interval]", "200")
         .await;
@@ -61,6 +71,11 @@ async fn main() {
             text == "completed"
         })
         .await;
+    browser
+        .client
+        .execute("window.scrollTo(0, 0)", Vec::new())
+        .await
+        .unwrap();
     browser.screenshot_to(&docs.join("console.png")).await;
 
     browser.click("chat", "[data-testid=chat-send]").await;

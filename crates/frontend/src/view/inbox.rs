@@ -31,7 +31,10 @@ pub fn InboxPanel(session: Session) -> impl IntoView {
         <section class="panel" aria-labelledby="inbox-heading">
             <div class="panel-head">
                 <h2 id="inbox-heading">
-                    <span aria-hidden="true">"🔔 "</span>"Notifications "
+                    <svg class="bell" viewBox="0 0 24 24" width="16" height="16" aria-hidden="true">
+                        <path fill="currentColor" d="M12 22a2 2 0 0 0 2-2h-4a2 2 0 0 0 2 2zm6-6v-5a6 6 0 0 0-5-5.9V4a1 1 0 0 0-2 0v1.1A6 6 0 0 0 6 11v5l-2 2v1h16v-1z"/>
+                    </svg>
+                    " Notifications "
                     <span class="badge" data-testid="unread-count"
                         data-unread=move || session.inbox.get().unread.to_string()
                         aria-label=move || format!("{} unread", session.inbox.get().unread)>
