@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
+use herald_protocol::api::ClientInfo;
 use herald_protocol::auth::Grants;
 use herald_server::Config;
 use herald_server::auth::{Authenticator, claims_for};
@@ -101,7 +102,22 @@ impl Server {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
+
+    /// The live connections, as `GET /api/clients` lists them.
+    pub async fn clients(&self) -> Vec<ClientInfo> {
+        self.http
+            .get(self.url("/api/clients"))
+            .send()
+            .await
+            .expect("list clients")
+            .json()
+            .await
+            .expect("a client list")
+    }
 }
+
+/// The console's status once its stream is open.
+pub const OPEN: &str = "[data-testid=status][data-state=open]";
 
 impl Drop for Server {
     fn drop(&mut self) {

@@ -1,11 +1,10 @@
 //! The served console in a real browser: connecting, publishing, disconnecting and resuming,
 //! being closed by an administrator, and the two demos.
 
-use herald_e2e::{Browser, Server, dist_dir};
-use herald_protocol::api::{ClientInfo, PublishResponse};
+use herald_e2e::{Browser, OPEN, Server, dist_dir};
+use herald_protocol::api::PublishResponse;
 use serde_json::{Value, json};
 
-const OPEN: &str = "[data-testid=status][data-state=open]";
 /// Longer than the console's first reconnection back-off (at most 1.25 s): a negative check
 /// needs a window, and this is it.
 const NO_RECONNECT_WINDOW: std::time::Duration = std::time::Duration::from_secs(2);
@@ -24,22 +23,11 @@ async fn publish(server: &Server, data: Value) -> PublishResponse {
         .expect("an acknowledgement")
 }
 
-async fn clients(server: &Server) -> Vec<ClientInfo> {
-    server
-        .http
-        .get(server.url("/api/clients"))
-        .send()
-        .await
-        .expect("list clients")
-        .json()
-        .await
-        .expect("a client list")
-}
-
 /// Waits until the server lists no connection for `client_id`.
 async fn wait_until_gone(server: &Server, client_id: &str) {
     let deadline = std::time::Instant::now() + herald_e2e::STEP_TIMEOUT;
-    while clients(server)
+    while server
+        .clients()
         .await
         .iter()
         .any(|client| client.client_id == client_id)
@@ -93,7 +81,7 @@ async fn the_console_connects_and_shows_live_events() {
     let browser = Browser::launch("connects").await;
     let client_id = open_console(&server, &browser).await;
 
-    let listed = clients(&server).await;
+    let listed = server.clients().await;
     let Some(connection) = listed.iter().find(|client| client.client_id == client_id) else {
         browser
             .fail(
@@ -263,7 +251,8 @@ async fn closing_the_client_from_the_clients_panel_shows_closed_by_server_withou
     );
     let marker = publish(&server, json!("after the close")).await;
     assert!(
-        clients(&server)
+        server
+            .clients()
             .await
             .iter()
             .all(|client| client.client_id != client_id),

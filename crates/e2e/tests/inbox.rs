@@ -2,10 +2,8 @@
 //! read in one updates the other; a demo order reaches the administrator's inbox; an expired
 //! development credential is renewed without losing events.
 
-use herald_e2e::{Browser, Server, dist_dir};
+use herald_e2e::{Browser, OPEN, Server, dist_dir};
 use serde_json::{Value, json};
-
-const OPEN: &str = "[data-testid=status][data-state=open]";
 
 /// Opens the console in the current tab and waits until it is signed in and connected.
 async fn open_signed_in(server: &Server, browser: &Browser, user: &str) {
@@ -33,19 +31,12 @@ async fn notify(server: &Server, user: &str, title: &str) -> Value {
 
 /// The connection id the server lists for `client_id`, if connected.
 async fn connection_of(server: &Server, client_id: &str) -> Option<String> {
-    let clients: Vec<Value> = server
-        .http
-        .get(server.url("/api/clients"))
-        .send()
+    server
+        .clients()
         .await
-        .expect("list clients")
-        .json()
-        .await
-        .expect("a client list");
-    clients
-        .iter()
-        .find(|client| client["client_id"] == client_id)
-        .and_then(|client| client["connection_id"].as_str().map(str::to_owned))
+        .into_iter()
+        .find(|client| client.client_id == client_id)
+        .map(|client| client.connection_id)
 }
 
 fn item(id: &str) -> String {

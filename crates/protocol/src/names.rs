@@ -10,6 +10,8 @@ pub const MAX_EVENT_TYPE_BYTES: usize = 64;
 pub const RESERVED_PREFIX: &str = "herald.";
 /// Event types that `EventSource` would mistake for its own `error` and `open` events.
 pub const RESERVED_TYPES: [&str; 2] = ["error", "open"];
+/// The longest user id (a token's `sub`) accepted, in bytes.
+pub const MAX_USER_ID_BYTES: usize = 256;
 /// The event type used when a publisher names none.
 pub const DEFAULT_EVENT_TYPE: &str = "message";
 
@@ -22,6 +24,7 @@ pub enum NameError {
     EventTypeLength { len: usize },
     EventTypeCharacter { found: char },
     ReservedEventType,
+    InvalidUserId,
 }
 
 impl fmt::Display for NameError {
@@ -42,6 +45,10 @@ impl fmt::Display for NameError {
             Self::EventTypeCharacter { found } => write!(
                 f,
                 "an event type may only contain A-Z, a-z, 0-9 and . _ : -, found {found:?}"
+            ),
+            Self::InvalidUserId => write!(
+                f,
+                "a user id is 1 to {MAX_USER_ID_BYTES} bytes without control characters"
             ),
             Self::ReservedEventType => write!(
                 f,
@@ -64,6 +71,16 @@ pub fn validate_topic(topic: &str) -> Result<(), NameError> {
     }
     if topic.chars().any(char::is_control) {
         return Err(NameError::TopicControlCharacter);
+    }
+    Ok(())
+}
+
+/// Checks a user id, as tokens carry it in `sub` and paths name it: 1 to
+/// [`MAX_USER_ID_BYTES`] bytes, no control characters (stored stream keys are separated by
+/// newlines).
+pub fn validate_user_id(user: &str) -> Result<(), NameError> {
+    if user.is_empty() || user.len() > MAX_USER_ID_BYTES || user.chars().any(char::is_control) {
+        return Err(NameError::InvalidUserId);
     }
     Ok(())
 }
@@ -95,6 +112,19 @@ pub fn validate_publishable_event_type(kind: &str) -> Result<(), NameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_ids_are_short_and_free_of_control_characters() {
+        assert_eq!(validate_user_id("alice@example.com"), Ok(()));
+        assert_eq!(validate_user_id(&"u".repeat(MAX_USER_ID_BYTES)), Ok(()));
+        for bad in ["", "a\nb", &"u".repeat(MAX_USER_ID_BYTES + 1)] {
+            assert_eq!(
+                validate_user_id(bad),
+                Err(NameError::InvalidUserId),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn accepts_the_topics_the_api_names() {

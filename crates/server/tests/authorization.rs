@@ -12,9 +12,7 @@ use herald_protocol::auth::{Claims, Grants};
 use herald_server::auth::claims_for;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use support::{
-    SseStream, TEST_SECRET, TestServer, client_with_token, herald_refuses_with, token, token_with,
-};
+use support::{TEST_SECRET, TestServer, client_with_token, herald_refuses_with, token, token_with};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -262,14 +260,9 @@ async fn private_events_never_reach_connections_not_allowed_to_see_them() {
         .collect::<Vec<_>>()
         .join("&");
     let open = |http: reqwest::Client| {
-        let url = server.url(&format!("/events?{query}"));
-        async move {
-            let response = http.get(url).send().await.unwrap();
-            assert_eq!(response.status(), 200);
-            let mut stream = SseStream::new(response);
-            stream.connected().await;
-            stream
-        }
+        let query = query.clone();
+        let server = &server;
+        async move { server.connected_as(&http, &query).await }
     };
     let mut anonymous = open(reqwest::Client::new()).await;
     let mut outsider = open(client_with_token(&token("eve", &[], &["rooms/*"], false))).await;
@@ -323,13 +316,9 @@ async fn private_events_never_reach_connections_not_allowed_to_see_them() {
         assert_eq!(stream.envelope().await.kind, "marker");
     }
     // Replay honours the same rule.
-    let response = reqwest::Client::new()
-        .get(server.url(&format!("/events?{query}&last_event_id=0")))
-        .send()
-        .await
-        .unwrap();
-    let mut replay = SseStream::new(response);
-    replay.connected().await;
+    let mut replay = server
+        .connected_as(&reqwest::Client::new(), &format!("{query}&last_event_id=0"))
+        .await;
     let first = replay.next_event().await;
     assert_eq!(
         first.event, "herald.reset",
@@ -350,13 +339,12 @@ async fn a_replay_holds_only_the_events_the_connection_may_see() {
     assert_eq!(response.status(), 200);
     server.publish("t", "public", json!(2)).await;
     let after = first.id.clone();
-    let anonymous = reqwest::Client::new()
-        .get(server.url(&format!("/events?topic=t&last_event_id={after}")))
-        .send()
-        .await
-        .unwrap();
-    let mut stream = SseStream::new(anonymous);
-    stream.connected().await;
+    let mut stream = server
+        .connected_as(
+            &reqwest::Client::new(),
+            &format!("topic=t&last_event_id={after}"),
+        )
+        .await;
     let replayed = stream.envelope().await;
     assert_eq!(
         (replayed.kind.as_str(), replayed.data),
@@ -369,17 +357,9 @@ async fn a_users_events_reach_every_connection_of_that_user_only() {
     let server = TestServer::start().await;
     let alice = client_with_token(&token("alice", &[], &[], false));
     let bob = client_with_token(&token("bob", &[], &[], false));
-    let open = |http: reqwest::Client| {
-        let url = server.url("/events");
-        async move {
-            let mut stream = SseStream::new(http.get(url).send().await.unwrap());
-            stream.connected().await;
-            stream
-        }
-    };
-    let mut laptop = open(alice.clone()).await;
-    let mut phone = open(alice).await;
-    let mut other = open(bob).await;
+    let mut laptop = server.connected_as(&alice, "").await;
+    let mut phone = server.connected_as(&alice, "").await;
+    let mut other = server.connected_as(&bob, "").await;
     let sent: Value = server
         .post_json(
             "/api/users/alice/events",
@@ -408,13 +388,9 @@ async fn a_users_events_reach_every_connection_of_that_user_only() {
 async fn a_connection_is_closed_when_its_credential_expires() {
     let server = TestServer::start().await;
     let credential = token_with("brief", Grants::default(), Duration::from_secs(2));
-    let response = client_with_token(&credential)
-        .get(server.url("/events?topic=a"))
-        .send()
-        .await
-        .unwrap();
-    let mut stream = SseStream::new(response);
-    stream.connected().await;
+    let mut stream = server
+        .connected_as(&client_with_token(&credential), "topic=a")
+        .await;
     let closing = stream.closing().await;
     assert_eq!(closing.reason.as_str(), "credential_expired");
     assert!(!closing.reconnect, "the same credential would be refused");

@@ -9,7 +9,7 @@ use herald_protocol::api::NotificationPage;
 use herald_protocol::payloads::{Notification, NotificationRead};
 use herald_server::config::StorageKind;
 use serde_json::{Value, json};
-use support::{SseStream, TestServer, client_with_token, token};
+use support::{TestServer, client_with_token, token};
 
 async fn server(storage: StorageKind) -> TestServer {
     TestServer::start_with(|config| config.storage = storage).await
@@ -50,20 +50,14 @@ async fn mark(http: &reqwest::Client, server: &TestServer, what: &str) -> (u16, 
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
-async fn stream_of(http: &reqwest::Client, server: &TestServer) -> SseStream {
-    let mut stream = SseStream::new(http.get(server.url("/events")).send().await.unwrap());
-    stream.connected().await;
-    stream
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_is_stored_and_pushed_to_every_tab_of_its_user() {
     for storage in [StorageKind::Sqlite, StorageKind::Memory] {
         let server = server(storage).await;
         let alice = user("alice");
-        let mut tab_one = stream_of(&alice, &server).await;
-        let mut tab_two = stream_of(&alice, &server).await;
-        let mut bobs_tab = stream_of(&user("bob"), &server).await;
+        let mut tab_one = server.connected_as(&alice, "").await;
+        let mut tab_two = server.connected_as(&alice, "").await;
+        let mut bobs_tab = server.connected_as(&user("bob"), "").await;
         let stored = notify(&server, "alice", "Your order shipped").await;
         assert!(!stored.read);
         assert_eq!(stored.url.as_deref(), Some("/orders/1"));
@@ -126,7 +120,7 @@ async fn marking_read_is_idempotent_and_every_tab_hears_of_it() {
         let alice = user("alice");
         let first = notify(&server, "alice", "one").await;
         notify(&server, "alice", "two").await;
-        let mut tab = stream_of(&alice, &server).await;
+        let mut tab = server.connected_as(&alice, "").await;
 
         let (status, body) = mark(&alice, &server, &format!("{}/read", first.id)).await;
         assert_eq!(status, 200);
@@ -228,23 +222,9 @@ async fn bad_inbox_requests_are_refused_with_clear_errors() {
 async fn placing_a_demo_order_notifies_every_connected_administrator() {
     let server = server(StorageKind::Sqlite).await;
     let admin = client_with_token(&token("ada", &[], &["*"], true));
-    let mut admin_tab = SseStream::new(
-        admin
-            .get(server.url("/events?topic=admin/orders"))
-            .send()
-            .await
-            .unwrap(),
-    );
-    admin_tab.connected().await;
+    let mut admin_tab = server.connected_as(&admin, "topic=admin/orders").await;
     let customer = client_with_token(&token("alice", &[], &["rooms/*"], false));
-    let mut customer_tab = SseStream::new(
-        customer
-            .get(server.url("/events?topic=admin/orders"))
-            .send()
-            .await
-            .unwrap(),
-    );
-    customer_tab.connected().await;
+    let mut customer_tab = server.connected_as(&customer, "topic=admin/orders").await;
     let receipt: Value = customer
         .post(server.url("/demo/orders"))
         .send()

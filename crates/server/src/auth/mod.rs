@@ -14,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
 use herald_protocol::auth::{Claims, Grants, any_selector_matches};
+use herald_protocol::names::validate_user_id;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
@@ -103,12 +104,7 @@ impl Authenticator {
             );
         }
         Ok(Self {
-            hmac: secret.map(|secret| {
-                (
-                    EncodingKey::from_secret(secret.as_bytes()),
-                    DecodingKey::from_secret(secret.as_bytes()),
-                )
-            }),
+            hmac: secret.as_deref().map(hmac_keys),
             public,
             private_topics: config.private_topics.clone(),
         })
@@ -117,10 +113,7 @@ impl Authenticator {
     /// An authenticator with one HS256 secret and no private topics, for tools and tests.
     pub fn with_secret(secret: &str) -> Self {
         Self {
-            hmac: Some((
-                EncodingKey::from_secret(secret.as_bytes()),
-                DecodingKey::from_secret(secret.as_bytes()),
-            )),
+            hmac: Some(hmac_keys(secret)),
             public: None,
             private_topics: Vec::new(),
         }
@@ -153,14 +146,8 @@ impl Authenticator {
                 }
             })?;
         let claims = data.claims;
-        if claims.sub.is_empty()
-            || claims.sub.len() > 256
-            || claims.sub.chars().any(char::is_control)
-        {
-            return Err(CredentialError::Malformed(
-                "sub must be 1 to 256 bytes without control characters".into(),
-            ));
-        }
+        validate_user_id(&claims.sub)
+            .map_err(|err| CredentialError::Malformed(format!("sub: {err}")))?;
         Ok(Credential {
             user: Arc::from(claims.sub),
             grants: claims.herald,
@@ -185,6 +172,14 @@ impl Authenticator {
     pub fn is_private(&self, topic: &str) -> bool {
         any_selector_matches(&self.private_topics, topic)
     }
+}
+
+/// The HS256 keys of a shared secret: one to sign, one to verify.
+fn hmac_keys(secret: &str) -> (EncodingKey, DecodingKey) {
+    (
+        EncodingKey::from_secret(secret.as_bytes()),
+        DecodingKey::from_secret(secret.as_bytes()),
+    )
 }
 
 /// Claims for `user` valid for `ttl` from now.

@@ -10,7 +10,9 @@ use axum::Json;
 use axum::extract::State;
 use herald_protocol::api::{PublishRequest, PublishResponse, SendRequest, SendResponse};
 use herald_protocol::auth::{client_target, user_target};
-use herald_protocol::names::{DEFAULT_EVENT_TYPE, validate_publishable_event_type, validate_topic};
+use herald_protocol::names::{
+    DEFAULT_EVENT_TYPE, validate_publishable_event_type, validate_topic, validate_user_id,
+};
 use serde_json::value::RawValue;
 
 use super::AppState;
@@ -165,15 +167,10 @@ pub async fn send_to_user(
     }))
 }
 
-/// A user id as tokens carry it in `sub`: 1 to 256 bytes, no control characters.
+/// A user id in a path, checked by the rule tokens' `sub` follows.
 pub fn check_user_id(user_id: &str) -> Result<(), ApiError> {
-    if user_id.is_empty() || user_id.len() > 256 || user_id.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "invalid_user_id",
-            "a user id is 1 to 256 bytes without control characters",
-        ));
-    }
-    Ok(())
+    validate_user_id(user_id)
+        .map_err(|err| ApiError::bad_request("invalid_user_id", err.to_string()))
 }
 
 /// Sends an event to every connection.

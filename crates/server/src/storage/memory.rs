@@ -299,35 +299,28 @@ impl Storage for MemoryStorage {
         target: ReadTarget,
     ) -> BoxFuture<'a, Result<Option<ReadChange>, StorageError>> {
         let mut state = self.state();
-        let change = match (state.inboxes.get_mut(user), target) {
-            (None, ReadTarget::One(_)) => None,
-            (None, ReadTarget::All) => Some(ReadChange {
-                ids: Vec::new(),
-                unread_count: 0,
+        // A user without notifications reads as an empty inbox, without adding one.
+        let mut empty = BTreeMap::new();
+        let inbox = state.inboxes.get_mut(user).unwrap_or(&mut empty);
+        let ids: Option<Vec<u64>> = match target {
+            ReadTarget::One(id) => inbox.get_mut(&id).map(|item| {
+                let was_read = std::mem::replace(&mut item.read, true);
+                if was_read { Vec::new() } else { vec![id] }
             }),
-            (Some(inbox), target) => {
-                let ids: Option<Vec<u64>> = match target {
-                    ReadTarget::One(id) => inbox.get_mut(&id).map(|item| {
-                        let was_read = std::mem::replace(&mut item.read, true);
-                        if was_read { Vec::new() } else { vec![id] }
-                    }),
-                    ReadTarget::All => Some(
-                        inbox
-                            .values_mut()
-                            .rev()
-                            .filter_map(|item| {
-                                let was_read = std::mem::replace(&mut item.read, true);
-                                (!was_read).then_some(item.id)
-                            })
-                            .collect(),
-                    ),
-                };
-                ids.map(|ids| ReadChange {
-                    ids,
-                    unread_count: unread(inbox),
-                })
-            }
+            ReadTarget::All => Some(
+                inbox
+                    .values_mut()
+                    .rev()
+                    .filter_map(|item| {
+                        (!std::mem::replace(&mut item.read, true)).then_some(item.id)
+                    })
+                    .collect(),
+            ),
         };
+        let change = ids.map(|ids| ReadChange {
+            ids,
+            unread_count: unread(inbox),
+        });
         Box::pin(async move { Ok(change) })
     }
 

@@ -148,9 +148,27 @@ impl TestServer {
         streams
     }
 
+    /// Opens `GET /events?{query}` as the holder of `http`'s credential (a plain client is
+    /// anonymous) and waits for its `herald.connected`.
+    pub async fn connected_as(&self, http: &reqwest::Client, query: &str) -> SseStream {
+        let mut stream = Self::open(http, &self.url(&format!("/events?{query}")), None).await;
+        stream.connected().await;
+        stream
+    }
+
     /// Opens `GET /events?{query}` with a `Last-Event-ID` header.
     pub async fn subscribe_after(&self, query: &str, last_event_id: Option<&str>) -> SseStream {
-        let mut request = self.http.get(self.url(&format!("/events?{query}")));
+        Self::open(
+            &self.http,
+            &self.url(&format!("/events?{query}")),
+            last_event_id,
+        )
+        .await
+    }
+
+    /// Opens a stream at `url` and checks it answered 200.
+    async fn open(http: &reqwest::Client, url: &str, last_event_id: Option<&str>) -> SseStream {
+        let mut request = http.get(url);
         if let Some(id) = last_event_id {
             request = request.header("Last-Event-ID", id);
         }
@@ -158,7 +176,7 @@ impl TestServer {
             .await
             .expect("headers in time")
             .unwrap();
-        assert_eq!(response.status(), 200, "GET /events?{query}");
+        assert_eq!(response.status(), 200, "GET {url}");
         SseStream::new(response)
     }
 
