@@ -394,5 +394,6 @@ fn describe(reason: CloseReason) -> String {
         CloseReason::MaxLifetime => "the connection reached its maximum lifetime".into(),
         CloseReason::CredentialExpired => "the credential expired".into(),
         CloseReason::StorageUnavailable => "the event store is unavailable".into(),
+        CloseReason::Resync => "the server is catching up with its cluster".into(),
     }
 }

@@ -66,6 +66,9 @@ pub struct ClientInfo {
     pub topics: Vec<String>,
     /// RFC 3339 in UTC.
     pub connected_at: String,
+    /// In cluster mode, the node holding the connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// `POST /api/users/{user_id}/notifications`: a notification for one user's inbox.

@@ -67,6 +67,10 @@ pub enum CloseReason {
     CredentialExpired,
     /// The event store stopped answering while the stream was replaying history.
     StorageUnavailable,
+    /// In cluster mode, this node missed part of the shared log (it was cut off from Redis
+    /// longer than the feed reaches back, or Redis lost data): reconnect with the last event id
+    /// to replay what was missed, or to be told of the gap with `herald.reset`.
+    Resync,
 }
 
 impl CloseReason {
@@ -84,6 +88,7 @@ impl CloseReason {
             Self::MaxLifetime => "max_lifetime",
             Self::CredentialExpired => "credential_expired",
             Self::StorageUnavailable => "storage_unavailable",
+            Self::Resync => "resync",
         }
     }
 }

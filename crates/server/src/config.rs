@@ -157,9 +157,16 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_MAX_NOTIFICATIONS_PER_USER", value_name = "N")]
     pub max_notifications_per_user: Option<usize>,
 
-    /// Redis URL for cluster mode (redis://host:port).
+    /// Cluster mode: keep the event log, client ids and inboxes in this Redis
+    /// (`redis://[user:password@]host:port[/db]`) and share them with every node pointed at it.
+    /// Replaces `--storage`.
     #[arg(long, env = "HERALD_REDIS_URL", value_name = "URL")]
     pub redis: Option<String>,
+
+    /// Prefix of every Redis key Herald uses, so several deployments can share one Redis.
+    /// [default: herald:]
+    #[arg(long, env = "HERALD_REDIS_PREFIX", value_name = "PREFIX")]
+    pub redis_prefix: Option<String>,
 
     /// TOML file with any of these settings, named as the long flags with `_` for `-`.
     #[arg(long, env = "HERALD_CONFIG", value_name = "FILE")]
@@ -267,6 +274,7 @@ struct FileSettings {
     dev_token_ttl: Option<FileDuration>,
     max_notifications_per_user: Option<usize>,
     redis: Option<String>,
+    redis_prefix: Option<String>,
     heartbeat: Option<FileDuration>,
     retry: Option<FileDuration>,
     queue_capacity: Option<usize>,
@@ -372,6 +380,9 @@ pub struct Config {
     pub storage: StorageKind,
     /// `None` means no limit.
     pub storage_max_bytes: Option<u64>,
+    /// Cluster mode: the Redis URL; then `storage` is unused.
+    pub redis: Option<String>,
+    pub redis_prefix: String,
     pub retention_interval: Duration,
     pub write_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -408,6 +419,8 @@ impl Default for Config {
             client_ttl: Duration::from_secs(24 * 3600),
             storage: StorageKind::Sqlite,
             storage_max_bytes: None,
+            redis: None,
+            redis_prefix: "herald:".into(),
             retention_interval: Duration::from_secs(10),
             write_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(1),
@@ -428,7 +441,7 @@ impl Config {
             .max_connection_lifetime
             .or(file.max_connection_lifetime.map(|d| d.0))
             .or(defaults.max_connection_lifetime);
-        let config = Self {
+        let mut config = Self {
             listen: args.listen.or(file.listen).unwrap_or(defaults.listen),
             data_dir: args.data_dir.or(file.data_dir).unwrap_or(defaults.data_dir),
             static_dir: args
@@ -516,6 +529,8 @@ impl Config {
                 .storage_max_bytes
                 .or(file.storage_max_bytes)
                 .filter(|bytes| *bytes > 0),
+            redis: None,
+            redis_prefix: defaults.redis_prefix.clone(),
             retention_interval: pick(
                 args.retention_interval,
                 file.retention_interval,
@@ -532,9 +547,14 @@ impl Config {
                 defaults.shutdown_grace,
             ),
         };
-        if args.redis.or(file.redis).is_some() {
+        let storage_named = args.storage.or(file.storage).is_some();
+        config.redis = args.redis.or(file.redis).filter(|url| !url.is_empty());
+        if let Some(prefix) = args.redis_prefix.or(file.redis_prefix) {
+            config.redis_prefix = prefix;
+        }
+        if config.redis.is_some() && storage_named {
             return Err(ConfigError::Invalid(
-                "cluster mode (--redis) is not available in this version of Herald".into(),
+                "--redis and --storage name two different stores: cluster mode keeps everything in Redis, so leave --storage out".into(),
             ));
         }
         config.validate()?;
@@ -561,6 +581,19 @@ impl Config {
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+        }
+        if self.redis_prefix.len() > 64 || self.redis_prefix.chars().any(char::is_control) {
+            return Err(ConfigError::Invalid(
+                "redis_prefix must be at most 64 bytes without control characters".into(),
+            ));
+        }
+        if let Some(url) = &self.redis
+            && !url.starts_with("redis://")
+        {
+            return Err(ConfigError::Invalid(format!(
+                "--redis must be a redis:// URL, not {:?}",
+                url.split("://").next().unwrap_or_default()
+            )));
         }
         const DAY: Duration = Duration::from_secs(24 * 3600);
         const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);

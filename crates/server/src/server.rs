@@ -13,7 +13,9 @@ use crate::http::{AppState, router};
 use crate::hub::{Hub, HubSettings};
 use crate::listener::{Listener, PeerAddress};
 use crate::metrics::Metrics;
-use crate::storage::{MemoryStorage, SqliteSettings, SqliteStorage, Storage};
+use crate::storage::{
+    MemoryStorage, RedisSettings, RedisStorage, SqliteSettings, SqliteStorage, Storage,
+};
 
 /// Serves Herald on `listener` until `shutdown` completes. Then every stream is sent
 /// `herald.closing` and ended; connections get `config.shutdown_grace` to flush, after which
@@ -23,12 +25,32 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Some(url) = &config.redis {
+        let redis = RedisStorage::open(RedisSettings {
+            url: url.clone(),
+            prefix: config.redis_prefix.clone(),
+            max_events_per_stream: config.history_max_events,
+            feed_max_len: FEED_MAX_LEN,
+            retention_interval: config.retention_interval,
+        })
+        .map_err(|err| std::io::Error::other(err.message))?;
+        tracing::info!(
+            prefix = config.redis_prefix,
+            "cluster mode: state kept in Redis"
+        );
+        let storage: Arc<dyn Storage> = Arc::new(redis.clone());
+        return serve(listener, config, storage, Some(redis), shutdown).await;
+    }
     let storage = open_storage(&config)?;
     run_with_storage(listener, config, storage, shutdown).await
 }
 
-/// The storage the configuration names. A data directory or database that cannot be used is an
-/// error here, before Herald listens.
+/// Entries of the shared feed kept in Redis: how far behind a node may fall (while cut off
+/// from Redis, say) and still deliver every event without its subscribers reconnecting.
+const FEED_MAX_LEN: usize = 100_000;
+
+/// The embedded storage the configuration names. A data directory or database that cannot be
+/// used is an error here, before Herald listens.
 pub fn open_storage(config: &Config) -> std::io::Result<Arc<dyn Storage>> {
     Ok(match config.storage {
         StorageKind::Memory => Arc::new(MemoryStorage::new(config.history_max_events)),
@@ -52,6 +74,16 @@ pub async fn run_with_storage(
     storage: Arc<dyn Storage>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve(listener, config, storage, None, shutdown).await
+}
+
+async fn serve(
+    listener: TcpListener,
+    config: Config,
+    storage: Arc<dyn Storage>,
+    cluster: Option<RedisStorage>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let address = listener.local_addr()?;
     let auth = Authenticator::from_config(&config).map_err(std::io::Error::other)?;
     let publish_rate = RateLimiter::new(config.publish_rate, config.publish_burst);
@@ -62,6 +94,7 @@ pub async fn run_with_storage(
     let metrics = Arc::new(Metrics::new());
     let hub = Hub::start(
         storage,
+        cluster,
         Arc::clone(&metrics),
         HubSettings::from(&config),
         token.clone(),

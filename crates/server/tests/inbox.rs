@@ -1,5 +1,5 @@
 //! The notification inbox: stored, pushed to every connection of the user, paged, marked read,
-//! and private to its user — on both storage backends.
+//! and private to its user — on every storage backend.
 
 #![allow(clippy::unwrap_used)] // Helpers outside #[test] functions fail the test on any surprise.
 
@@ -7,12 +7,11 @@ mod support;
 
 use herald_protocol::api::NotificationPage;
 use herald_protocol::payloads::{Notification, NotificationRead};
-use herald_server::config::StorageKind;
 use serde_json::{Value, json};
-use support::{TestServer, client_with_token, token};
+use support::{Store, TestServer, client_with_token, token};
 
-async fn server(storage: StorageKind) -> TestServer {
-    TestServer::start_with(|config| config.storage = storage).await
+async fn server(store: Store) -> TestServer {
+    TestServer::start_in(store, |_| {}).await
 }
 
 /// A user's own client: may read their inbox, may not write anyone's.
@@ -52,8 +51,8 @@ async fn mark(http: &reqwest::Client, server: &TestServer, what: &str) -> (u16, 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_is_stored_and_pushed_to_every_tab_of_its_user() {
-    for storage in [StorageKind::Sqlite, StorageKind::Memory] {
-        let server = server(storage).await;
+    for store in Store::ALL {
+        let server = server(store).await;
         let alice = user("alice");
         let mut tab_one = server.connected_as(&alice, "").await;
         let mut tab_two = server.connected_as(&alice, "").await;
@@ -66,7 +65,7 @@ async fn a_notification_is_stored_and_pushed_to_every_tab_of_its_user() {
             assert_eq!(event.event, "notification");
             let envelope: Value = serde_json::from_str(&event.data).unwrap();
             let pushed: Notification = serde_json::from_value(envelope["data"].clone()).unwrap();
-            assert_eq!(pushed, stored, "{storage:?}");
+            assert_eq!(pushed, stored, "{store:?}");
         }
         notify(&server, "bob", "For bob").await;
         assert_eq!(
@@ -82,8 +81,8 @@ async fn a_notification_is_stored_and_pushed_to_every_tab_of_its_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_inbox_pages_newest_first_and_counts_unread() {
-    for storage in [StorageKind::Sqlite, StorageKind::Memory] {
-        let server = server(storage).await;
+    for store in Store::ALL {
+        let server = server(store).await;
         let alice = user("alice");
         let mut created = Vec::new();
         for n in 0..25 {
@@ -102,7 +101,7 @@ async fn the_inbox_pages_newest_first_and_counts_unread() {
             }
         }
         created.reverse();
-        assert_eq!(seen, created, "{storage:?}: every item once, newest first");
+        assert_eq!(seen, created, "{store:?}: every item once, newest first");
 
         let (status, _) = mark(&alice, &server, &format!("{}/read", created[0])).await;
         assert_eq!(status, 200);
@@ -115,8 +114,8 @@ async fn the_inbox_pages_newest_first_and_counts_unread() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn marking_read_is_idempotent_and_every_tab_hears_of_it() {
-    for storage in [StorageKind::Sqlite, StorageKind::Memory] {
-        let server = server(storage).await;
+    for store in Store::ALL {
+        let server = server(store).await;
         let alice = user("alice");
         let first = notify(&server, "alice", "one").await;
         notify(&server, "alice", "two").await;
@@ -146,7 +145,7 @@ async fn marking_read_is_idempotent_and_every_tab_hears_of_it() {
         assert_eq!(all["unread_count"], 0);
         assert_eq!(all["ids"].as_array().unwrap().len(), 1);
         let pushed = tab.next_event().await;
-        assert_eq!(pushed.event, "notification.read", "{storage:?}");
+        assert_eq!(pushed.event, "notification.read", "{store:?}");
         let (_, none_left) = mark(&alice, &server, "read-all").await;
         assert_eq!(none_left, json!({"ids": [], "unread_count": 0}));
     }
@@ -154,7 +153,7 @@ async fn marking_read_is_idempotent_and_every_tab_hears_of_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_never_sees_or_changes_another_users_notifications() {
-    let server = server(StorageKind::Sqlite).await;
+    let server = server(Store::Sqlite).await;
     let alices = notify(&server, "alice", "private to alice").await;
     let bob = user("bob");
     assert!(inbox(&bob, &server, "").await.items.is_empty());
@@ -179,7 +178,7 @@ async fn a_user_never_sees_or_changes_another_users_notifications() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_inbox_requests_are_refused_with_clear_errors() {
-    let server = server(StorageKind::Sqlite).await;
+    let server = server(Store::Sqlite).await;
     for (body, what) in [
         (json!({"title": ""}), "empty title"),
         (json!({"title": "x".repeat(201)}), "long title"),
@@ -220,7 +219,7 @@ async fn bad_inbox_requests_are_refused_with_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placing_a_demo_order_notifies_every_connected_administrator() {
-    let server = server(StorageKind::Sqlite).await;
+    let server = server(Store::Sqlite).await;
     let admin = client_with_token(&token("ada", &[], &["*"], true));
     let mut admin_tab = server.connected_as(&admin, "topic=admin/orders").await;
     let customer = client_with_token(&token("alice", &[], &["rooms/*"], false));

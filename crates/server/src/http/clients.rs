@@ -9,8 +9,9 @@ use super::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiPath};
 use crate::ids::{ClientId, rfc3339};
+use crate::storage::unix_time;
 
-/// Lists the live connections, oldest first.
+/// Lists the live connections, oldest first; in cluster mode, those of every node.
 #[utoipa::path(
     get,
     path = "/api/clients",
@@ -30,19 +31,22 @@ pub async fn list(
     let clients = state
         .hub
         .connections()
-        .iter()
+        .await
+        .map_err(|err| ApiError::storage(&err))?
+        .into_iter()
         .map(|connection| ClientInfo {
-            client_id: connection.client_id.to_string(),
-            connection_id: connection.id.as_str().to_owned(),
-            user: connection.holder.user.as_ref().map(ToString::to_string),
-            topics: connection.topic_names(),
-            connected_at: rfc3339(connection.connected_at),
+            client_id: connection.client_id,
+            connection_id: connection.connection_id,
+            user: connection.user,
+            topics: connection.topics,
+            connected_at: rfc3339(unix_time(connection.connected_at)),
+            node: (!connection.node.is_empty()).then_some(connection.node),
         })
         .collect();
     Ok(Json(clients))
 }
 
-/// Closes every connection of a client: each receives `herald.closing` with `reconnect: false`.
+/// Closes every connection of a client, on whichever node: each receives `herald.closing` with `reconnect: false`.
 #[utoipa::path(
     delete,
     path = "/api/clients/{client_id}",
@@ -62,7 +66,14 @@ pub async fn close(
     ApiPath(client_id): ApiPath,
 ) -> Result<StatusCode, ApiError> {
     principal.require_admin()?;
-    let closed = ClientId::parse(&client_id).map_or(0, |client| state.hub.close_client(&client));
+    let closed = match ClientId::parse(&client_id) {
+        Some(client) => state
+            .hub
+            .close_client(&client)
+            .await
+            .map_err(|err| ApiError::storage(&err))?,
+        None => 0,
+    };
     if closed == 0 {
         return Err(ApiError::not_found(
             "client_not_connected",

@@ -329,7 +329,11 @@ pub async fn place_order(
         Some(data),
     )
     .await?;
-    let admins = state.hub.connected_admins();
+    let admins = state
+        .hub
+        .connected_admins()
+        .await
+        .map_err(|err| ApiError::storage(&err))?;
     for admin in &admins {
         let item = NewInboxItem {
             title: format!("New order #{}", order.order_id),
@@ -347,6 +351,6 @@ pub async fn place_order(
     }
     Ok(Json(OrderReceipt {
         order,
-        notified_admins: admins.iter().map(ToString::to_string).collect(),
+        notified_admins: admins,
     }))
 }

@@ -24,7 +24,7 @@ pub async fn healthz() -> Json<HealthStatus> {
     responses((status = 200, body = HealthStatus), (status = 503, body = HealthStatus))
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthStatus>) {
-    match state.hub.storage().ping().await {
+    match state.hub.ready().await {
         Ok(()) => (
             StatusCode::OK,
             Json(HealthStatus {
@@ -32,7 +32,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthSt
             }),
         ),
         Err(err) => {
-            tracing::warn!(%err, "not ready: storage does not answer");
+            tracing::warn!(%err, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(HealthStatus {

@@ -6,6 +6,7 @@
 //! *before* it reads history, and skips live events it already replayed, so the hand-over from
 //! replay to live has neither a gap nor a duplicate.
 
+mod cluster;
 mod frames;
 mod registry;
 mod sequencer;
@@ -22,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::ids::{ClientId, random_u32};
 use crate::metrics::Metrics;
-use crate::storage::{NewEvent, Seq, Storage, StorageError, StoredEvent};
+use crate::storage::{NewEvent, NodeRecord, RedisStorage, Seq, Storage, StorageError, StoredEvent};
 
+use cluster::Cluster;
 pub use frames::{closing as closing_frame, encode, to_json};
 use registry::Registry;
 pub use registry::{Connection, Holder, Limits};
@@ -113,6 +115,8 @@ struct Inner {
     fanned_out_through: Arc<AtomicU64>,
     /// Cancelled when the server shuts down; every connection's close token is a child.
     shutdown: CancellationToken,
+    /// In cluster mode, the link to the other nodes.
+    cluster: Option<Cluster>,
 }
 
 /// How many publishes the sequencer takes in one storage append.
@@ -120,9 +124,12 @@ const PUBLISH_BATCH: usize = 256;
 
 impl Hub {
     /// Starts the hub's background tasks: the sequencer, which ends when the last handle to the
-    /// hub is dropped, and retention, which ends when `shutdown` is cancelled.
+    /// hub is dropped, and retention (and in cluster mode, following the shared log), which end
+    /// when `shutdown` is cancelled. `cluster` is the Redis shared with other nodes, if any; then
+    /// `storage` is that same Redis.
     pub fn start(
         storage: Arc<dyn Storage>,
+        cluster: Option<RedisStorage>,
         metrics: Arc<Metrics>,
         settings: HubSettings,
         shutdown: CancellationToken,
@@ -135,7 +142,16 @@ impl Hub {
             registry: Arc::clone(&registry),
             metrics: Arc::clone(&metrics),
             fanned_out_through: Arc::clone(&fanned_out_through),
+            fans_out: cluster.is_none(),
         };
+        let cluster = cluster.map(|redis| {
+            Cluster::start(
+                redis,
+                Arc::clone(&registry),
+                Arc::clone(&fanned_out_through),
+                shutdown.clone(),
+            )
+        });
         let hub = Self {
             inner: Arc::new(Inner {
                 storage,
@@ -145,6 +161,7 @@ impl Hub {
                 publish_queue,
                 fanned_out_through,
                 shutdown: shutdown.clone(),
+                cluster,
             }),
         };
         tokio::spawn(sequencer.run(jobs, PUBLISH_BATCH));
@@ -186,6 +203,12 @@ impl Hub {
         request: SubscribeRequest,
     ) -> Result<Subscription, SubscribeError> {
         let inner = &*self.inner;
+        if inner.cluster.is_some() && self.fanned_out_through() == 0 {
+            // Until the feed is followed, live events would not reach the new stream.
+            return Err(SubscribeError::Storage(StorageError::unavailable(
+                "this node is not yet following the shared log in Redis",
+            )));
+        }
         let client_id = match request.client_id {
             Some(client) if inner.storage.client_exists(&client).await? => client,
             Some(client) => return Err(SubscribeError::UnknownClient(client)),
@@ -211,6 +234,9 @@ impl Hub {
             })?;
         inner.metrics.connections.inc();
         inner.metrics.connections_opened.inc();
+        if let Some(cluster) = &inner.cluster {
+            cluster.joined(&connection);
+        }
         let guard = subscription::Registration::new(self.clone(), Arc::clone(&connection));
 
         // Registered before reading the log's position: every event numbered after `latest` is
@@ -242,29 +268,70 @@ impl Hub {
         ))
     }
 
-    /// Closes every connection of a client with `reconnect: false`; returns how many there were.
-    pub fn close_client(&self, client: &ClientId) -> usize {
-        self.inner
+    /// Closes every connection of a client, on every node of a cluster, with `reconnect: false`;
+    /// returns how many there were.
+    pub async fn close_client(&self, client: &ClientId) -> Result<usize, StorageError> {
+        let here = self
+            .inner
             .registry
-            .close_client(client, CloseReason::AdminClose)
+            .close_client(client, CloseReason::AdminClose);
+        let Some(cluster) = &self.inner.cluster else {
+            return Ok(here);
+        };
+        match cluster.close_client(client).await {
+            Ok(elsewhere) => Ok(here + elsewhere),
+            // What could be closed was; the others are out of reach for now.
+            Err(err) if here > 0 => {
+                tracing::warn!(%err, "could not ask the other nodes to close the client");
+                Ok(here)
+            }
+            Err(err) => Err(err),
+        }
     }
 
-    /// The live connections, oldest first.
-    pub fn connections(&self) -> Vec<Arc<Connection>> {
-        self.inner.registry.snapshot()
+    /// The live connections, oldest first: in cluster mode, those of every node.
+    pub async fn connections(&self) -> Result<Vec<NodeRecord>, StorageError> {
+        let local = self.inner.registry.snapshot();
+        match &self.inner.cluster {
+            Some(cluster) => cluster.connections(&local).await,
+            None => Ok(local
+                .iter()
+                .map(|connection| cluster::record(connection))
+                .collect()),
+        }
     }
 
-    /// The users with a live connection whose credential carries `admin: true`.
-    pub fn connected_admins(&self) -> Vec<Arc<str>> {
-        let mut admins: Vec<Arc<str>> = self
+    /// The users with a live connection (on any node) whose credential carries `admin: true`.
+    pub async fn connected_admins(&self) -> Result<Vec<String>, StorageError> {
+        let mut admins: Vec<String> = self
             .connections()
-            .iter()
-            .filter(|connection| connection.holder.admin)
-            .filter_map(|connection| connection.holder.user.clone())
+            .await?
+            .into_iter()
+            .filter(|connection| connection.admin)
+            .filter_map(|connection| connection.user)
             .collect();
         admins.sort();
         admins.dedup();
-        admins
+        Ok(admins)
+    }
+
+    /// Whether this node can serve: its storage answers and, in cluster mode, it is following
+    /// the shared log.
+    pub async fn ready(&self) -> Result<(), StorageError> {
+        self.inner.storage.ping().await?;
+        match &self.inner.cluster {
+            Some(cluster) if !cluster.following() => Err(StorageError::unavailable(
+                "this node is not following the shared log in Redis",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Tells the other nodes that a connection ended.
+    fn released(&self, connection: &Connection) {
+        if let Some(cluster) = &self.inner.cluster {
+            cluster.left(connection);
+        }
     }
 
     /// The reconnection delay for one connection: the base plus up to half again, at random.

@@ -292,6 +292,15 @@ impl Registry {
         members.len()
     }
 
+    /// Closes every connection; returns how many there were.
+    pub fn close_all(&self, reason: CloseReason) -> usize {
+        let inner = self.read();
+        for connection in inner.connections.values() {
+            connection.close(reason);
+        }
+        inner.connections.len()
+    }
+
     /// Every live connection, oldest first.
     pub fn snapshot(&self) -> Vec<Arc<Connection>> {
         let mut all: Vec<_> = self.read().connections.values().cloned().collect();

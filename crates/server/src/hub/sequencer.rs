@@ -28,6 +28,9 @@ pub struct Sequencer {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub fanned_out_through: Arc<AtomicU64>,
+    /// Whether this sequencer fans out what it appends. In cluster mode it does not: every node
+    /// delivers from the shared feed, where other nodes' events are interleaved with its own.
+    pub fans_out: bool,
 }
 
 impl Sequencer {
@@ -41,6 +44,11 @@ impl Sequencer {
             match self.storage.append(events).await {
                 Ok(stored) => {
                     for (event, reply) in stored.into_iter().zip(replies) {
+                        self.metrics.events_published.inc();
+                        if !self.fans_out {
+                            let _ = reply.send(Ok(event));
+                            continue;
+                        }
                         let frames: Vec<Bytes> = event
                             .streams
                             .iter()
@@ -48,7 +56,6 @@ impl Sequencer {
                             .collect();
                         self.registry.fan_out(event.seq, &event.streams, &frames);
                         self.fanned_out_through.store(event.seq, Ordering::Release);
-                        self.metrics.events_published.inc();
                         // The publisher may have given up waiting; the event is stored either way.
                         let _ = reply.send(Ok(event));
                     }

@@ -58,6 +58,7 @@ impl Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.hub.registry().remove(&self.connection);
+        self.hub.released(&self.connection);
         let metrics = self.hub.metrics();
         metrics.connections.dec();
         // Counted on release rather than when the closing frame is written: a subscriber that

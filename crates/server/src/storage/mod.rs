@@ -11,6 +11,7 @@
 
 mod inbox;
 mod memory;
+mod redis;
 mod sqlite;
 
 use std::fmt;
@@ -25,6 +26,9 @@ use crate::ids::ClientId;
 
 pub use inbox::{InboxItem, InboxPage, InboxQuery, NewInboxItem, ReadChange, ReadTarget};
 pub use memory::MemoryStorage;
+pub use redis::{
+    FeedEntry, FeedReader, NodeRecord, RedisSettings, RedisStorage, unix_millis, unix_time,
+};
 pub use sqlite::{SqliteSettings, SqliteStorage};
 
 /// The default wire form of a position: its decimal digits.

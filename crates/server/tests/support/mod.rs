@@ -8,6 +8,8 @@
     clippy::missing_panics_doc
 )]
 
+pub mod services;
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::path::PathBuf;
@@ -77,6 +79,21 @@ pub struct TestServer {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     data_dir: PathBuf,
+    /// The Redis this server was given for itself alone, stopped with it.
+    own_redis: Option<services::RedisServer>,
+}
+
+/// Where a test server keeps its state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Sqlite,
+    Memory,
+    /// A Redis of the server's own, started for it: cluster mode with one node.
+    Redis,
+}
+
+impl Store {
+    pub const ALL: [Self; 3] = [Self::Sqlite, Self::Memory, Self::Redis];
 }
 
 impl TestServer {
@@ -125,7 +142,63 @@ impl TestServer {
             shutdown: Some(shutdown),
             task: Some(task),
             data_dir,
+            own_redis: None,
         }
+    }
+
+    /// A server keeping its state in `store`, adjusted by `adjust`.
+    pub async fn start_in(store: Store, adjust: impl FnOnce(&mut Config)) -> Self {
+        match store {
+            Store::Sqlite => Self::start_with(adjust).await,
+            Store::Memory => {
+                Self::start_with(|config| {
+                    config.storage = herald_server::config::StorageKind::Memory;
+                    adjust(config);
+                })
+                .await
+            }
+            Store::Redis => {
+                let redis = services::RedisServer::start().await;
+                let mut server = Self::start_node(&redis.url(), adjust).await;
+                server.own_redis = Some(redis);
+                server
+            }
+        }
+    }
+
+    /// A cluster node keeping its state in the Redis at `redis_url`, running as `herald --redis`
+    /// does; returns once it is ready (following the shared log).
+    pub async fn start_node(redis_url: &str, adjust: impl FnOnce(&mut Config)) -> Self {
+        let mut config = Self::config();
+        config.redis = Some(redis_url.to_owned());
+        adjust(&mut config);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let data_dir = config.data_dir.clone();
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(herald_server::run(listener, config, async {
+            let _ = signal.await;
+        }));
+        let node = Self {
+            base: format!("http://{address}"),
+            http: operator_client(),
+            shutdown: Some(shutdown),
+            task: Some(task),
+            data_dir,
+            own_redis: None,
+        };
+        node.wait_ready().await;
+        node
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        let url = self.url("/readyz");
+        self.eventually("the server is ready", || async {
+            let response = self.http.get(&url).send().await;
+            response.is_ok_and(|response| response.status() == 200)
+        })
+        .await;
     }
 
     pub fn url(&self, path: &str) -> String {

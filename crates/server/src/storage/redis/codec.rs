@@ -1,0 +1,101 @@
+//! Herald's values as Redis stores them: times as integers, events as stream entries.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::Value;
+use serde_json::value::RawValue;
+
+use super::node::FeedEntry;
+use crate::storage::{Seq, StorageError, StoredEvent, StreamKey};
+
+/// Microseconds since the Unix epoch: how an event's time is stored.
+pub fn micros(time: SystemTime) -> u64 {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Milliseconds since the Unix epoch: the scores of time-ordered sets.
+pub fn millis(time: SystemTime) -> u64 {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+pub fn from_millis(millis: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(millis)
+}
+
+fn malformed(what: impl std::fmt::Display) -> StorageError {
+    StorageError::unavailable(format!("Redis holds a malformed entry: {what}"))
+}
+
+fn text(value: Value) -> Result<String, StorageError> {
+    match value {
+        Value::BulkString(bytes) => String::from_utf8(bytes).map_err(|_| malformed("not UTF-8")),
+        Value::SimpleString(text) => Ok(text),
+        other => Err(malformed(format!("expected text, found {other:?}"))),
+    }
+}
+
+/// The position of a stream entry id `<seq>-0`.
+fn seq_of(id: &str) -> Result<Seq, StorageError> {
+    id.split_once('-')
+        .and_then(|(seq, _)| seq.parse().ok())
+        .ok_or_else(|| malformed(format!("entry id {id:?}")))
+}
+
+/// One stream entry, as XRANGE and XREAD return it: its id and its field/value pairs. Events
+/// carry `s` (their stream keys, one per line), `k`, `d` and `t`; control messages carry `c`.
+pub fn entry(id: Value, fields: Value) -> Result<FeedEntry, StorageError> {
+    let seq = seq_of(&text(id)?)?;
+    let Value::Array(fields) = fields else {
+        return Err(malformed("fields are not a list"));
+    };
+    let (mut streams, mut kind, mut data, mut time) = (None, None, None, None);
+    let mut fields = fields.into_iter();
+    while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
+        let value = text(value)?;
+        match text(name)?.as_str() {
+            "s" => streams = Some(value),
+            "k" => kind = Some(value),
+            "d" => data = Some(value),
+            "t" => time = Some(value),
+            "c" => {
+                return Ok(FeedEntry::Control {
+                    seq,
+                    message: value,
+                });
+            }
+            _ => {}
+        }
+    }
+    let (Some(streams), Some(kind), Some(data), Some(time)) = (streams, kind, data, time) else {
+        return Err(malformed(format!("event {seq} lacks a field")));
+    };
+    let streams = streams
+        .split('\n')
+        .map(|key| StreamKey::decode(key).ok_or_else(|| malformed(format!("stream key {key:?}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let data = RawValue::from_string(data).map_err(|_| malformed(format!("event {seq}'s data")))?;
+    let time: u64 = time
+        .parse()
+        .map_err(|_| malformed(format!("event {seq}'s time")))?;
+    Ok(FeedEntry::Event(Arc::new(StoredEvent {
+        seq,
+        id: crate::storage::decimal_id(seq),
+        streams,
+        kind,
+        data,
+        time: UNIX_EPOCH + Duration::from_micros(time),
+    })))
+}
+
+/// An integer Redis sent as a number or as text.
+pub fn integer(value: Value) -> Result<u64, StorageError> {
+    match value {
+        Value::Int(n) => u64::try_from(n).map_err(|_| malformed(format!("negative number {n}"))),
+        other => text(other)?
+            .parse()
+            .map_err(|_| malformed("expected a number")),
+    }
+}

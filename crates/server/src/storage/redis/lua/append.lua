@@ -1,0 +1,44 @@
+-- Appends a batch of events to the shared log, atomically.
+-- KEYS: 1 seq, 2 floor, 3 feed, 4 stream set, 5 clock, 6 clock second
+-- ARGV: 1 stream key prefix, 2 events kept per stream, 3 feed length kept,
+--       then per event: stream count n, n encoded stream keys, kind, data, time (µs)
+-- Returns the sequence number of each event, in order.
+--
+-- The sequence starts at the current time in microseconds the first time (or after Redis lost
+-- its data), so ids issued before a loss are older than every id issued after it.
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  local now = redis.call('TIME')
+  local start = now[1] .. string.format('%06d', tonumber(now[2]))
+  redis.call('SET', KEYS[1], start)
+  redis.call('SET', KEYS[2], start)
+end
+local out = {}
+local i = 4
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local streams = {}
+  for j = 1, n do
+    streams[j] = ARGV[i + j]
+  end
+  local kind, data, time = ARGV[i + n + 1], ARGV[i + n + 2], ARGV[i + n + 3]
+  i = i + n + 4
+  local seq = redis.call('INCR', KEYS[1])
+  local id = string.format('%d-0', seq)
+  local joined = table.concat(streams, '\n')
+  for _, stream in ipairs(streams) do
+    local key = ARGV[1] .. stream
+    redis.call('XADD', key, 'MAXLEN', ARGV[2], id, 's', joined, 'k', kind, 'd', data, 't', time)
+    redis.call('SADD', KEYS[4], stream)
+  end
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], id, 's', joined, 'k', kind, 'd', data, 't', time)
+  out[#out + 1] = seq
+end
+-- The first event of each second, so retention by age can find where a second begins.
+if #out > 0 then
+  local second = redis.call('TIME')[1]
+  if redis.call('GET', KEYS[6]) ~= second then
+    redis.call('SET', KEYS[6], second)
+    redis.call('ZADD', KEYS[5], second, string.format('%d', out[1]))
+  end
+end
+return out

@@ -1,0 +1,568 @@
+//! [`RedisStorage`]: the event log, client directory and inboxes in Redis, shared by every node
+//! of a cluster.
+//!
+//! Layout (every key starts with the configured prefix, `herald:` by default):
+//! - `seq`: the last sequence number. One counter for the whole cluster, so an event has the same
+//!   id on every node. It starts at the current time in microseconds (`floor`), as in SQLite, so
+//!   ids from before Redis lost its data are older than the log and announce a reset.
+//! - `s:<stream key>`: one Redis Stream per [`StreamKey`] with entry ids `<seq>-0`, trimmed to
+//!   the configured length on append and by age in the background; Redis records the newest
+//!   trimmed id (`max-deleted-entry-id`), which is how a replay from before it is refused.
+//! - `feed`: every event (and every control message for the nodes) in log order, which each node
+//!   follows on its own connection to deliver events to its subscribers.
+//! - `clock`: the first sequence number of each second, for retention by age.
+//! - `clients`, `nodes`, `node:<id>`, `inbox:…`: the client directory (id → last seen), the live
+//!   nodes and the connections each one holds, and each user's notifications.
+//!
+//! Every multi-key change runs as one Lua script, so it is atomic. The scripts name keys they
+//! build from arguments, which a single Redis server (with replicas or Sentinel) allows and
+//! Redis Cluster does not: Herald needs one primary.
+
+mod codec;
+mod inbox;
+mod node;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Script, Value};
+
+use super::{
+    BoxFuture, InboxItem, InboxPage, InboxQuery, NewEvent, NewInboxItem, ReadChange, ReadTarget,
+    Replay, Seq, Storage, StorageError, StorageErrorKind, StoredEvent, StreamKey,
+};
+use crate::ids::ClientId;
+
+pub use codec::{from_millis as unix_time, millis as unix_millis};
+pub use node::{FeedEntry, FeedReader, NodeRecord};
+
+/// How long any one Redis operation may take before it fails: a publish fails fast with 503
+/// rather than waiting for a Redis that does not answer.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(1);
+/// Client ids expired or streams trimmed per round trip during retention.
+const RETENTION_CHUNK: usize = 500;
+
+/// What a Redis-backed node is configured with.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    pub prefix: String,
+    pub max_events_per_stream: usize,
+    /// Entries kept in the feed: a node that falls further behind than this (cut off from Redis
+    /// while others publish) tells its subscribers to resume from the per-stream history.
+    pub feed_max_len: usize,
+    /// How often retention runs on each node; one node a round does the work.
+    pub retention_interval: Duration,
+}
+
+/// A handle to the shared store; clones share the connection.
+#[derive(Debug, Clone)]
+pub struct RedisStorage {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    client: redis::Client,
+    /// Commands from every task share one multiplexed connection, re-established with backoff
+    /// when it breaks.
+    connection: ConnectionManager,
+    keys: Keys,
+    scripts: Scripts,
+    max_events_per_stream: usize,
+    feed_max_len: usize,
+    retention_interval: Duration,
+}
+
+/// The names of Herald's keys.
+#[derive(Debug)]
+struct Keys {
+    prefix: String,
+    seq: String,
+    floor: String,
+    feed: String,
+    streams: String,
+    clock: String,
+    clock_second: String,
+    forgotten: String,
+    clients: String,
+    notification_seq: String,
+    nodes: String,
+    retention_lock: String,
+    /// The prefix of the per-stream keys: `<prefix>s:`.
+    stream_prefix: String,
+}
+
+impl Keys {
+    fn new(prefix: &str) -> Self {
+        let key = |name: &str| format!("{prefix}{name}");
+        Self {
+            prefix: prefix.to_owned(),
+            seq: key("seq"),
+            floor: key("floor"),
+            feed: key("feed"),
+            streams: key("streams"),
+            clock: key("clock"),
+            clock_second: key("clock:second"),
+            forgotten: key("forgotten"),
+            clients: key("clients"),
+            notification_seq: key("notification:seq"),
+            nodes: key("nodes"),
+            retention_lock: key("retention:lock"),
+            stream_prefix: key("s:"),
+        }
+    }
+
+    fn stream(&self, stream: &StreamKey) -> String {
+        format!("{}{}", self.stream_prefix, stream.encode())
+    }
+
+    /// A user's inbox: all ids, unread ids and the items. The user id comes last, so no user id
+    /// can name another user's keys.
+    fn inbox(&self, user: &str) -> [String; 3] {
+        let prefix = &self.prefix;
+        [
+            format!("{prefix}inbox:all:{user}"),
+            format!("{prefix}inbox:unread:{user}"),
+            format!("{prefix}inbox:items:{user}"),
+        ]
+    }
+
+    fn node(&self, node: &str) -> String {
+        format!("{}node:{node}", self.prefix)
+    }
+}
+
+#[derive(Debug)]
+struct Scripts {
+    append: Script,
+    latest: Script,
+    read: Script,
+    control: Script,
+    cutoff: Script,
+    trim: Script,
+    notify: Script,
+    inbox: Script,
+    mark_read: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            append: Script::new(include_str!("lua/append.lua")),
+            latest: Script::new(include_str!("lua/latest.lua")),
+            read: Script::new(include_str!("lua/read.lua")),
+            control: Script::new(include_str!("lua/control.lua")),
+            cutoff: Script::new(include_str!("lua/cutoff.lua")),
+            trim: Script::new(include_str!("lua/trim.lua")),
+            notify: Script::new(include_str!("lua/notify.lua")),
+            inbox: Script::new(include_str!("lua/inbox.lua")),
+            mark_read: Script::new(include_str!("lua/mark_read.lua")),
+        }
+    }
+}
+
+impl RedisStorage {
+    /// Prepares the connection without waiting for Redis: a node starts (and reports itself not
+    /// ready) while Redis is down, and connects as soon as it answers. A malformed URL is an
+    /// error here.
+    pub fn open(settings: RedisSettings) -> Result<Self, StorageError> {
+        let client = redis::Client::open(settings.url.as_str()).map_err(|err| {
+            StorageError::unavailable(format!("the Redis URL is not usable: {err}"))
+        })?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(OPERATION_TIMEOUT / 2))
+            .set_response_timeout(Some(OPERATION_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
+            .map_err(|err| redis_error("connecting", &err))?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                client,
+                connection,
+                keys: Keys::new(&settings.prefix),
+                scripts: Scripts::new(),
+                max_events_per_stream: settings.max_events_per_stream,
+                feed_max_len: settings.feed_max_len,
+                retention_interval: settings.retention_interval,
+            }),
+        })
+    }
+
+    fn keys(&self) -> &Keys {
+        &self.shared.keys
+    }
+
+    fn scripts(&self) -> &Scripts {
+        &self.shared.scripts
+    }
+
+    fn connection(&self) -> ConnectionManager {
+        self.shared.connection.clone()
+    }
+
+    /// Runs one operation against Redis within [`OPERATION_TIMEOUT`].
+    async fn call<T>(
+        what: &str,
+        operation: impl Future<Output = Result<T, RedisError>>,
+    ) -> Result<T, StorageError> {
+        match tokio::time::timeout(OPERATION_TIMEOUT, operation).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(redis_error(what, &err)),
+            Err(_) => Err(StorageError::unavailable(format!(
+                "Redis did not answer {what} within {OPERATION_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    async fn append_events(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, StorageError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys();
+        let mut invocation = self.scripts().append.prepare_invoke();
+        invocation
+            .key(&keys.seq)
+            .key(&keys.floor)
+            .key(&keys.feed)
+            .key(&keys.streams)
+            .key(&keys.clock)
+            .key(&keys.clock_second)
+            .arg(&keys.stream_prefix)
+            .arg(self.shared.max_events_per_stream)
+            .arg(self.shared.feed_max_len);
+        for event in &events {
+            invocation.arg(event.streams.len());
+            for stream in &event.streams {
+                invocation.arg(stream.encode());
+            }
+            invocation
+                .arg(&event.kind)
+                .arg(event.data.get())
+                .arg(codec::micros(event.time));
+        }
+        let mut connection = self.connection();
+        let seqs: Vec<Seq> =
+            Self::call("appending events", invocation.invoke_async(&mut connection)).await?;
+        if seqs.len() != events.len() {
+            return Err(StorageError::unavailable(format!(
+                "Redis numbered {} of {} events",
+                seqs.len(),
+                events.len()
+            )));
+        }
+        Ok(events
+            .into_iter()
+            .zip(seqs)
+            .map(|(event, seq)| {
+                Arc::new(StoredEvent {
+                    seq,
+                    id: super::decimal_id(seq),
+                    streams: event.streams,
+                    kind: event.kind,
+                    data: event.data,
+                    time: event.time,
+                })
+            })
+            .collect())
+    }
+
+    async fn latest_seq(&self) -> Result<Seq, StorageError> {
+        let keys = self.keys();
+        let mut invocation = self.scripts().latest.prepare_invoke();
+        invocation.key(&keys.seq).key(&keys.floor);
+        let mut connection = self.connection();
+        Self::call(
+            "reading the log's position",
+            invocation.invoke_async(&mut connection),
+        )
+        .await
+    }
+
+    async fn read(
+        &self,
+        streams: &[StreamKey],
+        after: Seq,
+        limit: usize,
+    ) -> Result<Replay, StorageError> {
+        let keys = self.keys();
+        let mut invocation = self.scripts().read.prepare_invoke();
+        invocation.key(&keys.floor).key(&keys.forgotten);
+        for stream in streams {
+            invocation.key(keys.stream(stream));
+        }
+        invocation.arg(after).arg(limit);
+        let mut connection = self.connection();
+        let reply: Vec<Value> = Self::call(
+            "replaying history",
+            invocation.invoke_async(&mut connection),
+        )
+        .await?;
+        let mut reply = reply.into_iter();
+        match reply.next() {
+            Some(Value::BulkString(tag)) if tag == b"expired" => Ok(Replay::Expired),
+            Some(Value::BulkString(tag)) if tag == b"events" => {
+                let mut events = Vec::new();
+                while let (Some(id), Some(fields)) = (reply.next(), reply.next()) {
+                    match codec::entry(id, fields)? {
+                        FeedEntry::Event(event) => events.push(event),
+                        FeedEntry::Control { .. } => {}
+                    }
+                }
+                events.sort_by_key(|event| event.seq);
+                events.dedup_by_key(|event| event.seq);
+                events.truncate(limit);
+                Ok(Replay::Events(events))
+            }
+            _ => Err(StorageError::unavailable(
+                "Redis answered a replay in an unknown form",
+            )),
+        }
+    }
+
+    async fn expire_now(
+        &self,
+        cutoff: SystemTime,
+        oldest_kept: SystemTime,
+    ) -> Result<(), StorageError> {
+        let keys = self.keys();
+        let mut connection = self.connection();
+        // Every node runs retention; one round per interval is enough, so the first to take the
+        // lock does it.
+        let lock_ms = (self.shared.retention_interval.as_millis() * 9 / 10).max(1);
+        let taken: Option<String> = Self::call(
+            "taking the retention lock",
+            redis::cmd("SET")
+                .arg(&keys.retention_lock)
+                .arg(1)
+                .arg("NX")
+                .arg("PX")
+                .arg(u64::try_from(lock_ms).unwrap_or(u64::MAX))
+                .query_async(&mut connection),
+        )
+        .await?;
+        if taken.is_none() {
+            return Ok(());
+        }
+        // Clients not seen since the cutoff, with their streams.
+        loop {
+            let expired: Vec<String> = Self::call(
+                "finding expired clients",
+                redis::cmd("ZRANGEBYSCORE")
+                    .arg(&keys.clients)
+                    .arg("-inf")
+                    .arg(format!("({}", codec::millis(cutoff)))
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(RETENTION_CHUNK)
+                    .query_async(&mut connection),
+            )
+            .await?;
+            if expired.is_empty() {
+                break;
+            }
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for client in &expired {
+                let stream = format!("c:{client}");
+                pipe.cmd("DEL")
+                    .arg(format!("{}{stream}", keys.stream_prefix))
+                    .ignore();
+                pipe.cmd("SREM").arg(&keys.streams).arg(stream).ignore();
+                pipe.cmd("ZREM").arg(&keys.clients).arg(client).ignore();
+            }
+            Self::call(
+                "forgetting expired clients",
+                pipe.exec_async(&mut connection),
+            )
+            .await?;
+            if expired.len() < RETENTION_CHUNK {
+                break;
+            }
+        }
+        // History older than the maximum age.
+        let second = oldest_kept
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
+        let mut invocation = self.scripts().cutoff.prepare_invoke();
+        invocation.key(&keys.clock).key(&keys.seq).arg(second);
+        let first_kept: Option<String> = Self::call(
+            "finding the retention cutoff",
+            invocation.invoke_async(&mut connection),
+        )
+        .await?;
+        let Some(first_kept) = first_kept else {
+            return Ok(());
+        };
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, streams): (u64, Vec<String>) = Self::call(
+                "listing streams",
+                redis::cmd("SSCAN")
+                    .arg(&keys.streams)
+                    .arg(cursor)
+                    .arg("COUNT")
+                    .arg(RETENTION_CHUNK)
+                    .query_async(&mut connection),
+            )
+            .await?;
+            if !streams.is_empty() {
+                let mut invocation = self.scripts().trim.prepare_invoke();
+                invocation
+                    .key(&keys.streams)
+                    .key(&keys.forgotten)
+                    .arg(&keys.stream_prefix)
+                    .arg(&first_kept)
+                    .arg(&streams);
+                let _dropped: u64 =
+                    Self::call("trimming history", invocation.invoke_async(&mut connection))
+                        .await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// Maps a Redis failure to what a client is told: out of memory is "full", a replica that
+/// refuses writes is "read-only", anything else "unavailable".
+fn redis_error(what: &str, err: &RedisError) -> StorageError {
+    let kind = match err.code() {
+        Some("OOM") => StorageErrorKind::Full,
+        Some("READONLY") => StorageErrorKind::ReadOnly,
+        _ => StorageErrorKind::Unavailable,
+    };
+    StorageError::new(kind, format!("Redis failed {what}: {err}"))
+}
+
+impl Storage for RedisStorage {
+    fn append(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> BoxFuture<'_, Result<Vec<Arc<StoredEvent>>, StorageError>> {
+        Box::pin(self.append_events(events))
+    }
+
+    fn latest(&self) -> BoxFuture<'_, Result<Seq, StorageError>> {
+        Box::pin(self.latest_seq())
+    }
+
+    fn read_after<'a>(
+        &'a self,
+        streams: &'a [StreamKey],
+        after: Seq,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Replay, StorageError>> {
+        Box::pin(self.read(streams, after, limit))
+    }
+
+    fn register_client<'a>(
+        &'a self,
+        client: &'a ClientId,
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            let mut connection = self.connection();
+            Self::call(
+                "registering a client",
+                redis::cmd("ZADD")
+                    .arg(&self.keys().clients)
+                    .arg(codec::millis(SystemTime::now()))
+                    .arg(client.as_str())
+                    .exec_async(&mut connection),
+            )
+            .await
+        })
+    }
+
+    fn client_exists<'a>(
+        &'a self,
+        client: &'a ClientId,
+    ) -> BoxFuture<'a, Result<bool, StorageError>> {
+        Box::pin(async move {
+            let mut connection = self.connection();
+            let seen: Option<String> = Self::call(
+                "looking up a client",
+                redis::cmd("ZSCORE")
+                    .arg(&self.keys().clients)
+                    .arg(client.as_str())
+                    .query_async(&mut connection),
+            )
+            .await?;
+            Ok(seen.is_some())
+        })
+    }
+
+    fn touch_clients<'a>(
+        &'a self,
+        clients: &'a [ClientId],
+    ) -> BoxFuture<'a, Result<(), StorageError>> {
+        Box::pin(async move {
+            let now = codec::millis(SystemTime::now());
+            let mut connection = self.connection();
+            for chunk in clients.chunks(RETENTION_CHUNK) {
+                // XX: a client forgotten meanwhile stays forgotten.
+                let mut command = redis::cmd("ZADD");
+                command.arg(&self.keys().clients).arg("XX");
+                for client in chunk {
+                    command.arg(now).arg(client.as_str());
+                }
+                Self::call("marking live clients", command.exec_async(&mut connection)).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn expire(
+        &self,
+        cutoff: SystemTime,
+        oldest_kept: SystemTime,
+    ) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(self.expire_now(cutoff, oldest_kept))
+    }
+
+    fn add_notification<'a>(
+        &'a self,
+        user: &'a str,
+        item: NewInboxItem,
+        keep: usize,
+    ) -> BoxFuture<'a, Result<InboxItem, StorageError>> {
+        Box::pin(self.notify(user, item, keep))
+    }
+
+    fn notifications<'a>(
+        &'a self,
+        user: &'a str,
+        query: InboxQuery,
+    ) -> BoxFuture<'a, Result<InboxPage, StorageError>> {
+        Box::pin(self.inbox_page(user, query))
+    }
+
+    fn mark_read<'a>(
+        &'a self,
+        user: &'a str,
+        target: ReadTarget,
+    ) -> BoxFuture<'a, Result<Option<ReadChange>, StorageError>> {
+        Box::pin(self.read_notifications(user, target))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>> {
+        Box::pin(async move {
+            let mut connection = self.connection();
+            Self::call(
+                "answering a ping",
+                redis::cmd("PING").exec_async(&mut connection),
+            )
+            .await
+        })
+    }
+}

@@ -1,0 +1,208 @@
+//! Real servers from Debian's packages for the cluster tests: `redis-server` and `nginx`, each on
+//! a free loopback port with its data in a temporary folder. `cargo xtask test` installs them
+//! when missing.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use super::{TIMEOUT, fresh_data_dir};
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The path of a program, failing the test with how to get it when it is missing.
+fn program(name: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/bin", "/usr/sbin", "/usr/local/bin"] {
+        let path = Path::new(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("{name} is needed: apt-get install {package} (cargo xtask test installs it)");
+}
+
+/// A `redis-server` of this test's own. It writes every change to its append-only file before
+/// answering (`appendfsync always`), so a restart keeps everything Redis acknowledged.
+pub struct RedisServer {
+    pub port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        let dir = fresh_data_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = Self {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        redis.run().await;
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the process and waits for its "Ready to accept connections".
+    async fn run(&mut self) {
+        let mut child = Command::new(program("redis-server", "redis-server"))
+            .args(["--bind", "127.0.0.1", "--port"])
+            .arg(self.port.to_string())
+            .arg("--dir")
+            .arg(&self.dir)
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+                "--daemonize",
+                "no",
+                "--loglevel",
+                "notice",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut log = BufReader::new(child.stdout.take().unwrap()).lines();
+        loop {
+            let line = tokio::time::timeout(TIMEOUT, log.next_line())
+                .await
+                .expect("redis-server starts in time")
+                .unwrap()
+                .expect("redis-server gets ready before its log ends");
+            if line.contains("Ready to accept connections") {
+                break;
+            }
+        }
+        tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+        self.child = Some(child);
+    }
+
+    /// Kills the server without warning, as a crash would.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+
+    /// Starts it again on the same port with the same data.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.run().await;
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `nginx` in front of Herald nodes, configured from the sample in `docs/deploy/nginx.conf`:
+/// the sample's `upstream` servers and `listen` port are replaced, everything else is as
+/// documented.
+pub struct Nginx {
+    pub base: String,
+    dir: PathBuf,
+    child: Child,
+}
+
+impl Nginx {
+    pub async fn start(upstreams: &[&str]) -> Self {
+        let dir = fresh_data_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = free_port();
+        let sample = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/deploy/nginx.conf"),
+        )
+        .unwrap();
+        let mut site = String::new();
+        for line in sample.lines() {
+            let trimmed = line.trim_start();
+            if trimmed.starts_with("server 10.") {
+                continue;
+            }
+            if trimmed.starts_with("upstream herald") {
+                site.push_str(line);
+                site.push('\n');
+                for upstream in upstreams {
+                    site.push_str(&format!("    server {upstream};\n"));
+                }
+                continue;
+            }
+            if trimmed.starts_with("listen ") {
+                site.push_str(&format!("    listen 127.0.0.1:{port};\n"));
+                continue;
+            }
+            site.push_str(line);
+            site.push('\n');
+        }
+        // What a distribution's nginx.conf provides around a site, with paths of this test's own.
+        let d = dir.display();
+        let config = format!(
+            "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log warn;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
+             fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+             {site}\n}}\n"
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(program("nginx", "nginx-light"))
+            .arg("-c")
+            .arg(&path)
+            .arg("-p")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let nginx = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+            child,
+        };
+        // nginx prints nothing when it is ready: wait until it accepts connections.
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        nginx
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
