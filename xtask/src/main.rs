@@ -77,7 +77,7 @@ fn run(herald_args: &[String]) -> Result<()> {
 fn test() -> Result<()> {
     let started = Instant::now();
     let path = tools::ensure_build_tools()?;
-    tools::ensure_browser()?;
+    tools::ensure_test_services()?;
     step("cargo fmt --check", || {
         tools::run_command(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))
     })?;

@@ -210,25 +210,39 @@ fn ensure_binaryen() -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// Installs Chromium and ChromeDriver from Debian's packages when missing.
-pub fn ensure_browser() -> Result<()> {
+/// Installs from Debian's packages what the tests run for real when it is missing: Chromium and
+/// ChromeDriver for the browser tests, `redis-server` and nginx for the cluster tests.
+pub fn ensure_test_services() -> Result<()> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let chromedriver =
         std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    if Path::new(&chromium).exists() && Path::new(&chromedriver).exists() {
+    let needed = [
+        ("chromium", chromium.as_str()),
+        ("chromium-driver", chromedriver.as_str()),
+        ("redis-server", "/usr/bin/redis-server"),
+        ("nginx-light", "/usr/sbin/nginx"),
+    ];
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(_, path)| !Path::new(path).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
     let is_root = output_of("id", &["-u"]).is_some_and(|uid| uid.trim() == "0");
     if !is_root {
         bail!(
-            "the browser tests need Chromium and ChromeDriver: sudo apt-get install chromium chromium-driver"
+            "the tests need Debian packages that are missing: sudo apt-get install {}",
+            missing.join(" ")
         );
     }
-    println!("==> installing chromium and chromium-driver with apt-get");
+    println!("==> installing {} with apt-get", missing.join(", "));
     run_command(Command::new("apt-get").args(["update", "-q"]))?;
     run_command(
         Command::new("apt-get")
-            .args(["install", "-y", "-q", "chromium", "chromium-driver"])
+            .args(["install", "-y", "-q"])
+            .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
 }

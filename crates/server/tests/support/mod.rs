@@ -408,6 +408,26 @@ impl SseStream {
         }
     }
 
+    /// The next event, or `None` when the stream ends or breaks (its server died, say).
+    pub async fn next_event_or_end(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(item) = self.items.pop_front() {
+                if let Item::Event(event) = item {
+                    self.last_event_id.clone_from(&event.id);
+                    return Some(event);
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout(TIMEOUT, self.response.chunk())
+                .await
+                .expect("a frame or the end within the timeout");
+            match chunk {
+                Ok(Some(chunk)) => self.items.extend(self.decoder.feed(&chunk)),
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
     /// The next event, skipping comments and `retry`; fails if the stream ends.
     pub async fn next_event(&mut self) -> SseEvent {
         loop {

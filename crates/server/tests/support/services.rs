@@ -103,6 +103,14 @@ impl RedisServer {
         self.kill().await;
         self.run().await;
     }
+
+    /// Starts it again on the same port with its data gone, as after a loss of the disk.
+    pub async fn restart_empty(&mut self) {
+        self.kill().await;
+        std::fs::remove_dir_all(&self.dir).unwrap();
+        std::fs::create_dir_all(&self.dir).unwrap();
+        self.run().await;
+    }
 }
 
 impl Drop for RedisServer {

@@ -12,6 +12,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SET', KEYS[1], start)
   redis.call('SET', KEYS[2], start)
 end
+local max_len = tonumber(ARGV[2])
 local out = {}
 local i = 4
 while i <= #ARGV do
@@ -27,8 +28,16 @@ while i <= #ARGV do
   local joined = table.concat(streams, '\n')
   for _, stream in ipairs(streams) do
     local key = ARGV[1] .. stream
-    redis.call('XADD', key, 'MAXLEN', ARGV[2], id, 's', joined, 'k', kind, 'd', data, 't', time)
+    redis.call('XADD', key, id, 's', joined, 'k', kind, 'd', data, 't', time)
     redis.call('SADD', KEYS[4], stream)
+    -- Trimmed with XDEL, which (unlike XADD's MAXLEN) records the newest removed id, so a replay
+    -- from before it is refused.
+    local excess = redis.call('XLEN', key) - max_len
+    if excess > 0 then
+      for _, old in ipairs(redis.call('XRANGE', key, '-', '+', 'COUNT', excess)) do
+        redis.call('XDEL', key, old[1])
+      end
+    end
   end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], id, 's', joined, 'k', kind, 'd', data, 't', time)
   out[#out + 1] = seq
