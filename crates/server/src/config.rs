@@ -739,6 +739,22 @@ mod tests {
     }
 
     #[test]
+    fn redis_switches_to_cluster_mode_with_a_prefix() {
+        let config = Config::resolve(parse(&[
+            "--redis",
+            "redis://10.0.0.5:6379/2",
+            "--redis-prefix",
+            "shop:",
+        ]))
+        .unwrap();
+        assert_eq!(config.redis.as_deref(), Some("redis://10.0.0.5:6379/2"));
+        assert_eq!(config.redis_prefix, "shop:");
+        assert_eq!(Config::default().redis_prefix, "herald:");
+        let bad_prefix = parse(&["--redis", "redis://h:1", "--redis-prefix", "a\nb"]);
+        assert!(Config::resolve(bad_prefix).is_err());
+    }
+
+    #[test]
     fn unknown_file_keys_are_refused() {
         let err = toml::from_str::<FileSettings>("listn = \"x\"").unwrap_err();
         assert!(err.to_string().contains("listn"), "{err}");
