@@ -189,13 +189,11 @@ async fn the_client_list_and_closing_a_client_span_the_cluster() {
     })
     .await;
 
-    let closed = a
-        .http
-        .delete(a.url(&format!("/api/clients/{client_id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(closed.status(), 204, "closed from the other node");
+    let close = || async {
+        let url = a.url(&format!("/api/clients/{client_id}"));
+        a.http.delete(url).send().await.unwrap().status()
+    };
+    assert_eq!(close().await, 204, "closed from the other node");
     let closing = on_b.closing().await;
     assert_eq!(closing.reason, CloseReason::AdminClose);
     assert!(!closing.reconnect);
@@ -207,13 +205,7 @@ async fn the_client_list_and_closing_a_client_span_the_cluster() {
             .any(|info| info.client_id == client_id)
     })
     .await;
-    let again = a
-        .http
-        .delete(a.url(&format!("/api/clients/{client_id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 404, "no live connection anywhere");
+    assert_eq!(close().await, 404, "no live connection anywhere");
 }
 
 #[tokio::test]

@@ -81,14 +81,7 @@ impl MemoryStorage {
         for event in events {
             state.latest += 1;
             let seq = state.latest;
-            let event = Arc::new(StoredEvent {
-                seq,
-                id: super::decimal_id(seq),
-                streams: event.streams,
-                kind: event.kind,
-                data: event.data,
-                time: event.time,
-            });
+            let event = event.stored_at(seq);
             let forgotten_through = state.forgotten_through;
             for stream in &event.streams {
                 // A stream forgotten earlier comes back knowing it cannot replay from before.

@@ -98,6 +98,20 @@ pub struct NewEvent {
     pub time: SystemTime,
 }
 
+impl NewEvent {
+    /// The event as the log accepted it at `seq`.
+    pub fn stored_at(self, seq: Seq) -> Arc<StoredEvent> {
+        Arc::new(StoredEvent {
+            seq,
+            id: decimal_id(seq),
+            streams: self.streams,
+            kind: self.kind,
+            data: self.data,
+            time: self.time,
+        })
+    }
+}
+
 /// An event the log has accepted.
 #[derive(Debug)]
 pub struct StoredEvent {

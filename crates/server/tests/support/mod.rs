@@ -124,18 +124,28 @@ impl TestServer {
     }
 
     pub async fn start_on(config: Config, storage: Arc<dyn Storage>) -> Self {
+        Self::launch(config, |listener, config, signal| {
+            herald_server::run_with_storage(listener, config, storage, signal)
+        })
+        .await
+    }
+
+    /// Binds `127.0.0.1:0` and spawns `serve` on it with a shutdown signal the server holds.
+    async fn launch<F>(
+        config: Config,
+        serve: impl FnOnce(TcpListener, Config, futures_util::future::BoxFuture<'static, ()>) -> F,
+    ) -> Self
+    where
+        F: Future<Output = std::io::Result<()>> + Send + 'static,
+    {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let data_dir = config.data_dir.clone();
         let (shutdown, signal) = oneshot::channel::<()>();
-        let task = tokio::spawn(herald_server::run_with_storage(
-            listener,
-            config,
-            storage,
-            async {
-                let _ = signal.await;
-            },
-        ));
+        let signal = Box::pin(async {
+            let _ = signal.await;
+        });
+        let task = tokio::spawn(serve(listener, config, signal));
         Self {
             base: format!("http://{address}"),
             http: operator_client(),
@@ -172,21 +182,7 @@ impl TestServer {
         let mut config = Self::config();
         config.redis = Some(redis_url.to_owned());
         adjust(&mut config);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let data_dir = config.data_dir.clone();
-        let (shutdown, signal) = oneshot::channel::<()>();
-        let task = tokio::spawn(herald_server::run(listener, config, async {
-            let _ = signal.await;
-        }));
-        let node = Self {
-            base: format!("http://{address}"),
-            http: operator_client(),
-            shutdown: Some(shutdown),
-            task: Some(task),
-            data_dir,
-            own_redis: None,
-        };
+        let node = Self::launch(config, herald_server::run).await;
         node.wait_ready().await;
         node
     }

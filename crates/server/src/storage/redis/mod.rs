@@ -261,16 +261,7 @@ impl RedisStorage {
         Ok(events
             .into_iter()
             .zip(seqs)
-            .map(|(event, seq)| {
-                Arc::new(StoredEvent {
-                    seq,
-                    id: super::decimal_id(seq),
-                    streams: event.streams,
-                    kind: event.kind,
-                    data: event.data,
-                    time: event.time,
-                })
-            })
+            .map(|(event, seq)| event.stored_at(seq))
             .collect())
     }
 

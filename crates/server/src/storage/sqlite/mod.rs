@@ -353,14 +353,7 @@ fn append_batch(
                 touched.insert(key);
             }
             let seq = to_seq(seq);
-            stored.push(Arc::new(StoredEvent {
-                seq,
-                id: super::decimal_id(seq),
-                streams: event.streams,
-                kind: event.kind,
-                data: event.data,
-                time: event.time,
-            }));
+            stored.push(event.stored_at(seq));
         }
     }
     tx.commit().map_err(&failed)?;
