@@ -313,6 +313,20 @@ async fn history_in_redis_is_kept_by_length_and_by_age() {
             },
         )
         .await;
+    // The topic, forgotten once empty, comes back with a new event and still knows what it lost.
+    let new = by_age.publish("aging", "n", json!("new")).await;
+    let mut stream = by_age
+        .subscribe_after("topic=aging", Some(&before_old))
+        .await;
+    stream.connected().await;
+    stream.expect("herald.reset").await;
+    let mut recent = by_age.subscribe_after("topic=aging", Some(&old.id)).await;
+    recent.connected().await;
+    assert_eq!(
+        recent.envelope().await.id,
+        new.id,
+        "nothing after `old` was lost"
+    );
 }
 
 /// Publishes to `nodes` in turn until told to stop, reporting each outcome: `Ok(id)` for an
@@ -528,6 +542,11 @@ async fn when_redis_loses_its_data_subscribers_are_told_of_the_gap() {
     let closing = stream.closing().await;
     assert_eq!(closing.reason, CloseReason::Resync);
     assert!(closing.reconnect);
+    assert_eq!(
+        stream.last_event_id(),
+        last_seen,
+        "the closing frame does not move the client past what it missed"
+    );
 
     // Its client id went with the data, so it comes back as a new client, and is told.
     let unknown = node
@@ -540,6 +559,40 @@ async fn when_redis_loses_its_data_subscribers_are_told_of_the_gap() {
     let mut again = node
         .subscribe_after("topic=fragile", Some(&last_seen))
         .await;
+    again.connected().await;
+    let reset: Reset = serde_json::from_str(&again.expect("herald.reset").await.data).unwrap();
+    assert_eq!(reset.reason, ResetReason::HistoryExpired);
+}
+
+#[tokio::test]
+async fn when_redis_comes_back_from_an_older_copy_no_id_is_issued_twice() {
+    let mut redis = RedisServer::start().await;
+    let node = TestServer::start_node(&redis.url(), |_| {}).await;
+    let mut stream = node.subscribe("topic=rolled").await;
+    stream.connected().await;
+    node.publish("rolled", "n", json!("kept")).await;
+    stream.envelope().await;
+    let backup = redis.copy_data();
+    let mut lost = Vec::new();
+    for i in 0..3 {
+        let ack = node.publish("rolled", "n", json!(i)).await;
+        assert_eq!(stream.envelope().await.id, ack.id);
+        lost.push(ack.id);
+    }
+    let last_seen = stream.last_event_id().to_owned();
+
+    // Redis forgets the last three events and its counter goes back.
+    redis.restart_from(&backup).await;
+    node.wait_ready().await;
+    let after = node.publish("rolled", "n", json!("after")).await;
+    assert!(
+        seq(&after.id) > seq(&last_seen),
+        "a new event never takes the id of one a client already saw"
+    );
+    let closing = stream.closing().await;
+    assert_eq!(closing.reason, CloseReason::Resync);
+    assert_eq!(stream.last_event_id(), last_seen);
+    let mut again = node.subscribe_after("topic=rolled", Some(&last_seen)).await;
     again.connected().await;
     let reset: Reset = serde_json::from_str(&again.expect("herald.reset").await.data).unwrap();
     assert_eq!(reset.reason, ResetReason::HistoryExpired);

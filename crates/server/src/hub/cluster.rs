@@ -29,7 +29,7 @@ use crate::storage::{FeedEntry, NodeRecord, RedisStorage, Seq, StorageError};
 /// The longest one blocking read of the feed waits for an entry.
 const FEED_WAIT: Duration = Duration::from_secs(2);
 /// Feed entries read at once.
-const FEED_BATCH: usize = 1024;
+const FEED_BATCH: usize = 256;
 /// How often a node renews its announcement, and how long it lasts: a node that dies drops out
 /// of the client list within the second.
 const PRESENCE_REFRESH: Duration = Duration::from_secs(2);
@@ -127,8 +127,10 @@ impl Cluster {
         Ok(all)
     }
 
-    /// Asks the other nodes to close `client`'s connections; returns how many they hold.
+    /// Asks the other nodes to close `client`'s connections; returns how many they announced.
+    /// The message goes out regardless: a connection opened a moment ago may not be announced.
     pub async fn close_client(&self, client: &ClientId) -> Result<usize, StorageError> {
+        // Counted first: once the message is out, the connections start to go.
         let elsewhere = self
             .redis
             .cluster_connections()
@@ -136,11 +138,9 @@ impl Cluster {
             .iter()
             .filter(|record| record.node != self.node && record.client_id == client.as_str())
             .count();
-        if elsewhere > 0 {
-            self.redis
-                .send_control(&format!("{CLOSE_CLIENT}{client}"))
-                .await?;
-        }
+        self.redis
+            .send_control(&format!("{CLOSE_CLIENT}{client}"))
+            .await?;
         Ok(elsewhere)
     }
 }
@@ -201,21 +201,17 @@ impl Follower {
             Ok(reader) => reader,
             Err(err) => return err,
         };
+        if let Err(err) = reader.check_server().await {
+            return err;
+        }
         let latest = match reader.latest().await {
             Ok(latest) => latest,
             Err(err) => return err,
         };
-        match self.position {
-            None => self.moved_to(latest),
-            Some(position) if latest < position => {
-                tracing::error!(
-                    position,
-                    latest,
-                    "Redis's log is behind what this node delivered: Redis lost acknowledged events; subscribers must resync"
-                );
-                self.resync(latest);
-            }
-            Some(_) => {}
+        // Redis having lost data shows as the next entry not following this position: the
+        // scripts restart the sequence past everything this node has seen.
+        if self.position.is_none() {
+            self.moved_to(latest);
         }
         tracing::info!(position = self.position, "following the shared log");
         self.following.store(true, Ordering::Release);
@@ -240,7 +236,7 @@ impl Follower {
     /// Closes every connection so it resumes from its own last event id, and goes on from
     /// `position`.
     fn resync(&mut self, position: Seq) {
-        let closed = self.registry.close_all(CloseReason::Resync);
+        let closed = self.registry.resync_all();
         tracing::warn!(
             closed,
             "closed every connection to resync with the shared log"
@@ -250,6 +246,7 @@ impl Follower {
 
     fn deliver(&mut self, entry: FeedEntry) {
         let seq = entry.seq();
+        self.redis.observe(seq);
         if let Some(position) = self.position {
             if seq <= position {
                 return;
@@ -272,6 +269,12 @@ impl Follower {
                     .map(|stream| frames::event_frame(&event, stream))
                     .collect();
                 self.registry.fan_out(seq, &event.streams, &frames);
+            }
+            FeedEntry::Unreadable { reason, .. } => {
+                // Retrying would stall this node forever; its subscribers resume from storage.
+                tracing::error!(seq, reason, "the feed holds an entry this node cannot read");
+                self.resync(seq);
+                return;
             }
             FeedEntry::Control { message, .. } => {
                 if let Some(client) = message.strip_prefix(CLOSE_CLIENT).and_then(ClientId::parse) {

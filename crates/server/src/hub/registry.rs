@@ -292,11 +292,14 @@ impl Registry {
         members.len()
     }
 
-    /// Closes every connection; returns how many there were.
-    pub fn close_all(&self, reason: CloseReason) -> usize {
+    /// Closes every connection with `resync`, as having missed events: none may then move its
+    /// client's position forward, so each resumes from the last event it wrote. Returns how
+    /// many there were.
+    pub fn resync_all(&self) -> usize {
         let inner = self.read();
         for connection in inner.connections.values() {
-            connection.close(reason);
+            connection.dropped.store(true, Ordering::Release);
+            connection.close(CloseReason::Resync);
         }
         inner.connections.len()
     }

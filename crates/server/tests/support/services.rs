@@ -106,9 +106,38 @@ impl RedisServer {
 
     /// Starts it again on the same port with its data gone, as after a loss of the disk.
     pub async fn restart_empty(&mut self) {
+        self.restart_from(&[]).await;
+    }
+
+    /// A copy of its data files as they are now, for [`RedisServer::restart_from`].
+    pub fn copy_data(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut files = Vec::new();
+        let mut dirs = vec![self.dir.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let relative = path.strip_prefix(&self.dir).unwrap().to_owned();
+                    files.push((relative, std::fs::read(&path).unwrap()));
+                }
+            }
+        }
+        files
+    }
+
+    /// Starts it again on the same port with the data of an earlier copy, as after restoring an
+    /// old backup or failing over to a replica that lagged.
+    pub async fn restart_from(&mut self, files: &[(PathBuf, Vec<u8>)]) {
         self.kill().await;
         std::fs::remove_dir_all(&self.dir).unwrap();
         std::fs::create_dir_all(&self.dir).unwrap();
+        for (relative, bytes) in files {
+            let path = self.dir.join(relative);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
         self.run().await;
     }
 }

@@ -44,6 +44,15 @@ fn seq_of(id: &str) -> Result<Seq, StorageError> {
         .ok_or_else(|| malformed(format!("entry id {id:?}")))
 }
 
+/// The position of an entry, from its id.
+pub fn entry_seq(id: &Value) -> Result<Seq, StorageError> {
+    match id {
+        Value::BulkString(bytes) => seq_of(&String::from_utf8_lossy(bytes)),
+        Value::SimpleString(text) => seq_of(text),
+        other => Err(malformed(format!("entry id {other:?}"))),
+    }
+}
+
 /// One stream entry, as XRANGE and XREAD return it: its id and its field/value pairs. Events
 /// carry `s` (their stream keys, one per line), `k`, `d` and `t`; control messages carry `c`.
 pub fn entry(id: Value, fields: Value) -> Result<FeedEntry, StorageError> {

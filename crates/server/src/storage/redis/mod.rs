@@ -24,6 +24,7 @@ mod node;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -74,6 +75,9 @@ struct Shared {
     max_events_per_stream: usize,
     feed_max_len: usize,
     retention_interval: Duration,
+    /// The newest position this node has seen Redis issue. Redis having less means it lost
+    /// data; the scripts then restart the sequence past it rather than issue an id twice.
+    seen: AtomicU64,
 }
 
 /// The names of Herald's keys.
@@ -143,6 +147,7 @@ struct Scripts {
     control: Script,
     cutoff: Script,
     trim: Script,
+    expire_clients: Script,
     notify: Script,
     inbox: Script,
     mark_read: Script,
@@ -157,6 +162,7 @@ impl Scripts {
             control: Script::new(include_str!("lua/control.lua")),
             cutoff: Script::new(include_str!("lua/cutoff.lua")),
             trim: Script::new(include_str!("lua/trim.lua")),
+            expire_clients: Script::new(include_str!("lua/expire_clients.lua")),
             notify: Script::new(include_str!("lua/notify.lua")),
             inbox: Script::new(include_str!("lua/inbox.lua")),
             mark_read: Script::new(include_str!("lua/mark_read.lua")),
@@ -189,6 +195,7 @@ impl RedisStorage {
                 max_events_per_stream: settings.max_events_per_stream,
                 feed_max_len: settings.feed_max_len,
                 retention_interval: settings.retention_interval,
+                seen: AtomicU64::new(0),
             }),
         })
     }
@@ -203,6 +210,16 @@ impl RedisStorage {
 
     fn connection(&self) -> ConnectionManager {
         self.shared.connection.clone()
+    }
+
+    /// The newest position this node has seen issued.
+    fn seen(&self) -> Seq {
+        self.shared.seen.load(Ordering::Acquire)
+    }
+
+    /// Records a position Redis issued.
+    pub fn observe(&self, seq: Seq) {
+        self.shared.seen.fetch_max(seq, Ordering::AcqRel);
     }
 
     /// Runs one operation against Redis within [`OPERATION_TIMEOUT`].
@@ -235,9 +252,11 @@ impl RedisStorage {
             .key(&keys.streams)
             .key(&keys.clock)
             .key(&keys.clock_second)
+            .key(&keys.forgotten)
             .arg(&keys.stream_prefix)
             .arg(self.shared.max_events_per_stream)
-            .arg(self.shared.feed_max_len);
+            .arg(self.shared.feed_max_len)
+            .arg(self.seen());
         for event in &events {
             invocation.arg(event.streams.len());
             for stream in &event.streams {
@@ -251,6 +270,9 @@ impl RedisStorage {
         let mut connection = self.connection();
         let seqs: Vec<Seq> =
             Self::call("appending events", invocation.invoke_async(&mut connection)).await?;
+        if let Some(newest) = seqs.last() {
+            self.observe(*newest);
+        }
         if seqs.len() != events.len() {
             return Err(StorageError::unavailable(format!(
                 "Redis numbered {} of {} events",
@@ -268,13 +290,15 @@ impl RedisStorage {
     async fn latest_seq(&self) -> Result<Seq, StorageError> {
         let keys = self.keys();
         let mut invocation = self.scripts().latest.prepare_invoke();
-        invocation.key(&keys.seq).key(&keys.floor);
+        invocation.key(&keys.seq).key(&keys.floor).arg(self.seen());
         let mut connection = self.connection();
-        Self::call(
+        let latest = Self::call(
             "reading the log's position",
             invocation.invoke_async(&mut connection),
         )
-        .await
+        .await?;
+        self.observe(latest);
+        Ok(latest)
     }
 
     async fn read(
@@ -304,7 +328,7 @@ impl RedisStorage {
                 while let (Some(id), Some(fields)) = (reply.next(), reply.next()) {
                     match codec::entry(id, fields)? {
                         FeedEntry::Event(event) => events.push(event),
-                        FeedEntry::Control { .. } => {}
+                        FeedEntry::Control { .. } | FeedEntry::Unreadable { .. } => {}
                     }
                 }
                 events.sort_by_key(|event| event.seq);
@@ -344,37 +368,19 @@ impl RedisStorage {
         }
         // Clients not seen since the cutoff, with their streams.
         loop {
-            let expired: Vec<String> = Self::call(
-                "finding expired clients",
-                redis::cmd("ZRANGEBYSCORE")
-                    .arg(&keys.clients)
-                    .arg("-inf")
-                    .arg(format!("({}", codec::millis(cutoff)))
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(RETENTION_CHUNK)
-                    .query_async(&mut connection),
-            )
-            .await?;
-            if expired.is_empty() {
-                break;
-            }
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            for client in &expired {
-                let stream = format!("c:{client}");
-                pipe.cmd("DEL")
-                    .arg(format!("{}{stream}", keys.stream_prefix))
-                    .ignore();
-                pipe.cmd("SREM").arg(&keys.streams).arg(stream).ignore();
-                pipe.cmd("ZREM").arg(&keys.clients).arg(client).ignore();
-            }
-            Self::call(
+            let mut invocation = self.scripts().expire_clients.prepare_invoke();
+            invocation
+                .key(&keys.clients)
+                .key(&keys.streams)
+                .arg(codec::millis(cutoff))
+                .arg(&keys.stream_prefix)
+                .arg(RETENTION_CHUNK);
+            let expired: usize = Self::call(
                 "forgetting expired clients",
-                pipe.exec_async(&mut connection),
+                invocation.invoke_async(&mut connection),
             )
             .await?;
-            if expired.len() < RETENTION_CHUNK {
+            if expired < RETENTION_CHUNK {
                 break;
             }
         }

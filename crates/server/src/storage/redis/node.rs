@@ -20,13 +20,18 @@ pub enum FeedEntry {
         seq: Seq,
         message: String,
     },
+    /// An entry at this position that cannot be decoded.
+    Unreadable {
+        seq: Seq,
+        reason: String,
+    },
 }
 
 impl FeedEntry {
     pub fn seq(&self) -> Seq {
         match self {
             Self::Event(event) => event.seq,
-            Self::Control { seq, .. } => *seq,
+            Self::Control { seq, .. } | Self::Unreadable { seq, .. } => *seq,
         }
     }
 }
@@ -77,15 +82,18 @@ impl RedisStorage {
         let mut invocation = self.scripts().control.prepare_invoke();
         invocation
             .key(&keys.seq)
+            .key(&keys.floor)
             .key(&keys.feed)
             .arg(self.shared.feed_max_len)
-            .arg(message);
+            .arg(message)
+            .arg(self.seen());
         let mut connection = self.connection();
-        let _seq: Seq = Self::call(
+        let seq: Seq = Self::call(
             "sending a message to the nodes",
             invocation.invoke_async(&mut connection),
         )
         .await?;
+        self.observe(seq);
         Ok(())
     }
 
@@ -189,16 +197,58 @@ impl RedisStorage {
 }
 
 impl FeedReader {
+    /// Checks that this Redis can hold Herald's log: version 7.0 or newer (replays rely on the
+    /// streams' record of deleted entries). Warns when Redis may evict keys, which would lose
+    /// history and client ids without anyone knowing.
+    pub async fn check_server(&mut self) -> Result<(), StorageError> {
+        let info: String = RedisStorage::call(
+            "describing itself",
+            redis::cmd("INFO")
+                .arg("server")
+                .arg("memory")
+                .query_async(&mut self.connection),
+        )
+        .await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
+                .map(str::trim)
+        };
+        let version = field("redis_version").unwrap_or("unknown");
+        let major: u32 = version
+            .split('.')
+            .next()
+            .and_then(|major| major.parse().ok())
+            .unwrap_or(0);
+        if major < 7 {
+            return Err(StorageError::unavailable(format!(
+                "Herald needs Redis 7.0 or newer; this one is {version}"
+            )));
+        }
+        if let Some(policy) = field("maxmemory_policy").filter(|policy| *policy != "noeviction") {
+            tracing::error!(
+                policy,
+                "Redis may evict keys (maxmemory-policy is not noeviction): history, client ids and inboxes can vanish; set maxmemory-policy noeviction"
+            );
+        }
+        Ok(())
+    }
+
     /// The log's newest position, read on this connection.
     pub async fn latest(&mut self) -> Result<Seq, StorageError> {
         let keys = self.storage.keys();
         let mut invocation = self.storage.scripts().latest.prepare_invoke();
-        invocation.key(&keys.seq).key(&keys.floor);
-        RedisStorage::call(
+        invocation
+            .key(&keys.seq)
+            .key(&keys.floor)
+            .arg(self.storage.seen());
+        let latest = RedisStorage::call(
             "reading the log's position",
             invocation.invoke_async(&mut self.connection),
         )
-        .await
+        .await?;
+        self.storage.observe(latest);
+        Ok(latest)
     }
 
     /// Up to `count` entries after `after`, waiting up to `wait` for the first one.
@@ -237,7 +287,13 @@ impl FeedReader {
                     continue;
                 };
                 if let (Some(fields), Some(id)) = (item.pop(), item.pop()) {
-                    entries.push(codec::entry(id, fields)?);
+                    let seq = codec::entry_seq(&id)?;
+                    entries.push(codec::entry(id, fields).unwrap_or_else(|err| {
+                        FeedEntry::Unreadable {
+                            seq,
+                            reason: err.message,
+                        }
+                    }));
                 }
             }
         }

@@ -1,20 +1,29 @@
 -- Appends a batch of events to the shared log, atomically.
--- KEYS: 1 seq, 2 floor, 3 feed, 4 stream set, 5 clock, 6 clock second
+-- KEYS: 1 seq, 2 floor, 3 feed, 4 stream set, 5 clock, 6 clock second, 7 forgotten
 -- ARGV: 1 stream key prefix, 2 events kept per stream, 3 feed length kept,
+--       4 the newest position the calling node has seen,
 --       then per event: stream count n, n encoded stream keys, kind, data, time (µs)
 -- Returns the sequence number of each event, in order.
 --
--- The sequence starts at the current time in microseconds the first time (or after Redis lost
--- its data), so ids issued before a loss are older than every id issued after it.
-if redis.call('EXISTS', KEYS[1]) == 0 then
+-- The sequence starts at the current time in microseconds. It starts there again when Redis has
+-- no sequence, or one behind what a node has seen (Redis lost data): ids issued before the loss
+-- are then older than the new floor, and replaying from them announces a reset instead of
+-- matching different events.
+local seen = tonumber(ARGV[4])
+local current = redis.call('GET', KEYS[1])
+if not current or tonumber(current) < seen then
   local now = redis.call('TIME')
   local start = now[1] .. string.format('%06d', tonumber(now[2]))
+  if tonumber(start) <= seen then
+    start = string.format('%d', seen + 1)
+  end
   redis.call('SET', KEYS[1], start)
   redis.call('SET', KEYS[2], start)
 end
 local max_len = tonumber(ARGV[2])
+local forgotten = redis.call('GET', KEYS[7])
 local out = {}
-local i = 4
+local i = 5
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   local streams = {}
@@ -28,8 +37,13 @@ while i <= #ARGV do
   local joined = table.concat(streams, '\n')
   for _, stream in ipairs(streams) do
     local key = ARGV[1] .. stream
+    local fresh = redis.call('EXISTS', key) == 0
     redis.call('XADD', key, id, 's', joined, 'k', kind, 'd', data, 't', time)
     redis.call('SADD', KEYS[4], stream)
+    -- A stream retention forgot comes back knowing it cannot replay from before then.
+    if fresh and forgotten and tonumber(forgotten) > 0 then
+      redis.call('XSETID', key, id, 'ENTRIESADDED', 1, 'MAXDELETEDID', forgotten .. '-0')
+    end
     -- Trimmed with XDEL, which (unlike XADD's MAXLEN) records the newest removed id, so a replay
     -- from before it is refused.
     local excess = redis.call('XLEN', key) - max_len
