@@ -169,6 +169,27 @@ async fn a_client_resumes_on_another_node_with_its_last_event_id() {
 }
 
 #[tokio::test]
+async fn a_long_replay_over_many_topics_arrives_whole_and_in_order() {
+    let redis = RedisServer::start().await;
+    let nodes = nodes(&redis, 2, |_| {}).await;
+    let topics = ["t0", "t1", "t2", "t3", "t4", "t5"];
+    let query = topics.map(|topic| format!("topic={topic}")).join("&");
+    let mut first = nodes[0].subscribe(&query).await;
+    first.connected().await;
+    let start = first.last_event_id().to_owned();
+    drop(first);
+    // Uneven: one busy topic, others quiet, so pages end at different places in each stream.
+    let mut ids = Vec::new();
+    for i in 0..700usize {
+        let topic = if i % 7 < 2 { topics[i % 6] } else { "t0" };
+        ids.push(nodes[0].publish(topic, "n", json!(i)).await.id);
+    }
+    let mut replay = nodes[1].subscribe_after(&query, Some(&start)).await;
+    replay.connected().await;
+    receive_exactly(&mut replay, &ids, "replay on the other node").await;
+}
+
+#[tokio::test]
 async fn the_client_list_and_closing_a_client_span_the_cluster() {
     let redis = RedisServer::start().await;
     let nodes = nodes(&redis, 2, |_| {}).await;

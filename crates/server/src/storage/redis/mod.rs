@@ -313,7 +313,11 @@ impl RedisStorage {
         for stream in streams {
             invocation.key(keys.stream(stream));
         }
-        invocation.arg(after).arg(limit);
+        // Each stream is asked for a share of the page (the script cuts the answer at the
+        // horizon where a stream had more), so a connection with many streams does not read many
+        // pages' worth at once.
+        let per_stream = (limit / streams.len().max(1)).clamp(limit.min(16), limit.max(1));
+        invocation.arg(after).arg(per_stream);
         let mut connection = self.connection();
         let reply: Vec<Value> = Self::call(
             "replaying history",
