@@ -156,10 +156,10 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            append: Script::new(include_str!("lua/append.lua")),
-            latest: Script::new(include_str!("lua/latest.lua")),
+            append: with_sequence(include_str!("lua/append.lua")),
+            latest: with_sequence(include_str!("lua/latest.lua")),
             read: Script::new(include_str!("lua/read.lua")),
-            control: Script::new(include_str!("lua/control.lua")),
+            control: with_sequence(include_str!("lua/control.lua")),
             cutoff: Script::new(include_str!("lua/cutoff.lua")),
             trim: Script::new(include_str!("lua/trim.lua")),
             expire_clients: Script::new(include_str!("lua/expire_clients.lua")),
@@ -168,6 +168,11 @@ impl Scripts {
             mark_read: Script::new(include_str!("lua/mark_read.lua")),
         }
     }
+}
+
+/// A script that issues or reads positions, after the function that keeps the sequence.
+fn with_sequence(body: &str) -> Script {
+    Script::new(&format!("{}\n{body}", include_str!("lua/sequence.lua")))
 }
 
 impl RedisStorage {

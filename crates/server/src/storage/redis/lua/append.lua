@@ -4,22 +4,7 @@
 --       4 the newest position the calling node has seen,
 --       then per event: stream count n, n encoded stream keys, kind, data, time (µs)
 -- Returns the sequence number of each event, in order.
---
--- The sequence starts at the current time in microseconds. It starts there again when Redis has
--- no sequence, or one behind what a node has seen (Redis lost data): ids issued before the loss
--- are then older than the new floor, and replaying from them announces a reset instead of
--- matching different events.
-local seen = tonumber(ARGV[4])
-local current = redis.call('GET', KEYS[1])
-if not current or tonumber(current) < seen then
-  local now = redis.call('TIME')
-  local start = now[1] .. string.format('%06d', tonumber(now[2]))
-  if tonumber(start) <= seen then
-    start = string.format('%d', seen + 1)
-  end
-  redis.call('SET', KEYS[1], start)
-  redis.call('SET', KEYS[2], start)
-end
+ensure_sequence(KEYS[1], KEYS[2], tonumber(ARGV[4]))
 local max_len = tonumber(ARGV[2])
 local forgotten = redis.call('GET', KEYS[7])
 local out = {}
