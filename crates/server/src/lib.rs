@@ -5,6 +5,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+mod event_conn;
 pub mod http;
 pub mod hub;
 pub mod ids;

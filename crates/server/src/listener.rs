@@ -16,25 +16,20 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio::time::Sleep;
+use tokio_util::sync::CancellationToken;
+
+use crate::event_conn;
 
 use crate::metrics::Metrics;
 
+/// What axum serves: the connections that are not event streams, handed over by the accept
+/// loop [`start`] runs.
 #[derive(Debug)]
 pub struct Listener {
-    inner: TcpListener,
-    write_timeout: Duration,
-    metrics: Arc<Metrics>,
-}
-
-impl Listener {
-    pub fn new(inner: TcpListener, write_timeout: Duration, metrics: Arc<Metrics>) -> Self {
-        Self {
-            inner,
-            write_timeout,
-            metrics,
-        }
-    }
+    incoming: mpsc::Receiver<(TimedStream, SocketAddr)>,
+    local: SocketAddr,
 }
 
 impl axum::serve::Listener for Listener {
@@ -42,9 +37,63 @@ impl axum::serve::Listener for Listener {
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.incoming.recv().await {
+            Some(connection) => connection,
+            // The accept loop ended (shutdown): axum stops asking soon after.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
+
+/// The event streams served outside hyper; [`EventStreams::finished`] waits for the last.
+#[derive(Debug)]
+pub struct EventStreams {
+    alive: mpsc::Receiver<()>,
+}
+
+impl EventStreams {
+    /// Completes once the accept loop and every event stream have ended.
+    pub async fn finished(mut self) {
+        while self.alive.recv().await.is_some() {}
+    }
+}
+
+/// Accepts connections on `inner` until `shutdown`: each is given the socket policy, then
+/// those whose first request is `GET /events` are served by [`event_conn`] and the rest are
+/// passed to axum through the returned [`Listener`].
+pub fn start(
+    inner: TcpListener,
+    settings: event_conn::Settings,
+    shutdown: CancellationToken,
+) -> io::Result<(Listener, EventStreams)> {
+    let local = inner.local_addr()?;
+    let (hand_over, incoming) = mpsc::channel(1024);
+    let (alive, finished) = mpsc::channel::<()>(1);
+    tokio::spawn(accept_loop(inner, settings, shutdown, hand_over, alive));
+    Ok((
+        Listener { incoming, local },
+        EventStreams { alive: finished },
+    ))
+}
+
+async fn accept_loop(
+    mut inner: TcpListener,
+    settings: event_conn::Settings,
+    shutdown: CancellationToken,
+    hand_over: mpsc::Sender<(TimedStream, SocketAddr)>,
+    alive: mpsc::Sender<()>,
+) {
+    loop {
         // axum's accept retries transient errors (such as running out of file descriptors)
         // with a pause, so this never busy-loops.
-        let (stream, address) = axum::serve::Listener::accept(&mut self.inner).await;
+        let (stream, address) = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = axum::serve::Listener::accept(&mut inner) => accepted,
+        };
         // Events are small writes that must leave at once rather than wait to be coalesced.
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%err, "could not set TCP_NODELAY");
@@ -52,24 +101,42 @@ impl axum::serve::Listener for Listener {
         // A peer that vanished without closing never acknowledges what we send: the kernel
         // gives up on it after the same write timeout instead of retrying for many minutes.
         if let Err(err) =
-            socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(self.write_timeout))
+            socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(settings.write_timeout))
         {
             tracing::debug!(%err, "could not set TCP_USER_TIMEOUT");
         }
-        (
-            TimedStream {
-                inner: stream,
-                write_timeout: self.write_timeout,
-                stalled_since: None,
-                metrics: Arc::clone(&self.metrics),
-                timed_out: false,
-            },
-            address,
-        )
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.inner.local_addr()
+        let settings = settings.clone();
+        let shutdown = shutdown.clone();
+        let hand_over = hand_over.clone();
+        let alive = alive.clone();
+        tokio::spawn(async move {
+            let wants = tokio::select! {
+                () = shutdown.cancelled() => return,
+                wants = tokio::time::timeout(
+                    event_conn::HEAD_TIMEOUT,
+                    event_conn::wants_event_stream(&stream),
+                ) => wants,
+            };
+            match wants {
+                Ok(Ok(true)) => {
+                    event_conn::serve(stream, address, settings).await;
+                    drop(alive);
+                }
+                Ok(Ok(false)) => {
+                    drop(alive);
+                    let stream = TimedStream {
+                        inner: stream,
+                        write_timeout: settings.write_timeout,
+                        stalled_since: None,
+                        metrics: settings.metrics,
+                        timed_out: false,
+                    };
+                    let _ = hand_over.send((stream, address)).await;
+                }
+                // Closed, failed or silent before its first request line.
+                Ok(Err(_)) | Err(_) => {}
+            }
+        });
     }
 }
 

@@ -31,13 +31,28 @@ async fn main() -> anyhow::Result<()> {
         Ok(limit) => tracing::debug!(limit, "open files limit"),
         Err(err) => tracing::warn!(%err, "cannot raise the open files limit"),
     }
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener =
+        listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     herald_server::run(listener, config, shutdown_signal())
         .await
         .context("serving failed")?;
     Ok(())
+}
+
+/// Connections the kernel may hold before Herald accepts them. The standard library's 128
+/// overflows when thousands of clients reconnect at once, and a dropped connection attempt is
+/// retried only after a second; the kernel caps this at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// `herald token`: signs claims with the key the same settings would serve with.

@@ -9,9 +9,10 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::{Authenticator, RateLimiter};
 use crate::config::Config;
 use crate::config::StorageKind;
+use crate::event_conn;
 use crate::http::{AppState, router};
 use crate::hub::{Hub, HubSettings};
-use crate::listener::{Listener, PeerAddress};
+use crate::listener::{self, PeerAddress};
 use crate::metrics::Metrics;
 use crate::storage::{
     MemoryStorage, RedisSettings, RedisStorage, SqliteSettings, SqliteStorage, Storage,
@@ -110,7 +111,15 @@ async fn serve(
     };
     let app = router(state);
 
-    let listener = Listener::new(listener, write_timeout, metrics);
+    let (listener, event_streams) = listener::start(
+        listener,
+        event_conn::Settings {
+            app: app.clone(),
+            write_timeout,
+            metrics,
+        },
+        token.clone(),
+    )?;
     tracing::info!("listening on {address}");
     let signal = {
         let token = token.clone();
@@ -126,6 +135,12 @@ async fn serve(
     )
     .with_graceful_shutdown(signal)
     .into_future();
+    // Event streams are served outside hyper: they end on their own once the hub closes them.
+    let serve = async move {
+        let result = serve.await;
+        event_streams.finished().await;
+        result
+    };
     let deadline = async move {
         token.cancelled().await;
         tokio::time::sleep(grace).await;

@@ -1,7 +1,7 @@
 //! `GET /events`: the subscription stream.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -146,14 +146,38 @@ pub fn event_stream_response(chunks: impl Stream<Item = Bytes> + Send + 'static)
     response
 }
 
+/// Hands a subscription to whoever writes the response. Herald's own event-stream writer
+/// ([`crate::listener`]) takes it from the response's extensions and writes frames straight to
+/// the socket; a response served through hyper instead streams it as the body, which takes it
+/// from the same slot when first polled.
+#[derive(Debug, Clone)]
+pub struct EventStreamSlot(Arc<Mutex<Option<Subscription>>>);
+
+impl EventStreamSlot {
+    pub fn take(&self) -> Option<Subscription> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
 fn stream_response(subscription: Subscription) -> Response {
-    event_stream_response(futures_util::stream::unfold(
-        subscription,
-        |mut subscription| async move {
-            let chunk = subscription.next().await?;
-            Some((chunk, subscription))
+    let slot = EventStreamSlot(Arc::new(Mutex::new(Some(subscription))));
+    let body_slot = slot.clone();
+    let mut response = event_stream_response(futures_util::stream::unfold(
+        None,
+        move |held: Option<Subscription>| {
+            let slot = body_slot.clone();
+            async move {
+                let mut subscription = match held {
+                    Some(subscription) => subscription,
+                    None => slot.take()?,
+                };
+                let chunk = subscription.next().await?;
+                Some((chunk, Some(subscription)))
+            }
         },
-    ))
+    ));
+    response.extensions_mut().insert(slot);
+    response
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@ mod clients;
 mod demo;
 mod dev;
 mod events;
+pub use events::EventStreamSlot;
 mod notifications;
 mod openapi;
 mod ops;

@@ -8,6 +8,7 @@
 
 mod cluster;
 mod frames;
+mod queue;
 mod registry;
 mod sequencer;
 mod subscription;
@@ -218,7 +219,7 @@ impl Hub {
                 client
             }
         };
-        let (connection, queue) = Connection::new(
+        let connection = Connection::new(
             client_id,
             request.topics,
             request.holder,
@@ -261,7 +262,6 @@ impl Hub {
         Ok(Subscription::new(
             self.clone(),
             guard,
-            queue,
             start,
             &connected,
             self.retry_with_jitter(),

@@ -8,20 +8,13 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use herald_protocol::system::CloseReason;
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
+
+pub use super::queue::Queued;
+use super::queue::{Full, Queue};
 
 use crate::ids::{ClientId, ConnectionId};
 use crate::storage::{Seq, StreamKey};
-
-/// An encoded event waiting in a connection's queue.
-#[derive(Debug, Clone)]
-pub struct Queued {
-    pub seq: Seq,
-    /// Shared with every other connection receiving the same frame.
-    pub bytes: Bytes,
-}
 
 /// Who holds a connection, as its credential said when it opened.
 #[derive(Debug, Clone, Default)]
@@ -50,7 +43,7 @@ pub struct Connection {
     /// allowed), its client stream, its user's stream and broadcasts.
     pub streams: Vec<StreamKey>,
     /// Bounded: a subscriber that lets it fill up is closed rather than buffered without limit.
-    sender: mpsc::Sender<Queued>,
+    pub queue: Queue,
     /// Cancelled to end the stream; a child of the server's shutdown token.
     close: CancellationToken,
     /// Why `close` was cancelled; unset means shutdown.
@@ -67,8 +60,7 @@ impl Connection {
         holder: Holder,
         capacity: usize,
         shutdown: &CancellationToken,
-    ) -> (Arc<Self>, mpsc::Receiver<Queued>) {
-        let (sender, receiver) = mpsc::channel(capacity);
+    ) -> Arc<Self> {
         let mut streams: Vec<StreamKey> = topics.iter().cloned().map(StreamKey::Topic).collect();
         streams.extend(
             holder
@@ -89,20 +81,20 @@ impl Connection {
             topics,
             connected_at: SystemTime::now(),
             streams,
-            sender,
+            queue: Queue::new(capacity),
             close: shutdown.child_token(),
             close_reason: OnceLock::new(),
             dropped: AtomicBool::new(false),
         };
-        (Arc::new(connection), receiver)
+        Arc::new(connection)
     }
 
     /// Queues an event without waiting. A full queue closes the connection as a slow consumer:
     /// it resumes from its last event id, and nobody else waits for it.
     fn offer(&self, item: Queued) {
-        match self.sender.try_send(item) {
-            Ok(()) | Err(TrySendError::Closed(_)) => {}
-            Err(TrySendError::Full(_)) => {
+        match self.queue.offer(item) {
+            Ok(()) => {}
+            Err(Full) => {
                 self.dropped.store(true, Ordering::Release);
                 self.close(CloseReason::SlowConsumer);
             }

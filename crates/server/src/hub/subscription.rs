@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use herald_protocol::system::{CloseReason, Connected, ResetReason};
-use tokio::sync::mpsc;
 use tokio::time::{Instant, Sleep};
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::registry::{Connection, Queued};
 use super::{Hub, frames};
@@ -82,7 +82,8 @@ impl Drop for Registration {
 pub struct Subscription {
     hub: Hub,
     registration: Registration,
-    queue: mpsc::Receiver<Queued>,
+    /// Completes when the connection is asked to close; made once, polled on every wait.
+    closed: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The first chunk: `retry`, `herald.connected`, and `herald.reset` when there is a gap.
     greeting: Option<Bytes>,
     phase: Phase,
@@ -93,7 +94,10 @@ pub struct Subscription {
     pending: VecDeque<Arc<StoredEvent>>,
     /// Whether replay is over: only then can the position move past events not yet written.
     live: bool,
+    /// Fires a heartbeat interval after the last write; when it finds a later write, it is set
+    /// again from there instead of being moved on every write.
     heartbeat: Pin<Box<Sleep>>,
+    last_write: Instant,
     /// When the connection must end, if ever: at its maximum lifetime or when its credential
     /// expires, whichever comes first, and the reason it will be given.
     expires: Option<(Pin<Box<Sleep>>, CloseReason)>,
@@ -103,7 +107,6 @@ impl Subscription {
     pub(super) fn new(
         hub: Hub,
         registration: Registration,
-        queue: mpsc::Receiver<Queued>,
         start: Start,
         connected: &Connected,
         retry_ms: u64,
@@ -134,16 +137,18 @@ impl Subscription {
             (None, None) => None,
         };
         let expires = deadline.map(|(after, reason)| (Box::pin(tokio::time::sleep(after)), reason));
+        let closed = Box::pin(registration.connection.closed().clone().cancelled_owned());
         Self {
             hub,
             registration,
-            queue,
+            closed,
             greeting: Some(greeting.freeze()),
             phase,
             last_sent,
             pending: VecDeque::new(),
             live: phase == Phase::Live,
             heartbeat,
+            last_write: Instant::now(),
             expires,
         }
     }
@@ -157,8 +162,7 @@ impl Subscription {
     pub async fn next(&mut self) -> Option<Bytes> {
         let chunk = self.next_chunk().await;
         if chunk.is_some() {
-            let interval = self.hub.settings().heartbeat;
-            self.heartbeat.as_mut().reset(Instant::now() + interval);
+            self.last_write = Instant::now();
         }
         chunk
     }
@@ -258,7 +262,7 @@ impl Subscription {
     /// keeping them would only fill the queue on a busy topic and close a reconnecting client as
     /// a slow consumer.
     fn discard_replayed(&mut self) {
-        while self.queue.try_recv().is_ok() {}
+        self.connection().queue.clear();
     }
 
     fn go_live(&mut self) {
@@ -276,7 +280,7 @@ impl Subscription {
         // Read before checking the queue: everything fanned out up to `through` was queued
         // before it was published, so an empty queue now means it has all been written.
         let through = self.hub.fanned_out_through();
-        if through <= self.last_sent || !self.queue.is_empty() {
+        if through <= self.last_sent || !self.connection().queue.is_empty() {
             return None;
         }
         self.last_sent = through;
@@ -291,10 +295,21 @@ impl Subscription {
     }
 
     /// Writes `first` and whatever else is already queued, up to a batch, skipping events the
-    /// stream has already written.
+    /// stream has already written. A lone event is written from the frame shared with every
+    /// other subscriber, without a copy.
     fn write_live(&mut self, first: Queued) -> Bytes {
+        let queue = &self.registration.connection.queue;
+        let Some(second) = queue.try_recv() else {
+            if first.seq <= self.last_sent {
+                return Bytes::new();
+            }
+            self.last_sent = first.seq;
+            self.hub.metrics().events_delivered.inc();
+            return first.bytes;
+        };
         let mut chunk = BytesMut::new();
         let mut next = Some(first);
+        let mut after = Some(second);
         let mut taken = 0;
         while let Some(item) = next.take() {
             if item.seq > self.last_sent {
@@ -303,8 +318,9 @@ impl Subscription {
                 self.hub.metrics().events_delivered.inc();
             }
             taken += 1;
-            if taken < LIVE_BATCH {
-                next = self.queue.try_recv().ok();
+            next = after.take();
+            if next.is_none() && taken < LIVE_BATCH {
+                next = queue.try_recv();
             }
         }
         chunk.freeze()
@@ -325,7 +341,7 @@ impl Subscription {
         };
         tokio::select! {
             biased;
-            () = connection.closed().cancelled() => {
+            () = self.closed.as_mut() => {
                 self.phase = Phase::Closing;
                 None
             }
@@ -334,15 +350,16 @@ impl Subscription {
                 self.phase = Phase::Closing;
                 None
             }
-            first = self.queue.recv() => match first {
-                Some(first) => Some(self.write_live(first)).filter(|chunk| !chunk.is_empty()),
-                // The registry holds the sender until this subscription is dropped.
-                None => {
-                    self.phase = Phase::Closing;
-                    None
-                }
-            },
+            first = connection.queue.recv() => {
+                Some(self.write_live(first)).filter(|chunk| !chunk.is_empty())
+            }
             () = self.heartbeat.as_mut() => {
+                let due = self.last_write + self.hub.settings().heartbeat;
+                if due > Instant::now() {
+                    // Something was written since this was set: wait from there.
+                    self.heartbeat.as_mut().reset(due);
+                    return None;
+                }
                 let position = self.advance_position();
                 Some(frames::heartbeat(position.as_deref()))
             }

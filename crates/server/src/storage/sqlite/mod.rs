@@ -10,7 +10,7 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -58,6 +58,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     /// Client ids waiting to be recorded, with whom to tell when they are.
     pending_clients: Mutex<Vec<PendingClient>>,
+    /// Whether a commit of `pending_clients` is on its way.
+    clients_flush_scheduled: AtomicBool,
     /// Streams appended to since retention last ran: the only ones that can exceed the count.
     touched: Mutex<HashSet<String>>,
     /// The newest committed position, so `latest` needs no query.
@@ -131,6 +133,7 @@ impl SqliteStorage {
                 writer: Mutex::new(writer),
                 readers: Mutex::new(readers),
                 pending_clients: Mutex::new(Vec::new()),
+                clients_flush_scheduled: AtomicBool::new(false),
                 touched: Mutex::new(touched),
                 latest: AtomicU64::new(to_seq(latest)),
                 floor,
@@ -625,13 +628,25 @@ impl Storage for SqliteStorage {
     ) -> BoxFuture<'a, Result<(), StorageError>> {
         let (reply, answer) = oneshot::channel();
         lock(&self.inner.pending_clients).push((client.to_string(), reply));
-        // Whoever takes the writer first records every id waiting by then, in one transaction.
-        let commit = self.write(|inner, writer| {
-            commit_pending_clients(&inner.pending_clients, writer);
-            Ok(())
-        });
+        // One commit task at a time records every id waiting when it takes them, in one
+        // transaction: a storm of new connections costs a few commits, not a thread each.
+        if !self
+            .inner
+            .clients_flush_scheduled
+            .swap(true, Ordering::AcqRel)
+        {
+            let inner = Arc::clone(&self.inner);
+            tokio::task::spawn_blocking(move || {
+                let mut writer = lock(&inner.writer);
+                // Cleared before taking the ids: one registered after the take sees it clear
+                // and schedules the next commit.
+                inner
+                    .clients_flush_scheduled
+                    .store(false, Ordering::Release);
+                commit_pending_clients(&inner.pending_clients, &mut writer);
+            });
+        }
         Box::pin(async move {
-            commit.await?;
             answer
                 .await
                 .map_err(|_| StorageError::unavailable("the client registration was abandoned"))?

@@ -1,0 +1,134 @@
+//! `herald-load`: a load generator for SSE servers, aimed at Herald or at nchan.
+//!
+//! `herald-load run --scenario S --target herald|nchan --addr HOST:PORT --server-pid PID` runs one
+//! scenario against a server that is already running and prints its figures as JSON on stdout
+//! (a summary goes to stderr). Subscribers are spread over worker processes of this binary, each
+//! with its own source address; the publisher and the measurements run in this process.
+
+mod pool;
+mod procfs;
+mod publish;
+mod scenarios;
+mod wire;
+mod worker;
+
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "herald-load", about = "Load generator for Herald and nchan")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Runs one scenario and prints its figures as JSON.
+    Run(RunArgs),
+    /// A worker process (started by `run`; reads commands on stdin).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        target: SocketAddr,
+        #[arg(long)]
+        source: IpAddr,
+    },
+}
+
+/// Which server is measured: they differ in paths, publish bodies and how memory is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    Herald,
+    Nchan,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    /// Subscribers connect and stay idle: connect rate and memory per subscriber.
+    Idle,
+    /// Every subscriber on one topic, published at each rate in turn; then the highest rate
+    /// whose p99 stays under 100 ms.
+    Broadcast,
+    /// Many topics with a few subscribers each.
+    Groups,
+    /// One stream per subscriber (Herald client streams, nchan channels).
+    Unicast,
+    /// Everyone disconnects, events are published, everyone reconnects with its last event id.
+    Resume,
+    /// A share of the subscribers stops reading.
+    Slow,
+    /// Connections opened and closed at a steady rate beside a base of subscribers.
+    Churn,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    #[arg(long, value_enum)]
+    pub scenario: Scenario,
+    #[arg(long, value_enum)]
+    pub target: Target,
+    /// The server's address (loopback only).
+    #[arg(long)]
+    pub addr: SocketAddr,
+    /// The server process whose CPU time and memory are read from /proc (nchan: its worker).
+    #[arg(long)]
+    pub server_pid: u32,
+    /// A credential allowed to publish everywhere (Herald).
+    #[arg(long, env = "HERALD_LOAD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Subscribers (for groups: topics x --per-topic).
+    #[arg(long, default_value_t = 10_000)]
+    pub subscribers: usize,
+    /// Publish rates, events per second, one step each.
+    #[arg(long, value_delimiter = ',')]
+    pub rates: Vec<f64>,
+    /// Seconds each publishing step lasts.
+    #[arg(long, default_value_t = 8.0)]
+    pub step_secs: f64,
+    /// Broadcast: after the listed rates, keep raising the rate until p99 reaches 100 ms.
+    #[arg(long)]
+    pub find_max: bool,
+    /// Groups: topics; resume: topics the subscribers are spread over.
+    #[arg(long, default_value_t = 1000)]
+    pub topics: usize,
+    /// Bytes of padding added to each event.
+    #[arg(long, default_value_t = 0)]
+    pub payload: usize,
+    /// Slow: the share of subscribers that stop reading.
+    #[arg(long, default_value_t = 0.1)]
+    pub slow_share: f64,
+    /// Churn: connections opened (and closed) per second, and for how long.
+    #[arg(long, default_value_t = 500.0)]
+    pub churn_per_sec: f64,
+    #[arg(long, default_value_t = 60.0)]
+    pub churn_secs: f64,
+    /// Subscribers per worker process.
+    #[arg(long, default_value_t = 5000)]
+    pub per_worker: usize,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Worker { target, source } => worker::main(target, source),
+        Cmd::Run(args) => {
+            anyhow::ensure!(
+                args.addr.ip().is_loopback(),
+                "load is only ever aimed at a loopback address"
+            );
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let local = tokio::task::LocalSet::new();
+            let outcome = local.block_on(&runtime, scenarios::run(args))?;
+            eprintln!("{}", outcome.summary());
+            println!("{}", serde_json::to_string(&outcome)?);
+            Ok(())
+        }
+    }
+}

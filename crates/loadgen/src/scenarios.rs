@@ -1,0 +1,833 @@
+//! The scenarios: what is connected, what is published, and which figures come out.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::pool::{self, Merged, Pool};
+use crate::procfs;
+use crate::publish::Publisher;
+use crate::worker::{Command, Report, SubSpec};
+use crate::{RunArgs, Scenario, Target};
+
+/// A load generator using more of its core than this is the bottleneck: its figures are flagged.
+const SATURATED: f64 = 0.9;
+/// p99 under which a broadcast rate counts as sustained.
+const MAX_P99_MS: f64 = 100.0;
+/// How long subscribers may take to receive everything after publishing stops.
+const DRAIN_TIMEOUT_MS: u64 = 15_000;
+
+/// One figure of a run.
+#[derive(Debug, Serialize)]
+pub struct Metric {
+    pub name: String,
+    pub unit: &'static str,
+    pub value: f64,
+    /// `lower`, `higher`, or `zero` for a count that must be zero.
+    pub better: &'static str,
+    /// Measured while the load generator's core was saturated: not to be quoted.
+    pub saturated: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub scenario: Scenario,
+    pub target: Target,
+    pub metrics: Vec<Metric>,
+    /// The highest share of its core the load generator used in any measured step.
+    pub loadgen_cpu_share: f64,
+    pub errors: Vec<String>,
+}
+
+impl Outcome {
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "{:?} on {:?} (load generator CPU share up to {:.0}%)\n",
+            self.scenario,
+            self.target,
+            self.loadgen_cpu_share * 100.0
+        );
+        for metric in &self.metrics {
+            let _ = writeln!(
+                text,
+                "  {:<40} {:>12.3} {}{}",
+                metric.name,
+                metric.value,
+                metric.unit,
+                if metric.saturated {
+                    "  (load generator saturated)"
+                } else {
+                    ""
+                }
+            );
+        }
+        for error in &self.errors {
+            let _ = writeln!(text, "  error: {error}");
+        }
+        text
+    }
+}
+
+/// The streams of a run and how each is subscribed to and published on.
+#[derive(Debug)]
+struct Plan {
+    target: Target,
+    /// Topic or channel names; for Herald client streams, the client ids once known.
+    streams: Vec<String>,
+    /// Herald client streams rather than topics.
+    clients: bool,
+    padding: String,
+}
+
+impl Plan {
+    fn topics(target: Target, count: usize, payload: usize) -> Self {
+        Self {
+            target,
+            streams: (0..count).map(|index| format!("t{index}")).collect(),
+            clients: false,
+            padding: "x".repeat(payload),
+        }
+    }
+
+    fn clients(target: Target, count: usize) -> Self {
+        Self {
+            target,
+            streams: (0..count).map(|index| format!("c{index}")).collect(),
+            clients: target == Target::Herald,
+            padding: String::new(),
+        }
+    }
+
+    fn sub(&self, stream: usize, slow: bool) -> SubSpec {
+        let path = match (self.target, self.clients) {
+            (Target::Herald, true) => "/events".to_owned(),
+            (Target::Herald, false) => format!("/events?topic={}", self.streams[stream]),
+            (Target::Nchan, _) => format!("/sub/{}", self.streams[stream]),
+        };
+        SubSpec {
+            stream: u32::try_from(stream).unwrap_or(u32::MAX),
+            path,
+            slow,
+            keep_client_id: self.clients,
+        }
+    }
+
+    fn publish_path(&self, stream: usize) -> String {
+        match (self.target, self.clients) {
+            (Target::Herald, true) => format!("/api/clients/{}/events", self.streams[stream]),
+            (Target::Herald, false) => "/api/publish".to_owned(),
+            (Target::Nchan, _) => format!("/pub/{}", self.streams[stream]),
+        }
+    }
+
+    fn body(&self, stream: usize, number: u64) -> Vec<u8> {
+        let mut stamp = format!(
+            "{{\"s\":{stream},\"n\":{number},\"t\":{}",
+            crate::wire::now_us()
+        );
+        if !self.padding.is_empty() {
+            let _ = write!(stamp, ",\"p\":\"{}\"", self.padding);
+        }
+        stamp.push('}');
+        match (self.target, self.clients) {
+            (Target::Herald, true) => format!("{{\"type\":\"bench\",\"data\":{stamp}}}"),
+            (Target::Herald, false) => format!(
+                "{{\"topic\":\"{}\",\"type\":\"bench\",\"data\":{stamp}}}",
+                self.streams[stream]
+            ),
+            (Target::Nchan, _) => stamp,
+        }
+        .into_bytes()
+    }
+}
+
+/// The server's CPU time and memory at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Instant,
+    server_cpu_ns: u64,
+    /// Private memory, plus nchan's used shared memory, in KiB.
+    memory_kib: u64,
+    loadgen_cpu_ns: u64,
+}
+
+struct Run {
+    args: RunArgs,
+    plan: Plan,
+    pool: Pool,
+    /// Events acknowledged per stream so far.
+    counts: Rc<RefCell<Vec<u64>>>,
+    metrics: Vec<Metric>,
+    errors: Vec<String>,
+    loadgen_share: f64,
+    /// Correctness counters over the whole run.
+    lost: u64,
+    duplicated: u64,
+    out_of_order: u64,
+    misrouted: u64,
+    disconnects: u64,
+    publish_failures: u64,
+}
+
+pub async fn run(args: RunArgs) -> Result<Outcome> {
+    let scenario = args.scenario;
+    let target = args.target;
+    let (plan, conns, min_workers) = match scenario {
+        Scenario::Idle | Scenario::Broadcast | Scenario::Slow => {
+            (Plan::topics(target, 1, args.payload), args.subscribers, 1)
+        }
+        Scenario::Groups | Scenario::Resume => (
+            Plan::topics(target, args.topics, args.payload),
+            args.subscribers,
+            1,
+        ),
+        Scenario::Unicast => (Plan::clients(target, args.subscribers), args.subscribers, 1),
+        // Each closed connection holds its port for a minute (TIME_WAIT): spread the churn
+        // over four source addresses.
+        Scenario::Churn => (Plan::topics(target, 1, args.payload), args.subscribers, 4),
+    };
+    let workers = conns.div_ceil(args.per_worker).max(min_workers);
+    let pool = Pool::spawn(workers, args.addr)?;
+    let streams = plan.streams.len();
+    let mut run = Run {
+        args,
+        plan,
+        pool,
+        counts: Rc::new(RefCell::new(vec![0; streams])),
+        metrics: Vec::new(),
+        errors: Vec::new(),
+        loadgen_share: 0.0,
+        lost: 0,
+        duplicated: 0,
+        out_of_order: 0,
+        misrouted: 0,
+        disconnects: 0,
+        publish_failures: 0,
+    };
+    match scenario {
+        Scenario::Idle => run.idle().await?,
+        Scenario::Broadcast => run.rates("broadcast", &[1.0, 5.0, 10.0, 20.0]).await?,
+        Scenario::Groups => {
+            run.rates("groups", &[1000.0, 2000.0, 5000.0, 10000.0])
+                .await?
+        }
+        Scenario::Unicast => run.rates("unicast", &[1000.0, 5000.0]).await?,
+        Scenario::Resume => run.resume().await?,
+        Scenario::Slow => run.slow().await?,
+        Scenario::Churn => run.churn().await?,
+    }
+    run.finish_checks();
+    let Run {
+        pool,
+        metrics,
+        errors,
+        loadgen_share,
+        ..
+    } = run;
+    pool.exit().await;
+    Ok(Outcome {
+        scenario,
+        target,
+        metrics,
+        loadgen_cpu_share: loadgen_share,
+        errors,
+    })
+}
+
+impl Run {
+    fn metric(
+        &mut self,
+        name: impl Into<String>,
+        unit: &'static str,
+        value: f64,
+        better: &'static str,
+        saturated: bool,
+    ) {
+        self.metrics.push(Metric {
+            name: name.into(),
+            unit,
+            value,
+            better,
+            saturated,
+        });
+    }
+
+    async fn sample(&self) -> Result<Sample> {
+        let memory = procfs::memory(self.args.server_pid)?;
+        let shared_used = match self.args.target {
+            Target::Nchan => nchan_shared_kib(self.args.addr).await?,
+            Target::Herald => 0,
+        };
+        Ok(Sample {
+            at: Instant::now(),
+            server_cpu_ns: procfs::cpu_ns(self.args.server_pid)?,
+            memory_kib: memory.private_kib + shared_used,
+            loadgen_cpu_ns: procfs::own_cpu_ns() + self.pool.cpu_ns(),
+        })
+    }
+
+    /// The load generator's share of its core between two samples; remembers the highest.
+    fn loadgen_share(&mut self, from: &Sample, to: &Sample) -> f64 {
+        let wall = to.at.duration_since(from.at).as_nanos().max(1) as f64;
+        let share = to.loadgen_cpu_ns.saturating_sub(from.loadgen_cpu_ns) as f64 / wall;
+        self.loadgen_share = self.loadgen_share.max(share);
+        share
+    }
+
+    fn absorb(&mut self, merged: &Merged) {
+        self.lost += merged.lost;
+        self.duplicated += merged.duplicated;
+        self.out_of_order += merged.out_of_order;
+        self.misrouted += merged.misrouted;
+        self.disconnects += merged.disconnects;
+        for error in &merged.errors {
+            if self.errors.len() < 10 {
+                self.errors.push(error.clone());
+            }
+        }
+    }
+
+    fn finish_checks(&mut self) {
+        let checks = [
+            ("lost events", self.lost),
+            ("duplicated events", self.duplicated),
+            ("out-of-order events", self.out_of_order),
+            ("misrouted events", self.misrouted),
+            ("unexpected disconnects", self.disconnects),
+            ("failed publishes", self.publish_failures),
+        ];
+        for (name, value) in checks {
+            self.metric(name, "", value as f64, "zero", false);
+        }
+    }
+
+    async fn connect(&mut self, subs: Vec<SubSpec>) -> Result<(Merged, f64)> {
+        let started = Instant::now();
+        let (reports, shares) = self.pool.connect(subs).await?;
+        let secs = started.elapsed().as_secs_f64();
+        if self.plan.clients {
+            // Herald issues client ids: the publisher addresses each stream by its id.
+            for (report, subs) in reports.iter().zip(&shares) {
+                for (id, sub) in report.client_ids.iter().zip(subs) {
+                    self.plan.streams[sub.stream as usize].clone_from(id);
+                }
+            }
+        }
+        let merged = pool::merge(&reports);
+        self.absorb(&merged);
+        anyhow::ensure!(
+            merged.failed == 0,
+            "{} of {} subscribers could not connect: {:?}",
+            merged.failed,
+            merged.failed + merged.connected,
+            merged.errors
+        );
+        Ok((merged, secs))
+    }
+
+    /// Subscribers spread evenly over the plan's streams.
+    fn subscribers(&self, count: usize, slow: bool) -> Vec<SubSpec> {
+        (0..count)
+            .map(|index| self.plan.sub(index % self.plan.streams.len(), slow))
+            .collect()
+    }
+
+    async fn idle(&mut self) -> Result<()> {
+        let count = self.args.subscribers;
+        let before = self.sample().await?;
+        let subs = self.subscribers(count, false);
+        let (merged, secs) = self.connect(subs).await?;
+        // Let the server finish whatever the connection storm left behind before measuring.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = self.sample().await?;
+        let share = self.loadgen_share(&before, &after);
+        let saturated = share > SATURATED;
+        self.metric(
+            format!("connect rate, {count} subscribers"),
+            "conn/s",
+            merged.connected as f64 / secs,
+            "higher",
+            saturated,
+        );
+        self.metric(
+            format!("memory per idle subscriber, {count}"),
+            "KiB",
+            after.memory_kib.saturating_sub(before.memory_kib) as f64 / count as f64,
+            "lower",
+            false,
+        );
+        self.metric(
+            format!("server memory, {count} idle"),
+            "MiB",
+            after.memory_kib as f64 / 1024.0,
+            "lower",
+            false,
+        );
+        Ok(())
+    }
+
+    /// Publishes at `rate` for the step duration and waits until every reading subscriber has
+    /// everything. Returns the merged reports and the samples around the step.
+    async fn step(&mut self, rate: f64, secs: f64) -> Result<(Merged, Sample, Sample)> {
+        let before = self.sample().await?;
+        let total = (rate * secs).round().max(1.0) as u64;
+        self.publish(rate, total).await?;
+        let counts = self.counts.borrow().clone();
+        let reports = self
+            .pool
+            .all(|| Command::Expect {
+                counts: counts.clone(),
+                timeout_ms: DRAIN_TIMEOUT_MS,
+            })
+            .await?;
+        let after = self.sample().await?;
+        let merged = pool::merge(&reports);
+        self.absorb(&merged);
+        Ok((merged, before, after))
+    }
+
+    async fn rates(&mut self, label: &str, defaults: &[f64]) -> Result<()> {
+        let subs = self.subscribers(self.args.subscribers, false);
+        self.connect(subs).await?;
+        let rates = if self.args.rates.is_empty() {
+            defaults.to_vec()
+        } else {
+            self.args.rates.clone()
+        };
+        let secs = self.args.step_secs;
+        let mut last_rate = 0.0;
+        for rate in rates {
+            let (merged, before, after) = self.step(rate, secs).await?;
+            self.report_step(label, rate, &merged, &before, &after);
+            last_rate = rate;
+        }
+        if self.args.find_max {
+            let mut best: Option<(f64, bool)> = None;
+            let mut rate = last_rate.max(1.0);
+            loop {
+                let (merged, before, after) = self.step(rate, secs).await?;
+                let p99 = ms(merged.latency.value_at_quantile(0.99));
+                let share = self.loadgen_share(&before, &after);
+                let clean = merged.lost == 0 && merged.behind == 0;
+                eprintln!(
+                    "  {label} {rate}/s: p99 {p99:.1} ms, load generator {:.0}%",
+                    share * 100.0
+                );
+                if p99 >= MAX_P99_MS || !clean {
+                    break;
+                }
+                best = Some((rate, share > SATURATED));
+                if share > SATURATED {
+                    break;
+                }
+                rate *= 1.5;
+            }
+            let (value, saturated) = best.unwrap_or((0.0, false));
+            self.metric(
+                format!("{label} max rate with p99 < 100 ms"),
+                "ev/s",
+                value,
+                "higher",
+                saturated,
+            );
+        }
+        Ok(())
+    }
+
+    fn report_step(
+        &mut self,
+        label: &str,
+        rate: f64,
+        merged: &Merged,
+        before: &Sample,
+        after: &Sample,
+    ) {
+        let share = self.loadgen_share(before, after);
+        let saturated = share > SATURATED;
+        let cpu_ns = after.server_cpu_ns.saturating_sub(before.server_cpu_ns) as f64;
+        let deliveries = merged.received.max(1) as f64;
+        let name = format!("{label} {rate}/s");
+        self.metric(
+            format!("{name} p50"),
+            "ms",
+            ms(merged.latency.value_at_quantile(0.5)),
+            "lower",
+            saturated,
+        );
+        self.metric(
+            format!("{name} p99"),
+            "ms",
+            ms(merged.latency.value_at_quantile(0.99)),
+            "lower",
+            saturated,
+        );
+        self.metric(
+            format!("{name} max"),
+            "ms",
+            ms(merged.latency.max()),
+            "lower",
+            saturated,
+        );
+        self.metric(
+            format!("{name} CPU per delivery"),
+            "µs",
+            cpu_ns / deliveries / 1000.0,
+            "lower",
+            saturated,
+        );
+        self.metric(
+            format!("{name} deliveries"),
+            "",
+            merged.received as f64,
+            "higher",
+            saturated,
+        );
+    }
+
+    /// Publishes `total` events at `rate`, round-robin over the plan's streams, numbering each
+    /// stream's events from where it stands. Each stream is published on one connection, one
+    /// request at a time, so its numbers reach the server in order.
+    async fn publish(&mut self, rate: f64, total: u64) -> Result<()> {
+        let streams = self.plan.streams.len();
+        let mut connections = ((rate / 1000.0).ceil() as usize).clamp(1, 8);
+        while !streams.is_multiple_of(connections) {
+            connections -= 1;
+        }
+        let plan = Rc::new(PlanView {
+            paths: (0..streams)
+                .map(|stream| self.plan.publish_path(stream))
+                .collect(),
+            plan: Plan {
+                target: self.plan.target,
+                streams: self.plan.streams.clone(),
+                clients: self.plan.clients,
+                padding: self.plan.padding.clone(),
+            },
+        });
+        let started = tokio::time::Instant::now();
+        let mut tasks = Vec::new();
+        for lane in 0..connections {
+            let plan = Rc::clone(&plan);
+            let counts = Rc::clone(&self.counts);
+            let mut publisher = Publisher::new(self.args.addr, self.args.token.clone());
+            tasks.push(tokio::task::spawn_local(async move {
+                let mut failures = 0u64;
+                let mut first_error = None;
+                let mut index = lane as u64;
+                while index < total {
+                    let due = started + Duration::from_secs_f64(index as f64 / rate);
+                    tokio::time::sleep_until(due).await;
+                    let stream = (index % streams as u64) as usize;
+                    let number = counts.borrow()[stream];
+                    let body = plan.plan.body(stream, number);
+                    match publisher.post(&plan.paths[stream], &body).await {
+                        Ok(code) if (200..300).contains(&code) => counts.borrow_mut()[stream] += 1,
+                        Ok(code) => {
+                            failures += 1;
+                            first_error.get_or_insert(format!("publish answered {code}"));
+                        }
+                        Err(err) => {
+                            failures += 1;
+                            first_error.get_or_insert(format!("publish failed: {err:#}"));
+                        }
+                    }
+                    index += connections as u64;
+                }
+                (failures, first_error)
+            }));
+        }
+        for task in tasks {
+            let (failures, error) = task.await.context("publisher task")?;
+            self.publish_failures += failures;
+            if let Some(error) = error
+                && self.errors.len() < 10
+            {
+                self.errors.push(error);
+            }
+        }
+        Ok(())
+    }
+
+    async fn resume(&mut self) -> Result<()> {
+        let count = self.args.subscribers;
+        let topics = self.plan.streams.len() as u64;
+        let subs = self.subscribers(count, false);
+        self.connect(subs).await?;
+        // Everyone receives a few events live, so each holds a recent last event id.
+        let (merged, _, _) = self.step(2000.0, (5 * topics) as f64 / 2000.0).await?;
+        anyhow::ensure!(
+            merged.behind == 0,
+            "subscribers missed live events before the storm"
+        );
+        self.pool.all(|| Command::Drop).await?;
+        // Ten events per topic while everyone is away: within nchan's 16-message buffer.
+        self.publish(2000.0, 10 * topics).await?;
+        let counts = self.counts.borrow().clone();
+        let before = self.sample().await?;
+        let reports = self
+            .pool
+            .all(|| Command::Resume {
+                counts: counts.clone(),
+                timeout_ms: 60_000,
+            })
+            .await?;
+        let after = self.sample().await?;
+        let merged = pool::merge(&reports);
+        self.absorb(&merged);
+        let share = self.loadgen_share(&before, &after);
+        let saturated = share > SATURATED;
+        let secs = after.at.duration_since(before.at).as_secs_f64();
+        self.metric(
+            format!("resume storm, {count} reconnects, time to caught up"),
+            "s",
+            secs,
+            "lower",
+            saturated,
+        );
+        self.metric(
+            "resume storm reconnects",
+            "conn/s",
+            merged.connected as f64 / secs,
+            "higher",
+            saturated,
+        );
+        self.metric(
+            "resume storm server CPU",
+            "s",
+            after.server_cpu_ns.saturating_sub(before.server_cpu_ns) as f64 / 1e9,
+            "lower",
+            false,
+        );
+        self.metric(
+            "resume storm resets (gaps announced)",
+            "",
+            merged.resets as f64,
+            "zero",
+            false,
+        );
+        self.metric(
+            "resume storm subscribers behind",
+            "",
+            merged.behind as f64,
+            "zero",
+            false,
+        );
+        Ok(())
+    }
+
+    async fn slow(&mut self) -> Result<()> {
+        let count = self.args.subscribers;
+        let slow = ((count as f64) * self.args.slow_share).round() as usize;
+        let rate = self.args.rates.first().copied().unwrap_or(20.0);
+        let secs = self.args.step_secs;
+        let subs = self.subscribers(count - slow, false);
+        self.connect(subs).await?;
+        let (merged, before, after) = self.step(rate, secs).await?;
+        let share = self.loadgen_share(&before, &after);
+        let p99_alone = ms(merged.latency.value_at_quantile(0.99));
+        let subs = self.subscribers(slow, true);
+        self.connect(subs).await?;
+        let (merged, before, after) = self.step(rate, secs).await?;
+        let share = share.max(self.loadgen_share(&before, &after));
+        let saturated = share > SATURATED;
+        let p99_with = ms(merged.latency.value_at_quantile(0.99));
+        let grown = after.memory_kib.saturating_sub(before.memory_kib) as f64;
+        self.metric(
+            "fast subscribers p99, alone",
+            "ms",
+            p99_alone,
+            "lower",
+            saturated,
+        );
+        self.metric(
+            format!("fast subscribers p99, with {slow} slow"),
+            "ms",
+            p99_with,
+            "lower",
+            saturated,
+        );
+        self.metric(
+            "fast p99 with slow / alone",
+            "x",
+            p99_with / p99_alone.max(0.001),
+            "lower",
+            saturated,
+        );
+        self.metric(
+            "memory growth with slow consumers",
+            "MiB",
+            grown / 1024.0,
+            "lower",
+            false,
+        );
+        self.metric(
+            "memory growth per slow consumer",
+            "KiB",
+            grown / slow.max(1) as f64,
+            "lower",
+            false,
+        );
+        self.metric(
+            "server memory at end",
+            "MiB",
+            after.memory_kib as f64 / 1024.0,
+            "lower",
+            false,
+        );
+        Ok(())
+    }
+
+    async fn churn(&mut self) -> Result<()> {
+        let base = self.args.subscribers;
+        let subs = self.subscribers(base, false);
+        self.connect(subs).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let start = self.sample().await?;
+        let workers = self.pool.len() as f64;
+        let per_sec = self.args.churn_per_sec / workers;
+        let secs = self.args.churn_secs;
+        let path = self.plan.sub(0, false).path;
+        // Base subscribers keep receiving a few events a second through the churn.
+        let rate = 5.0;
+        let total = (rate * secs) as u64;
+        let churn = self.pool.all(|| Command::Churn {
+            path: path.clone(),
+            per_sec,
+            secs,
+            hold_ms: 1000,
+        });
+        let (reports, published) = {
+            let counts = Rc::clone(&self.counts);
+            let addr = self.args.addr;
+            let token = self.args.token.clone();
+            let plan_body = Plan {
+                target: self.plan.target,
+                streams: self.plan.streams.clone(),
+                clients: false,
+                padding: self.plan.padding.clone(),
+            };
+            let path0 = plan_body.publish_path(0);
+            let publishing = async move {
+                let mut publisher = Publisher::new(addr, token);
+                let started = tokio::time::Instant::now();
+                let mut failures = 0u64;
+                for index in 0..total {
+                    tokio::time::sleep_until(
+                        started + Duration::from_secs_f64(index as f64 / rate),
+                    )
+                    .await;
+                    let number = counts.borrow()[0];
+                    match publisher.post(&path0, &plan_body.body(0, number)).await {
+                        Ok(code) if (200..300).contains(&code) => counts.borrow_mut()[0] += 1,
+                        _ => failures += 1,
+                    }
+                }
+                failures
+            };
+            tokio::join!(churn, publishing)
+        };
+        let reports: Vec<Report> = reports?;
+        self.publish_failures += published;
+        let churned = pool::merge(&reports);
+        self.absorb(&churned);
+        let counts = self.counts.borrow().clone();
+        let reports = self
+            .pool
+            .all(|| Command::Expect {
+                counts: counts.clone(),
+                timeout_ms: DRAIN_TIMEOUT_MS,
+            })
+            .await?;
+        let merged = pool::merge(&reports);
+        self.absorb(&merged);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let end = self.sample().await?;
+        let share = self.loadgen_share(&start, &end);
+        let saturated = share > SATURATED;
+        let change = (end.memory_kib as f64 - start.memory_kib as f64) / start.memory_kib as f64;
+        self.metric(
+            "churned connections",
+            "",
+            churned.churned as f64,
+            "higher",
+            saturated,
+        );
+        self.metric(
+            "churn connect failures",
+            "",
+            churned.failed as f64,
+            "zero",
+            false,
+        );
+        self.metric(
+            "churn connect p99",
+            "ms",
+            ms(churned.connect_latency.value_at_quantile(0.99)),
+            "lower",
+            saturated,
+        );
+        self.metric(
+            "memory before churn",
+            "MiB",
+            start.memory_kib as f64 / 1024.0,
+            "lower",
+            false,
+        );
+        self.metric(
+            "memory after churn",
+            "MiB",
+            end.memory_kib as f64 / 1024.0,
+            "lower",
+            false,
+        );
+        self.metric(
+            "memory change after churn",
+            "%",
+            change * 100.0,
+            "lower",
+            false,
+        );
+        Ok(())
+    }
+}
+
+struct PlanView {
+    plan: Plan,
+    paths: Vec<String>,
+}
+
+fn ms(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+/// nchan's used shared memory in KiB, from its status page.
+async fn nchan_shared_kib(addr: SocketAddr) -> Result<u64> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET /nchan_status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    let line = text
+        .lines()
+        .find_map(|line| line.strip_prefix("shared memory used:"))
+        .context("no shared memory figure in /nchan_status")?;
+    let line = line.trim();
+    let (number, unit) = line.split_at(
+        line.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(line.len()),
+    );
+    let number: u64 = number.parse().context("bad shared memory figure")?;
+    Ok(match unit.trim() {
+        "M" => number * 1024,
+        "G" => number * 1024 * 1024,
+        "" => number / 1024,
+        _ => number,
+    })
+}
