@@ -101,8 +101,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, settings: Settings) {
         return close(&stream);
     };
     drop(response);
+    // The head and the stream's first frame (its greeting, ready at once) leave in one write.
     let mut head = head;
     head.extend_from_slice(b"\r\n");
+    if let Some(greeting) = subscription.next().await {
+        head.extend_from_slice(&greeting);
+    }
     if write_all(&stream, &head, settings.write_timeout, &settings.metrics)
         .await
         .is_err()

@@ -1,6 +1,7 @@
 //! Identifiers the server issues, and the randomness and clock they come from.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// Fills `buf` from the operating system's random source.
@@ -35,15 +36,15 @@ pub fn random_u32() -> u32 {
 }
 
 /// A client's identity across its connections and reconnections: 128 random bits, so it cannot
-/// be guessed, in lowercase hex.
+/// be guessed, in lowercase hex. Shared, since every index of a connection holds a copy.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ClientId(String);
+pub struct ClientId(Arc<str>);
 
 impl ClientId {
     const HEX_LEN: usize = 32;
 
     pub fn generate() -> Self {
-        Self(hex(&random_bytes::<16>()))
+        Self(Arc::from(hex(&random_bytes::<16>())))
     }
 
     /// Accepts text shaped like an issued id. Whether it was issued is the directory's question.
@@ -52,7 +53,7 @@ impl ClientId {
             && text
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        well_formed.then(|| Self(text.to_owned()))
+        well_formed.then(|| Self(Arc::from(text)))
     }
 
     pub fn as_str(&self) -> &str {
@@ -68,11 +69,11 @@ impl fmt::Display for ClientId {
 
 /// One connection's identity, random so that it is unique across a cluster too.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ConnectionId(String);
+pub struct ConnectionId(Arc<str>);
 
 impl ConnectionId {
     pub fn generate() -> Self {
-        Self(hex(&random_bytes::<8>()))
+        Self(Arc::from(hex(&random_bytes::<8>())))
     }
 
     pub fn as_str(&self) -> &str {

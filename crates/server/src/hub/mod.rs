@@ -166,6 +166,15 @@ impl Hub {
             }),
         };
         tokio::spawn(sequencer.run(jobs, PUBLISH_BATCH));
+        {
+            // At shutdown every stream is sent `herald.closing` and ended.
+            let registry = Arc::clone(&hub.inner.registry);
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown.cancelled().await;
+                registry.close_all(CloseReason::Shutdown);
+            });
+        }
         tokio::spawn(hub.clone().expire_periodically(shutdown));
         hub
     }
@@ -224,7 +233,6 @@ impl Hub {
             request.topics,
             request.holder,
             inner.settings.queue_capacity,
-            &inner.shutdown,
         );
         inner
             .registry
@@ -233,6 +241,10 @@ impl Hub {
                 scope: refused.scope,
                 limit: refused.limit,
             })?;
+        if inner.shutdown.is_cancelled() {
+            // Registered after the shutdown closed everyone else.
+            connection.close(CloseReason::Shutdown);
+        }
         inner.metrics.connections.inc();
         inner.metrics.connections_opened.inc();
         if let Some(cluster) = &inner.cluster {

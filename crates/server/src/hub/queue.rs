@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
@@ -78,13 +79,18 @@ impl Queue {
         item
     }
 
-    /// Waits for the next item.
-    pub async fn recv(&self) -> Queued {
+    /// Waits for the next item; `None` as soon as `closing` is set (checked first, so a closed
+    /// connection stops at once rather than after what is queued). Whoever sets `closing` calls
+    /// [`Queue::wake`] afterwards.
+    pub async fn recv(&self, closing: &AtomicBool) -> Option<Queued> {
         poll_fn(|cx| {
             let mut state = self.lock();
+            if closing.load(Ordering::Acquire) {
+                return Poll::Ready(None);
+            }
             if let Some(item) = state.items.pop_front() {
                 release_if_drained(&mut state);
-                return Poll::Ready(item);
+                return Poll::Ready(Some(item));
             }
             match &mut state.waker {
                 Some(waker) if waker.will_wake(cx.waker()) => {}
@@ -93,6 +99,14 @@ impl Queue {
             Poll::Pending
         })
         .await
+    }
+
+    /// Wakes the writer if it is waiting.
+    pub fn wake(&self) {
+        let waker = self.lock().waker.take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -132,7 +146,8 @@ mod tests {
         assert_eq!(queue.offer(item(1)), Ok(()));
         assert_eq!(queue.offer(item(2)), Ok(()));
         assert_eq!(queue.offer(item(3)), Err(Full));
-        assert_eq!(queue.recv().await.seq, 1);
+        let open = AtomicBool::new(false);
+        assert_eq!(queue.recv(&open).await.map(|item| item.seq), Some(1));
         assert_eq!(queue.try_recv().map(|item| item.seq), Some(2));
         assert!(queue.try_recv().is_none());
         assert!(queue.is_empty());
@@ -143,11 +158,28 @@ mod tests {
         let queue = std::sync::Arc::new(Queue::new(4));
         let waiting = tokio::spawn({
             let queue = std::sync::Arc::clone(&queue);
-            async move { queue.recv().await.seq }
+            async move { queue.recv(&AtomicBool::new(false)).await.map(|item| item.seq) }
         });
         tokio::task::yield_now().await;
         queue.offer(item(7)).unwrap();
-        assert_eq!(waiting.await.unwrap(), 7);
+        assert_eq!(waiting.await.unwrap(), Some(7));
+    }
+
+    #[tokio::test]
+    async fn closing_wakes_the_writer_and_wins_over_queued_items() {
+        let queue = std::sync::Arc::new(Queue::new(4));
+        let closing = std::sync::Arc::new(AtomicBool::new(false));
+        let waiting = tokio::spawn({
+            let queue = std::sync::Arc::clone(&queue);
+            let closing = std::sync::Arc::clone(&closing);
+            async move { queue.recv(&closing).await.map(|item| item.seq) }
+        });
+        tokio::task::yield_now().await;
+        closing.store(true, Ordering::Release);
+        queue.wake();
+        assert_eq!(waiting.await.unwrap(), None);
+        queue.offer(item(1)).unwrap();
+        assert_eq!(queue.recv(&closing).await.map(|item| item.seq), None);
     }
 
     #[test]

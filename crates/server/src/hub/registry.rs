@@ -8,7 +8,6 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use herald_protocol::system::CloseReason;
-use tokio_util::sync::CancellationToken;
 
 pub use super::queue::Queued;
 use super::queue::{Full, Queue};
@@ -44,9 +43,9 @@ pub struct Connection {
     pub streams: Vec<StreamKey>,
     /// Bounded: a subscriber that lets it fill up is closed rather than buffered without limit.
     pub queue: Queue,
-    /// Cancelled to end the stream; a child of the server's shutdown token.
-    close: CancellationToken,
-    /// Why `close` was cancelled; unset means shutdown.
+    /// Set to end the stream; the writer is woken through the queue.
+    closing: AtomicBool,
+    /// Why the stream is closing; the first reason wins.
     close_reason: OnceLock<CloseReason>,
     /// Set when an event could not be queued: from then on the stream has a hole, and its
     /// position must never be advanced past what it actually wrote.
@@ -59,7 +58,6 @@ impl Connection {
         topics: Vec<Arc<str>>,
         holder: Holder,
         capacity: usize,
-        shutdown: &CancellationToken,
     ) -> Arc<Self> {
         let mut streams: Vec<StreamKey> = topics.iter().cloned().map(StreamKey::Topic).collect();
         streams.extend(
@@ -82,7 +80,7 @@ impl Connection {
             connected_at: SystemTime::now(),
             streams,
             queue: Queue::new(capacity),
-            close: shutdown.child_token(),
+            closing: AtomicBool::new(false),
             close_reason: OnceLock::new(),
             dropped: AtomicBool::new(false),
         };
@@ -104,16 +102,23 @@ impl Connection {
     /// Asks the stream to send `herald.closing` with `reason` and end. The first reason wins.
     pub fn close(&self, reason: CloseReason) {
         let _ = self.close_reason.set(reason);
-        self.close.cancel();
+        self.closing.store(true, Ordering::Release);
+        self.queue.wake();
+    }
+
+    /// Whether the stream was asked to close.
+    pub fn is_closed(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// The next queued event, or `None` once the stream is asked to close.
+    pub async fn next_queued(&self) -> Option<Queued> {
+        self.queue.recv(&self.closing).await
     }
 
     /// Whether an event for this connection was ever dropped.
     pub fn dropped_events(&self) -> bool {
         self.dropped.load(Ordering::Acquire)
-    }
-
-    pub fn closed(&self) -> &CancellationToken {
-        &self.close
     }
 
     pub fn close_reason(&self) -> CloseReason {
@@ -292,6 +297,15 @@ impl Registry {
         for connection in inner.connections.values() {
             connection.dropped.store(true, Ordering::Release);
             connection.close(CloseReason::Resync);
+        }
+        inner.connections.len()
+    }
+
+    /// Closes every connection, at shutdown; returns how many there were.
+    pub fn close_all(&self, reason: CloseReason) -> usize {
+        let inner = self.read();
+        for connection in inner.connections.values() {
+            connection.close(reason);
         }
         inner.connections.len()
     }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use herald_protocol::system::{CloseReason, Connected, ResetReason};
 use tokio::time::{Instant, Sleep};
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::registry::{Connection, Queued};
 use super::{Hub, frames};
@@ -63,7 +62,7 @@ impl Drop for Registration {
         metrics.connections.dec();
         // Counted on release rather than when the closing frame is written: a subscriber that
         // stopped reading never receives that frame, and is exactly the one to count.
-        if self.connection.closed().is_cancelled() {
+        if self.connection.is_closed() {
             let reason = self.connection.close_reason().as_str();
             metrics
                 .connections_closed
@@ -82,8 +81,6 @@ impl Drop for Registration {
 pub struct Subscription {
     hub: Hub,
     registration: Registration,
-    /// Completes when the connection is asked to close; made once, polled on every wait.
-    closed: Pin<Box<WaitForCancellationFutureOwned>>,
     /// The first chunk: `retry`, `herald.connected`, and `herald.reset` when there is a gap.
     greeting: Option<Bytes>,
     phase: Phase,
@@ -94,13 +91,14 @@ pub struct Subscription {
     pending: VecDeque<Arc<StoredEvent>>,
     /// Whether replay is over: only then can the position move past events not yet written.
     live: bool,
-    /// Fires a heartbeat interval after the last write; when it finds a later write, it is set
-    /// again from there instead of being moved on every write.
-    heartbeat: Pin<Box<Sleep>>,
+    /// The one timer of the stream: it fires a heartbeat interval after the last write or at
+    /// the end of the connection's life, whichever comes first. Finding a later write, it is
+    /// set again from there rather than moved on every write.
+    timer: Pin<Box<Sleep>>,
     last_write: Instant,
     /// When the connection must end, if ever: at its maximum lifetime or when its credential
     /// expires, whichever comes first, and the reason it will be given.
-    expires: Option<(Pin<Box<Sleep>>, CloseReason)>,
+    expires: Option<(Instant, CloseReason)>,
 }
 
 impl Subscription {
@@ -123,7 +121,7 @@ impl Subscription {
             hub.metrics().resets.inc();
         }
         let settings = hub.settings();
-        let heartbeat = Box::pin(tokio::time::sleep(settings.heartbeat));
+        let now = Instant::now();
         let credential_left = registration.connection.holder.expires_at.map(|at| {
             at.duration_since(std::time::SystemTime::now())
                 .unwrap_or(Duration::ZERO)
@@ -136,19 +134,18 @@ impl Subscription {
             (Some(lifetime), None) => Some((lifetime, CloseReason::MaxLifetime)),
             (None, None) => None,
         };
-        let expires = deadline.map(|(after, reason)| (Box::pin(tokio::time::sleep(after)), reason));
-        let closed = Box::pin(registration.connection.closed().clone().cancelled_owned());
+        let expires = deadline.map(|(after, reason)| (now + after, reason));
+        let first_deadline = next_deadline(now + settings.heartbeat, expires);
         Self {
             hub,
             registration,
-            closed,
             greeting: Some(greeting.freeze()),
             phase,
             last_sent,
             pending: VecDeque::new(),
             live: phase == Phase::Live,
-            heartbeat,
-            last_write: Instant::now(),
+            timer: Box::pin(tokio::time::sleep_until(first_deadline)),
+            last_write: now,
             expires,
         }
     }
@@ -174,7 +171,7 @@ impl Subscription {
         loop {
             match self.phase {
                 Phase::Replay => {
-                    if self.connection().closed().is_cancelled() {
+                    if self.connection().is_closed() {
                         self.phase = Phase::Closing;
                         continue;
                     }
@@ -329,40 +326,43 @@ impl Subscription {
     /// Waits for live events, a heartbeat, the end of the connection's lifetime, or a close.
     async fn live(&mut self) -> Option<Bytes> {
         let connection = Arc::clone(self.connection());
-        let lifetime = self.expires.as_mut();
-        let expires = async {
-            match lifetime {
-                Some((sleep, reason)) => {
-                    sleep.await;
-                    *reason
-                }
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             biased;
-            () = self.closed.as_mut() => {
-                self.phase = Phase::Closing;
-                None
-            }
-            reason = expires => {
-                connection.close(reason);
-                self.phase = Phase::Closing;
-                None
-            }
-            first = connection.queue.recv() => {
-                Some(self.write_live(first)).filter(|chunk| !chunk.is_empty())
-            }
-            () = self.heartbeat.as_mut() => {
-                let due = self.last_write + self.hub.settings().heartbeat;
-                if due > Instant::now() {
-                    // Something was written since this was set: wait from there.
-                    self.heartbeat.as_mut().reset(due);
+            first = connection.next_queued() => match first {
+                Some(first) => Some(self.write_live(first)).filter(|chunk| !chunk.is_empty()),
+                None => {
+                    self.phase = Phase::Closing;
+                    None
+                }
+            },
+            () = self.timer.as_mut() => {
+                let now = Instant::now();
+                if let Some((at, reason)) = self.expires
+                    && now >= at
+                {
+                    connection.close(reason);
+                    self.phase = Phase::Closing;
                     return None;
                 }
+                let heartbeat = self.hub.settings().heartbeat;
+                let due = self.last_write + heartbeat;
+                if due > now {
+                    // Something was written since the timer was set: wait from there.
+                    self.timer.as_mut().reset(next_deadline(due, self.expires));
+                    return None;
+                }
+                self.timer.as_mut().reset(next_deadline(now + heartbeat, self.expires));
                 let position = self.advance_position();
                 Some(frames::heartbeat(position.as_deref()))
             }
         }
+    }
+}
+
+/// The earlier of the next heartbeat and the end of the connection's life.
+fn next_deadline(heartbeat: Instant, expires: Option<(Instant, CloseReason)>) -> Instant {
+    match expires {
+        Some((at, _)) => heartbeat.min(at),
+        None => heartbeat,
     }
 }
