@@ -6,7 +6,9 @@
 //! - `cargo xtask test`: formatting, lints, unit and integration tests, and the browser tests.
 //! - `cargo xtask setup`: only install the tools.
 //! - `cargo xtask dist`: only build the console into dist/.
+//! - `cargo xtask bench [--quick] [--reps N] [--scenarios a,b]`: Herald against nchan.
 
+mod bench;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ fn main() -> Result<()> {
         "run" => run(&rest),
         "test" => test(),
         "setup" => tools::ensure_build_tools().map(|_| ()),
+        "bench" => bench::bench(&rest),
         "dist" => {
             let path = tools::ensure_build_tools()?;
             build_dist(&path)
@@ -33,7 +36,8 @@ fn main() -> Result<()> {
             eprintln!(
                 "usage: cargo xtask <command>\n\n  run [-- ARGS]  build the console (release) and serve it with the API\n  \
                  test           fmt, clippy, unit, integration and browser tests\n  setup          install the build tools\n  \
-                 dist           build the console into dist/"
+                 dist           build the console into dist/\n  \
+                 bench [--quick] [--reps N] [--scenarios a,b]\n                 Herald against nchan, side by side"
             );
             if command.is_empty() || command == "help" || command == "--help" {
                 Ok(())
@@ -141,7 +145,7 @@ fn build_dist(path: &std::ffi::OsStr) -> Result<()> {
 }
 
 /// Runs one named step, printing its start and how long it took.
-fn step(name: &str, action: impl FnOnce() -> Result<()>) -> Result<()> {
+pub fn step(name: &str, action: impl FnOnce() -> Result<()>) -> Result<()> {
     println!("==> {name}");
     let started = Instant::now();
     action().with_context(|| format!("step failed: {name}"))?;

@@ -216,12 +216,27 @@ pub fn ensure_test_services() -> Result<()> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let chromedriver =
         std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
-    let needed = [
+    ensure_packages(&[
         ("chromium", chromium.as_str()),
         ("chromium-driver", chromedriver.as_str()),
         ("redis-server", "/usr/bin/redis-server"),
         ("nginx-light", "/usr/sbin/nginx"),
-    ];
+    ])
+}
+
+/// nginx with the nchan module, which the benchmark measures Herald against.
+pub fn ensure_nchan() -> Result<()> {
+    ensure_packages(&[
+        ("nginx-light", "/usr/sbin/nginx"),
+        (
+            "libnginx-mod-nchan",
+            "/usr/lib/nginx/modules/ngx_nchan_module.so",
+        ),
+    ])
+}
+
+/// Installs each `(package, file)` whose file is missing.
+fn ensure_packages(needed: &[(&str, &str)]) -> Result<()> {
     let missing: Vec<&str> = needed
         .iter()
         .filter(|(_, path)| !Path::new(path).exists())

@@ -33,24 +33,27 @@ pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest non-stream answer (an error) read back from the router.
 const MAX_ANSWER: usize = 64 * 1024;
 
-/// Whether the connection's first request is `GET /events` (followed by a space or a query),
-/// judged by peeking, so a connection that is not goes to hyper untouched.
-pub async fn wants_event_stream(stream: &TcpStream) -> io::Result<bool> {
-    let mut seen = [0u8; PREFIX.len() + 1];
+/// Reads the start of a connection's first request: until it is known whether it is
+/// `GET /events` (followed by a space or a query), which is the answer, with the bytes read.
+/// Whatever is not an event stream goes to hyper with those bytes put back in front.
+pub async fn first_bytes(stream: &TcpStream) -> io::Result<(bool, Vec<u8>)> {
+    let mut buf = Vec::new();
     loop {
-        let read = stream.peek(&mut seen).await?;
-        if read == 0 {
-            return Ok(false);
+        stream.readable().await?;
+        let mut chunk = [0u8; 2048];
+        match stream.try_read(&mut chunk) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(read) => buf.extend_from_slice(&chunk[..read]),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(err) => return Err(err),
         }
-        if read == seen.len() {
-            return Ok(seen.starts_with(PREFIX) && matches!(seen[PREFIX.len()], b' ' | b'?'));
+        if buf.len() > PREFIX.len() {
+            let wants = buf.starts_with(PREFIX) && matches!(buf[PREFIX.len()], b' ' | b'?');
+            return Ok((wants, buf));
         }
-        if !PREFIX.starts_with(&seen[..read]) {
-            return Ok(false);
+        if !PREFIX.starts_with(&buf) {
+            return Ok((false, buf));
         }
-        // A request line cut before its 12th byte: peeking again at once would see the same
-        // bytes, so give the rest a moment to arrive.
-        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -63,8 +66,9 @@ pub struct Settings {
 }
 
 /// Serves one `GET /events` request on `stream` and closes it.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, settings: Settings) {
-    let request = match tokio::time::timeout(HEAD_TIMEOUT, read_request(&stream)).await {
+/// `read` holds what [`first_bytes`] read.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, read: Vec<u8>, settings: Settings) {
+    let request = match tokio::time::timeout(HEAD_TIMEOUT, read_request(&stream, read)).await {
         Ok(Ok(Ok(request))) => request,
         Ok(Ok(Err(refusal))) => {
             let _ = write_all(&stream, &refusal, settings.write_timeout, &settings.metrics).await;
@@ -140,9 +144,14 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, settings: Settings) {
 }
 
 /// Reads and parses the request head. `Ok(Err(answer))` is a complete refusal to send back.
-async fn read_request(stream: &TcpStream) -> io::Result<Result<Request<Body>, Vec<u8>>> {
-    let mut buf = Vec::with_capacity(1024);
+async fn read_request(
+    stream: &TcpStream,
+    mut buf: Vec<u8>,
+) -> io::Result<Result<Request<Body>, Vec<u8>>> {
     loop {
+        if let Some(parsed) = parse_head(&buf) {
+            return Ok(parsed);
+        }
         stream.readable().await?;
         let mut chunk = [0u8; 2048];
         match stream.try_read(&mut chunk) {
@@ -151,33 +160,31 @@ async fn read_request(stream: &TcpStream) -> io::Result<Result<Request<Body>, Ve
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
             Err(err) => return Err(err),
         }
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut parsed = httparse::Request::new(&mut headers);
-        match parsed.parse(&buf) {
-            Ok(httparse::Status::Complete(_)) => return Ok(build_request(&parsed)),
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
-            Ok(httparse::Status::Partial) => {
-                return Ok(Err(refusal(
-                    431,
-                    "request_header_too_large",
-                    "the request head is larger than 16 KiB",
-                )));
-            }
-            Err(httparse::Error::TooManyHeaders) => {
-                return Ok(Err(refusal(
-                    431,
-                    "request_header_too_large",
-                    "a request may carry at most 64 headers",
-                )));
-            }
-            Err(err) => {
-                return Ok(Err(refusal(
-                    400,
-                    "bad_request",
-                    &format!("malformed request head: {err}"),
-                )));
-            }
-        }
+    }
+}
+
+/// The request in `buf` once its head is complete, or a refusal; `None` while more is needed.
+fn parse_head(buf: &[u8]) -> Option<Result<Request<Body>, Vec<u8>>> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(buf) {
+        Ok(httparse::Status::Complete(_)) => Some(build_request(&parsed)),
+        Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => None,
+        Ok(httparse::Status::Partial) => Some(Err(refusal(
+            431,
+            "request_header_too_large",
+            "the request head is larger than 16 KiB",
+        ))),
+        Err(httparse::Error::TooManyHeaders) => Some(Err(refusal(
+            431,
+            "request_header_too_large",
+            "a request may carry at most 64 headers",
+        ))),
+        Err(err) => Some(Err(refusal(
+            400,
+            "bad_request",
+            &format!("malformed request head: {err}"),
+        ))),
     }
 }
 

@@ -110,22 +110,24 @@ async fn accept_loop(
         let hand_over = hand_over.clone();
         let alive = alive.clone();
         tokio::spawn(async move {
-            let wants = tokio::select! {
+            let first = tokio::select! {
                 () = shutdown.cancelled() => return,
-                wants = tokio::time::timeout(
+                first = tokio::time::timeout(
                     event_conn::HEAD_TIMEOUT,
-                    event_conn::wants_event_stream(&stream),
-                ) => wants,
+                    event_conn::first_bytes(&stream),
+                ) => first,
             };
-            match wants {
-                Ok(Ok(true)) => {
-                    event_conn::serve(stream, address, settings).await;
+            match first {
+                Ok(Ok((true, read))) => {
+                    event_conn::serve(stream, address, read, settings).await;
                     drop(alive);
                 }
-                Ok(Ok(false)) => {
+                Ok(Ok((false, read))) => {
                     drop(alive);
                     let stream = TimedStream {
                         inner: stream,
+                        unread: read,
+                        unread_from: 0,
                         write_timeout: settings.write_timeout,
                         stalled_since: None,
                         metrics: settings.metrics,
@@ -156,6 +158,9 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, List
 #[derive(Debug)]
 pub struct TimedStream {
     inner: TcpStream,
+    /// Bytes read to tell event streams apart, given to hyper before anything else.
+    unread: Vec<u8>,
+    unread_from: usize,
     write_timeout: Duration,
     /// Started when a write first returns `Pending`, cleared when one completes.
     stalled_since: Option<Pin<Box<Sleep>>>,
@@ -216,6 +221,17 @@ impl AsyncRead for TimedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.unread_from < this.unread.len() {
+            let rest = &this.unread[this.unread_from..];
+            let take = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..take]);
+            this.unread_from += take;
+            if this.unread_from == this.unread.len() {
+                this.unread = Vec::new();
+                this.unread_from = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
         let result = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Err(err)) = &result
             && err.kind() == io::ErrorKind::TimedOut

@@ -158,7 +158,12 @@ mod tests {
         let queue = std::sync::Arc::new(Queue::new(4));
         let waiting = tokio::spawn({
             let queue = std::sync::Arc::clone(&queue);
-            async move { queue.recv(&AtomicBool::new(false)).await.map(|item| item.seq) }
+            async move {
+                queue
+                    .recv(&AtomicBool::new(false))
+                    .await
+                    .map(|item| item.seq)
+            }
         });
         tokio::task::yield_now().await;
         queue.offer(item(7)).unwrap();

@@ -568,7 +568,13 @@ fn retain(
 }
 
 /// Records every client id waiting in `pending` in one transaction and answers each waiter, so
-/// concurrent connects share one commit (and one fsync) instead of queueing for one each.
+/// concurrent connects share one commit instead of queueing for one each.
+///
+/// The commit does not wait for the disk (`synchronous = NORMAL` for this transaction only): the
+/// ids are in the write-ahead log as soon as it returns, so they survive Herald stopping or being
+/// killed, and the next event commit (`FULL`) syncs them with it. Only an operating-system crash
+/// or power loss in between can forget ids issued since the last sync. Waiting for the disk here
+/// would cost every new connection an fsync.
 fn commit_pending_clients(pending: &Mutex<Vec<PendingClient>>, writer: &mut Connection) {
     let waiting = std::mem::take(&mut *lock(pending));
     if waiting.is_empty() {
@@ -576,27 +582,42 @@ fn commit_pending_clients(pending: &Mutex<Vec<PendingClient>>, writer: &mut Conn
     }
     let failed = storage_error("cannot register clients");
     let result = (|| {
-        let tx = writer
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        writer
+            .pragma_update(None, "synchronous", "NORMAL")
             .map_err(&failed)?;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO clients (client_id, last_seen_ms) VALUES (?1, ?2)
-                     ON CONFLICT (client_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
-                )
-                .map_err(&failed)?;
-            let now = now_ms();
-            for (client, _) in &waiting {
-                insert.execute(params![client, now]).map_err(&failed)?;
-            }
-        }
-        tx.commit().map_err(&failed)
+        let committed = insert_clients(writer, &waiting, &failed);
+        writer
+            .pragma_update(None, "synchronous", "FULL")
+            .map_err(&failed)?;
+        committed
     })();
     for (_, reply) in waiting {
         // The connect may have been abandoned; the id is recorded either way.
         let _ = reply.send(result.clone());
     }
+}
+
+fn insert_clients(
+    writer: &mut Connection,
+    waiting: &[PendingClient],
+    failed: &impl Fn(rusqlite::Error) -> StorageError,
+) -> Result<(), StorageError> {
+    let tx = writer
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(failed)?;
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO clients (client_id, last_seen_ms) VALUES (?1, ?2)
+                 ON CONFLICT (client_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
+            )
+            .map_err(failed)?;
+        let now = now_ms();
+        for (client, _) in waiting {
+            insert.execute(params![client, now]).map_err(failed)?;
+        }
+    }
+    tx.commit().map_err(failed)
 }
 
 impl Storage for SqliteStorage {
