@@ -75,23 +75,37 @@ impl Server {
     }
 }
 
-/// A scenario: its name and the load generator's arguments, full and quick.
+/// A scenario: its name, the load generator's arguments, and the values `--quick` changes.
 struct Scenario {
     name: &'static str,
     args: &'static [&'static str],
-    quick: &'static [&'static str],
+    quick: &'static [(&'static str, &'static str)],
+}
+
+impl Scenario {
+    fn args(&self, quick: bool) -> Vec<&'static str> {
+        let mut args = self.args.to_vec();
+        if quick {
+            for (flag, value) in self.quick {
+                if let Some(at) = args.iter().position(|arg| arg == flag) {
+                    args[at + 1] = value;
+                }
+            }
+        }
+        args
+    }
 }
 
 const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "idle-10k",
         args: &["--scenario", "idle", "--subscribers", "10000"],
-        quick: &["--scenario", "idle", "--subscribers", "10000"],
+        quick: &[],
     },
     Scenario {
         name: "idle-19k",
         args: &["--scenario", "idle", "--subscribers", "19000"],
-        quick: &["--scenario", "idle", "--subscribers", "19000"],
+        quick: &[],
     },
     Scenario {
         name: "broadcast",
@@ -106,17 +120,7 @@ const SCENARIOS: &[Scenario] = &[
             "8",
             "--find-max",
         ],
-        quick: &[
-            "--scenario",
-            "broadcast",
-            "--subscribers",
-            "10000",
-            "--rates",
-            "1,5,10,20",
-            "--step-secs",
-            "4",
-            "--find-max",
-        ],
+        quick: &[("--step-secs", "4")],
     },
     Scenario {
         name: "groups",
@@ -132,18 +136,7 @@ const SCENARIOS: &[Scenario] = &[
             "--step-secs",
             "6",
         ],
-        quick: &[
-            "--scenario",
-            "groups",
-            "--subscribers",
-            "10000",
-            "--topics",
-            "1000",
-            "--rates",
-            "1000,5000,10000",
-            "--step-secs",
-            "3",
-        ],
+        quick: &[("--rates", "1000,5000,10000"), ("--step-secs", "3")],
     },
     Scenario {
         name: "unicast",
@@ -157,16 +150,7 @@ const SCENARIOS: &[Scenario] = &[
             "--step-secs",
             "6",
         ],
-        quick: &[
-            "--scenario",
-            "unicast",
-            "--subscribers",
-            "10000",
-            "--rates",
-            "1000,5000",
-            "--step-secs",
-            "3",
-        ],
+        quick: &[("--step-secs", "3")],
     },
     Scenario {
         name: "resume",
@@ -178,14 +162,7 @@ const SCENARIOS: &[Scenario] = &[
             "--topics",
             "100",
         ],
-        quick: &[
-            "--scenario",
-            "resume",
-            "--subscribers",
-            "10000",
-            "--topics",
-            "100",
-        ],
+        quick: &[],
     },
     Scenario {
         name: "slow",
@@ -203,20 +180,7 @@ const SCENARIOS: &[Scenario] = &[
             "--payload",
             "1024",
         ],
-        quick: &[
-            "--scenario",
-            "slow",
-            "--subscribers",
-            "10000",
-            "--slow-share",
-            "0.1",
-            "--rates",
-            "20",
-            "--step-secs",
-            "5",
-            "--payload",
-            "1024",
-        ],
+        quick: &[("--step-secs", "5")],
     },
     Scenario {
         name: "churn",
@@ -230,16 +194,7 @@ const SCENARIOS: &[Scenario] = &[
             "--churn-secs",
             "60",
         ],
-        quick: &[
-            "--scenario",
-            "churn",
-            "--subscribers",
-            "1000",
-            "--churn-per-sec",
-            "500",
-            "--churn-secs",
-            "15",
-        ],
+        quick: &[("--churn-secs", "15")],
     },
 ];
 
@@ -337,12 +292,8 @@ pub fn bench(args: &[String]) -> Result<()> {
                     scenario.name,
                     server.name()
                 );
-                let args = if options.quick {
-                    scenario.quick
-                } else {
-                    scenario.args
-                };
-                let outcome = run_one(&release, &work, server, args, &token)?;
+                let args = scenario.args(options.quick);
+                let outcome = run_one(&release, &work, server, &args, &token)?;
                 results.push((scenario.name.to_owned(), server, outcome));
             }
         }

@@ -75,7 +75,7 @@ impl Outcome {
 }
 
 /// The streams of a run and how each is subscribed to and published on.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Plan {
     target: Target,
     /// Topic or channel names; for Herald client streams, the client ids once known.
@@ -512,12 +512,7 @@ impl Run {
             paths: (0..streams)
                 .map(|stream| self.plan.publish_path(stream))
                 .collect(),
-            plan: Plan {
-                target: self.plan.target,
-                streams: self.plan.streams.clone(),
-                clients: self.plan.clients,
-                padding: self.plan.padding.clone(),
-            },
+            plan: self.plan.clone(),
         });
         let started = tokio::time::Instant::now();
         let mut tasks = Vec::new();
@@ -718,12 +713,7 @@ impl Run {
             let counts = Rc::clone(&self.counts);
             let addr = self.args.addr;
             let token = self.args.token.clone();
-            let plan_body = Plan {
-                target: self.plan.target,
-                streams: self.plan.streams.clone(),
-                clients: false,
-                padding: self.plan.padding.clone(),
-            };
+            let plan_body = self.plan.clone();
             let path0 = plan_body.publish_path(0);
             let publishing = async move {
                 let mut publisher = Publisher::new(addr, token);
@@ -809,6 +799,7 @@ impl Run {
     }
 }
 
+/// A plan with every stream's publish path worked out once.
 struct PlanView {
     plan: Plan,
     paths: Vec<String>,

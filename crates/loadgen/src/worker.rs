@@ -421,26 +421,21 @@ async fn open(
         buf,
     };
     body.push(&head[end..])?;
-    let greeting;
-    loop {
-        let mut first = None;
-        let used = wire::frames(&body.data, |frame| {
-            if first.is_none() {
-                first = Some(frame.data.and_then(wire::client_id));
-            }
-        });
-        if let Some(client_id) = first {
-            // Only the first frame is consumed here; later ones are left for the reader.
-            let first_len = first_frame_len(&body.data).unwrap_or(used);
-            body.data.drain(..first_len);
-            greeting = client_id;
-            break;
+    // Only the first frame is consumed here; later ones are left for the reader.
+    let greeting = loop {
+        if let Some(len) = first_frame_len(&body.data) {
+            let mut client_id = None;
+            wire::frames(&body.data[..len], |frame| {
+                client_id = frame.data.and_then(wire::client_id);
+            });
+            body.data.drain(..len);
+            break client_id;
         }
         let read = stream.read(&mut body.buf).await?;
         anyhow::ensure!(read > 0, "closed before the first frame");
         let Body { chunked, data, buf } = &mut body;
         feed(chunked, &buf[..read], data)?;
-    }
+    };
     Ok((stream, (greeting, body)))
 }
 

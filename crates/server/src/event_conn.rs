@@ -68,7 +68,7 @@ pub struct Settings {
 /// Serves one `GET /events` request on `stream` and closes it.
 /// `read` holds what [`first_bytes`] read.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, read: Vec<u8>, settings: Settings) {
-    let request = match tokio::time::timeout(HEAD_TIMEOUT, read_request(&stream, read)).await {
+    let mut request = match tokio::time::timeout(HEAD_TIMEOUT, read_request(&stream, read)).await {
         Ok(Ok(Ok(request))) => request,
         Ok(Ok(Err(refusal))) => {
             let _ = write_all(&stream, &refusal, settings.write_timeout, &settings.metrics).await;
@@ -83,7 +83,6 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, read: Vec<u8>, settings:
             return;
         }
     };
-    let mut request = request;
     request
         .extensions_mut()
         .insert(ConnectInfo(PeerAddress(peer)));

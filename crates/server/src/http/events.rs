@@ -37,6 +37,7 @@ use crate::ids::ClientId;
         (status = 400, description = "Invalid topic, too many topics, or a client id this server never issued", body = herald_protocol::api::ErrorBody),
         (status = 401, description = "A private topic without a credential, or a bad, expired or not-yet-valid credential", body = herald_protocol::api::ErrorBody),
         (status = 403, description = "The credential may not subscribe to a private topic asked for", body = herald_protocol::api::ErrorBody),
+        (status = 431, description = "The request head is larger than 16 KiB or has more than 64 headers", body = herald_protocol::api::ErrorBody),
         (status = 429, description = "Too many connections for this client id, user or address", body = herald_protocol::api::ErrorBody),
         (status = 503, description = "The event store is unavailable", body = herald_protocol::api::ErrorBody),
     )
