@@ -107,6 +107,11 @@ pub struct RunArgs {
     pub churn_per_sec: f64,
     #[arg(long, default_value_t = 60.0)]
     pub churn_secs: f64,
+    /// Churn: seconds of churn before memory is first sampled, so what a server does once (code
+    /// paged in for the first time, caches filled up to their size) is not counted as growth.
+    /// The growth from before the warm-up is reported too.
+    #[arg(long, default_value_t = 20.0)]
+    pub churn_warmup_secs: f64,
     /// Subscribers per worker process.
     #[arg(long, default_value_t = 5000)]
     pub per_worker: usize,

@@ -175,6 +175,10 @@ impl Hub {
                 registry.close_all(CloseReason::Shutdown);
             });
         }
+        tokio::spawn(crate::memory::release_after_closes(
+            hub.clone(),
+            shutdown.clone(),
+        ));
         tokio::spawn(hub.clone().expire_periodically(shutdown));
         hub
     }
@@ -186,6 +190,11 @@ impl Hub {
     /// A shared handle to the metrics, for objects that outlive a borrow of the hub.
     pub fn metrics_handle(&self) -> Arc<Metrics> {
         Arc::clone(&self.inner.metrics)
+    }
+
+    /// How many connections have closed since the start.
+    pub(crate) fn connections_closed(&self) -> u64 {
+        self.inner.registry.removed()
     }
 
     pub fn storage(&self) -> &dyn Storage {

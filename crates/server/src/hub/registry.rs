@@ -1,8 +1,9 @@
 //! [`Registry`]: the live connections, indexed by the streams they receive.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::SystemTime;
 
@@ -158,6 +159,8 @@ pub struct Limits {
 #[derive(Debug, Default)]
 pub struct Registry {
     inner: RwLock<Inner>,
+    /// Connections removed since the start, for the memory trim that follows a wave of closes.
+    removed: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -168,6 +171,17 @@ struct Inner {
     streams: HashMap<StreamKey, HashMap<ConnectionId, Arc<Connection>>>,
     /// Live connections per client address.
     addresses: HashMap<IpAddr, usize>,
+}
+
+/// Gives back most of a map's spare room once it is less than half full. A map never shrinks on
+/// its own, so without this the indexes would hold the capacity of the largest crowd of
+/// connections ever seen. Shrinking to a quarter above the length leaves room to grow again
+/// before the next doubling, so the cost stays proportional to the changes that caused it.
+fn release_spare<K: Eq + Hash, V>(map: &mut HashMap<K, V>) {
+    const SMALL: usize = 64;
+    if map.capacity() > SMALL && map.len() < map.capacity() / 2 {
+        map.shrink_to(map.len() + map.len() / 4);
+    }
 }
 
 impl Registry {
@@ -233,6 +247,7 @@ impl Registry {
         if inner.connections.remove(&connection.id).is_none() {
             return;
         }
+        self.removed.fetch_add(1, Ordering::Relaxed);
         if let Some(address) = connection.holder.address
             && let Some(count) = inner.addresses.get_mut(&address)
         {
@@ -246,9 +261,14 @@ impl Registry {
                 members.remove(&connection.id);
                 if members.is_empty() {
                     inner.streams.remove(stream);
+                } else {
+                    release_spare(members);
                 }
             }
         }
+        release_spare(&mut inner.connections);
+        release_spare(&mut inner.streams);
+        release_spare(&mut inner.addresses);
     }
 
     /// Queues an event's frames for every connection receiving one of its streams. `frames[i]`
@@ -301,6 +321,11 @@ impl Registry {
         inner.connections.len()
     }
 
+    /// How many connections have been removed since the start.
+    pub fn removed(&self) -> u64 {
+        self.removed.load(Ordering::Relaxed)
+    }
+
     /// Closes every connection, at shutdown; returns how many there were.
     pub fn close_all(&self, reason: CloseReason) -> usize {
         let inner = self.read();
@@ -327,5 +352,36 @@ impl Registry {
                 _ => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_map_gives_back_the_room_of_a_past_peak() {
+        let mut map: HashMap<u32, u32> = (0..10_000).map(|i| (i, i)).collect();
+        let peak = map.capacity();
+        for i in 100..10_000 {
+            map.remove(&i);
+            release_spare(&mut map);
+        }
+        assert_eq!(map.len(), 100);
+        assert!(map.capacity() < 256, "{} of {peak} kept", map.capacity());
+        assert!((0..100).all(|i| map.get(&i) == Some(&i)));
+    }
+
+    #[test]
+    fn a_map_at_steady_size_keeps_its_room() {
+        let mut map: HashMap<u32, u32> = (0..1_000).map(|i| (i, i)).collect();
+        // Replacing members one at a time never empties the map by half: nothing to give back.
+        for i in 0..5_000 {
+            map.remove(&i);
+            let before = map.capacity();
+            release_spare(&mut map);
+            assert_eq!(map.capacity(), before, "shrunk at step {i}");
+            map.insert(i + 1_000, i);
+        }
     }
 }

@@ -32,6 +32,12 @@ const DATABASE_FILE: &str = "herald.db";
 /// Read-only connections for replays and look-ups.
 const READERS: usize = 4;
 
+/// The writer's page cache, in KiB (SQLite's default is 2 MiB per connection). Appends touch
+/// the last pages of the log and its indexes, which stay cached; new client ids land on random
+/// pages of the client table, which a larger cache would only keep resident, growing the
+/// process by the size of that table until the cache is full.
+const WRITER_CACHE_KIB: i64 = 256;
+
 /// Limits of the durable store.
 #[derive(Debug, Clone)]
 pub struct SqliteSettings {
@@ -231,6 +237,7 @@ fn configure_writer(writer: &Connection, settings: &SqliteSettings) -> rusqlite:
         ));
     }
     writer.pragma_update(None, "synchronous", "FULL")?;
+    writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
     if let Some(max_bytes) = settings.max_bytes {
         let page_size: i64 = writer.query_row("PRAGMA page_size", [], |row| row.get(0))?;
         let pages = i64::try_from(max_bytes).unwrap_or(i64::MAX) / page_size.max(1);
