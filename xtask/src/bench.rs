@@ -174,13 +174,13 @@ const SCENARIOS: &[Scenario] = &[
             "--slow-share",
             "0.1",
             "--rates",
-            "20",
+            "5",
             "--step-secs",
-            "10",
+            "15",
             "--payload",
-            "1024",
+            "4096",
         ],
-        quick: &[("--step-secs", "5")],
+        quick: &[("--step-secs", "8")],
     },
     Scenario {
         name: "churn",
@@ -194,7 +194,7 @@ const SCENARIOS: &[Scenario] = &[
             "--churn-secs",
             "60",
         ],
-        quick: &[("--churn-secs", "15")],
+        quick: &[("--churn-secs", "15"), ("--churn-warmup-secs", "10")],
     },
 ];
 

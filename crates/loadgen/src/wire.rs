@@ -2,11 +2,11 @@
 //! Server-Sent Events frames in it. Written for speed and for the two servers measured, not as a
 //! general client: a load generator that parses slowly measures itself.
 
+use memchr::{memchr, memmem};
+
 /// Where the response head ends, if it has arrived: the index just past `\r\n\r\n`.
 pub fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .map(|at| at + 4)
+    memmem::find(buf, b"\r\n\r\n").map(|at| at + 4)
 }
 
 /// The status code of a response head.
@@ -64,7 +64,7 @@ impl Dechunker {
                 }
                 continue;
             }
-            match input.iter().position(|&byte| byte == b'\n') {
+            match memchr(b'\n', input) {
                 Some(end) => {
                     self.line.extend_from_slice(&input[..end]);
                     input = &input[end + 1..];
@@ -109,13 +109,13 @@ pub fn frames<'a>(body: &'a [u8], mut each: impl FnMut(Frame<'a>)) -> usize {
             comment_only: true,
             ..Frame::default()
         };
-        for line in raw.split(|&byte| byte == b'\n') {
+        for line in Lines(raw) {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.is_empty() || line[0] == b':' {
                 continue;
             }
             frame.comment_only = false;
-            let (field, value) = match line.iter().position(|&byte| byte == b':') {
+            let (field, value) = match memchr(b':', line) {
                 Some(at) => {
                     let value = &line[at + 1..];
                     (&line[..at], value.strip_prefix(b" ").unwrap_or(value))
@@ -135,7 +135,28 @@ pub fn frames<'a>(body: &'a [u8], mut each: impl FnMut(Frame<'a>)) -> usize {
 }
 
 fn find_blank_line(body: &[u8]) -> Option<usize> {
-    body.windows(2).position(|window| window == b"\n\n")
+    memmem::find(body, b"\n\n")
+}
+
+/// The lines of a frame, split at `\n` (a frame is scanned once per event, so with `memchr`).
+struct Lines<'a>(&'a [u8]);
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        if self.0.is_empty() {
+            return None;
+        }
+        match memchr(b'\n', self.0) {
+            Some(end) => {
+                let line = &self.0[..end];
+                self.0 = &self.0[end + 1..];
+                Some(line)
+            }
+            None => Some(std::mem::take(&mut self.0)),
+        }
+    }
 }
 
 /// The numbers the publisher stamps into every event: which stream, the event's number on that
@@ -181,9 +202,7 @@ fn number_after(haystack: &[u8], key: &[u8]) -> Option<u64> {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+    memmem::find(haystack, needle)
 }
 
 /// Microseconds since the Unix epoch: the clock every process of a run shares.

@@ -186,6 +186,15 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_QUEUE_CAPACITY", value_name = "EVENTS")]
     pub queue_capacity: Option<usize>,
 
+    /// The kernel's send buffer for each event stream (SO_SNDBUF; Linux reserves twice this for
+    /// its bookkeeping): the most a subscriber that stops reading holds in the kernel before
+    /// events wait in its queue and count toward `queue_capacity`. Without a cap the kernel grows
+    /// each buffer up to `net.ipv4.tcp_wmem`'s maximum (4 MiB by default), and filling the
+    /// buffers of stalled subscribers costs every other subscriber time. 0 leaves the size to
+    /// the kernel. [default: 65536]
+    #[arg(long, env = "HERALD_STREAM_SEND_BUFFER", value_name = "BYTES")]
+    pub stream_send_buffer: Option<usize>,
+
     /// Maximum lifetime of one connection, after which it is closed with reason `max_lifetime`
     /// and the client reconnects; 0 for no limit. [default: 1h]
     #[arg(long, env = "HERALD_MAX_CONNECTION_LIFETIME", value_parser = parse_duration, value_name = "DURATION")]
@@ -278,6 +287,7 @@ struct FileSettings {
     heartbeat: Option<FileDuration>,
     retry: Option<FileDuration>,
     queue_capacity: Option<usize>,
+    stream_send_buffer: Option<usize>,
     max_connection_lifetime: Option<FileDuration>,
     max_topics_per_connection: Option<usize>,
     max_connections_per_client: Option<usize>,
@@ -368,6 +378,8 @@ pub struct Config {
     pub heartbeat: Duration,
     pub retry: Duration,
     pub queue_capacity: usize,
+    /// `None` leaves the send buffer of event streams to the kernel.
+    pub stream_send_buffer: Option<usize>,
     /// `None` means connections may live forever.
     pub max_connection_lifetime: Option<Duration>,
     pub max_topics_per_connection: usize,
@@ -387,6 +399,9 @@ pub struct Config {
     pub write_timeout: Duration,
     pub shutdown_grace: Duration,
 }
+
+/// The largest `stream_send_buffer` accepted: far beyond any kernel's limit already.
+const MAX_STREAM_SEND_BUFFER: usize = 64 * 1024 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -409,6 +424,7 @@ impl Default for Config {
             heartbeat: Duration::from_secs(15),
             retry: Duration::from_secs(3),
             queue_capacity: 1024,
+            stream_send_buffer: Some(64 * 1024),
             max_connection_lifetime: Some(Duration::from_secs(3600)),
             max_topics_per_connection: 64,
             max_connections_per_client: 32,
@@ -497,6 +513,11 @@ impl Config {
                 .queue_capacity
                 .or(file.queue_capacity)
                 .unwrap_or(defaults.queue_capacity),
+            stream_send_buffer: match args.stream_send_buffer.or(file.stream_send_buffer) {
+                Some(0) => None,
+                Some(bytes) => Some(bytes),
+                None => defaults.stream_send_buffer,
+            },
             max_connection_lifetime: lifetime.filter(|d| !d.is_zero()),
             max_topics_per_connection: args
                 .max_topics_per_connection
@@ -581,6 +602,13 @@ impl Config {
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+        }
+        if let Some(bytes) = self.stream_send_buffer
+            && bytes > MAX_STREAM_SEND_BUFFER
+        {
+            return Err(ConfigError::Invalid(format!(
+                "stream_send_buffer must be at most {MAX_STREAM_SEND_BUFFER} bytes (0 leaves it to the kernel), not {bytes}"
+            )));
         }
         if self.redis_prefix.len() > 64 || self.redis_prefix.chars().any(char::is_control) {
             return Err(ConfigError::Invalid(

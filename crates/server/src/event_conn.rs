@@ -62,12 +62,19 @@ pub async fn first_bytes(stream: &TcpStream) -> io::Result<(bool, Vec<u8>)> {
 pub struct Settings {
     pub app: Router,
     pub write_timeout: Duration,
+    /// The kernel send buffer of each stream (`stream_send_buffer`); `None` leaves it alone.
+    pub send_buffer: Option<usize>,
     pub metrics: Arc<Metrics>,
 }
 
 /// Serves one `GET /events` request on `stream` and closes it.
 /// `read` holds what [`first_bytes`] read.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, read: Vec<u8>, settings: Settings) {
+    if let Some(bytes) = settings.send_buffer
+        && let Err(err) = socket2::SockRef::from(&stream).set_send_buffer_size(bytes)
+    {
+        tracing::debug!(%err, "could not set SO_SNDBUF");
+    }
     let mut request = match tokio::time::timeout(HEAD_TIMEOUT, read_request(&stream, read)).await {
         Ok(Ok(Ok(request))) => request,
         Ok(Ok(Err(refusal))) => {

@@ -102,6 +102,7 @@ async fn serve(
     );
     let grace = config.shutdown_grace;
     let write_timeout = config.write_timeout;
+    let send_buffer = config.stream_send_buffer;
     let state = AppState {
         hub,
         config: Arc::new(config),
@@ -116,6 +117,7 @@ async fn serve(
         event_conn::Settings {
             app: app.clone(),
             write_timeout,
+            send_buffer,
             metrics,
         },
         token.clone(),

@@ -14,8 +14,9 @@ const SLOW_CLOSED: &str = r#"herald_connections_closed_by_server_total{reason="s
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_that_stops_reading_is_dropped_while_a_fast_one_keeps_receiving() {
+    // A queue that never fills first, so the write timeout is what releases the stalled one.
     let server = TestServer::start_with(|config| {
-        config.queue_capacity = 16;
+        config.queue_capacity = 1_000_000;
         config.write_timeout = Duration::from_millis(500);
     })
     .await;
@@ -125,4 +126,50 @@ async fn a_lagging_subscriber_is_told_why_and_resumes_from_its_last_event_id() {
             server.metric(SLOW_CLOSED).await == 1.0
         })
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_holds_little_in_the_kernel_before_its_queue_fills() {
+    let server = TestServer::start_with(|config| {
+        config.queue_capacity = 8;
+        config.stream_send_buffer = Some(8 * 1024);
+        // Flagged as a slow consumer, it is released once its stuck write gives up.
+        config.write_timeout = Duration::from_secs(1);
+    })
+    .await;
+    // A subscriber with a small receive window that sends its request and never reads.
+    let address: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(address).await.unwrap();
+    let request = format!("GET /events?topic=feed HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    stalled.write_all(request.as_bytes()).await.unwrap();
+    server
+        .eventually("the stalled subscriber is registered", || async {
+            server
+                .get_json("/api/clients")
+                .await
+                .1
+                .as_array()
+                .unwrap()
+                .len()
+                == 1
+        })
+        .await;
+
+    // 384 KiB: far less than the 4 MiB the kernel would let one stream's send buffer grow to,
+    // far more than 8 queued events plus the capped send buffer and the small receive window.
+    let payload = "x".repeat(16 * 1024);
+    for n in 1..=24 {
+        server
+            .publish("feed", "message", json!({"n": n, "pad": payload}))
+            .await;
+    }
+    server
+        .eventually(
+            "the stalled subscriber is closed as a slow consumer",
+            || async { server.metric(SLOW_CLOSED).await == 1.0 },
+        )
+        .await;
+    drop(stalled);
 }
