@@ -36,8 +36,11 @@ pub fn random_u32() -> u32 {
     u32::from_le_bytes(random_bytes())
 }
 
-/// A client's identity across its connections and reconnections: 128 random bits, so it cannot
-/// be guessed, in lowercase hex. Shared, since every index of a connection holds a copy.
+/// A client's identity across its connections and reconnections, in 32 lowercase hex digits:
+/// the millisecond it was issued (48 bits) followed by 80 random bits, so it cannot be guessed.
+/// Ids issued later sort later, so recording a new one appends to the client table's index
+/// rather than rewriting a random page of it. Shared, since every index of a connection holds a
+/// copy.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientId(Arc<str>);
 
@@ -45,7 +48,14 @@ impl ClientId {
     const HEX_LEN: usize = 32;
 
     pub fn generate() -> Self {
-        Self(Arc::from(hex(&random_bytes::<16>())))
+        let issued_ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis());
+        // 48 bits of milliseconds last until the year 10889.
+        let time = (issued_ms & 0xffff_ffff_ffff) as u64;
+        let mut text = format!("{time:012x}");
+        text.push_str(&hex(&random_bytes::<10>()));
+        Self(Arc::from(text))
     }
 
     /// Accepts text shaped like an issued id. Whether it was issued is the directory's question.
@@ -98,11 +108,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn client_ids_are_random_and_parse_back() {
-        let a = ClientId::generate();
-        let b = ClientId::generate();
-        assert_ne!(a, b);
-        assert_eq!(ClientId::parse(a.as_str()), Some(a));
+    fn client_ids_are_unique_in_issue_order_and_parse_back() {
+        let ids: Vec<ClientId> = (0..1000).map(|_| ClientId::generate()).collect();
+        let unique: std::collections::HashSet<&ClientId> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len());
+        // Within one millisecond the order is random; across milliseconds it is the issue order.
+        let prefix = |id: &ClientId| id.as_str()[..12].to_owned();
+        assert!(
+            ids.windows(2)
+                .all(|pair| prefix(&pair[0]) <= prefix(&pair[1]))
+        );
+        for id in ids {
+            assert_eq!(id.as_str().len(), 32);
+            assert_eq!(ClientId::parse(id.as_str()), Some(id));
+        }
     }
 
     #[test]

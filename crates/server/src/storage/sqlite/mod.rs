@@ -664,14 +664,19 @@ impl Storage for SqliteStorage {
             .swap(true, Ordering::AcqRel)
         {
             let inner = Arc::clone(&self.inner);
-            tokio::task::spawn_blocking(move || {
-                let mut writer = lock(&inner.writer);
-                // Cleared before taking the ids: one registered after the take sees it clear
-                // and schedules the next commit.
-                inner
-                    .clients_flush_scheduled
-                    .store(false, Ordering::Release);
-                commit_pending_clients(&inner.pending_clients, &mut writer);
+            tokio::spawn(async move {
+                // Connections already waiting to run add their ids first, so a burst of
+                // connects shares a few large commits rather than many small ones.
+                tokio::task::yield_now().await;
+                tokio::task::spawn_blocking(move || {
+                    let mut writer = lock(&inner.writer);
+                    // Cleared before taking the ids: one registered after the take sees it
+                    // clear and schedules the next commit.
+                    inner
+                        .clients_flush_scheduled
+                        .store(false, Ordering::Release);
+                    commit_pending_clients(&inner.pending_clients, &mut writer);
+                });
             });
         }
         Box::pin(async move {
