@@ -31,6 +31,15 @@ pub fn random_secret() -> String {
     hex(&random_bytes::<32>())
 }
 
+/// Milliseconds since the Unix epoch (0 if the clock is set before it).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
 /// A random number for jitter.
 pub fn random_u32() -> u32 {
     u32::from_le_bytes(random_bytes())
@@ -48,11 +57,8 @@ impl ClientId {
     const HEX_LEN: usize = 32;
 
     pub fn generate() -> Self {
-        let issued_ms = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis());
         // 48 bits of milliseconds last until the year 10889.
-        let time = (issued_ms & 0xffff_ffff_ffff) as u64;
+        let time = now_ms() & 0xffff_ffff_ffff;
         let mut text = format!("{time:012x}");
         text.push_str(&hex(&random_bytes::<10>()));
         Self(Arc::from(text))

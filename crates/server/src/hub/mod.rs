@@ -136,7 +136,7 @@ impl Hub {
         shutdown: CancellationToken,
     ) -> Self {
         let (publish_queue, jobs) = mpsc::channel(PUBLISH_BATCH * 4);
-        let registry = Arc::new(Registry::default());
+        let registry = Arc::new(Registry::new(settings.retention_interval));
         let fanned_out_through = Arc::new(AtomicU64::new(0));
         let sequencer = Sequencer {
             storage: Arc::clone(&storage),
@@ -228,6 +228,8 @@ impl Hub {
                 "this node is not yet following the shared log in Redis",
             )));
         }
+        // A new client id is recorded as it is issued; a returning one at the next pass.
+        let recorded = request.client_id.is_none().then(crate::ids::now_ms);
         let client_id = match request.client_id {
             Some(client) if inner.storage.client_exists(&client).await? => client,
             Some(client) => return Err(SubscribeError::UnknownClient(client)),
@@ -243,6 +245,9 @@ impl Hub {
             request.holder,
             inner.settings.queue_capacity,
         );
+        if let Some(at) = recorded {
+            connection.recorded(at);
+        }
         inner
             .registry
             .insert(&connection, inner.settings.limits)
@@ -377,6 +382,19 @@ impl Hub {
         self.inner.storage.format_id(seq)
     }
 
+    /// How old storage's record of a live client may grow before it is written again. A
+    /// record stays well inside `client_ttl` (at most a quarter of it plus one retention
+    /// interval old), so no live client expires, without rewriting every live client at every
+    /// pass. With a `client_ttl` under four retention intervals, every pass records them all.
+    fn record_refresh(&self) -> Duration {
+        let settings = &self.inner.settings;
+        if settings.client_ttl > settings.retention_interval * 4 {
+            settings.client_ttl / 4
+        } else {
+            Duration::ZERO
+        }
+    }
+
     /// Keeps live clients fresh and lets storage forget expired clients and history.
     async fn expire_periodically(self, shutdown: CancellationToken) {
         let mut ticker = tokio::time::interval(self.inner.settings.retention_interval);
@@ -388,7 +406,10 @@ impl Hub {
             }
             let storage = &self.inner.storage;
             let now = SystemTime::now();
-            let live = self.inner.registry.live_clients();
+            let now_ms = crate::ids::now_ms();
+            let refresh = u64::try_from(self.record_refresh().as_millis()).unwrap_or(u64::MAX);
+            let registry = &self.inner.registry;
+            let seen = registry.clients_to_record(now_ms.saturating_sub(refresh), now_ms);
             let cutoff = now
                 .checked_sub(self.inner.settings.client_ttl)
                 .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -397,9 +418,10 @@ impl Hub {
                 .unwrap_or(SystemTime::UNIX_EPOCH);
             // If live clients cannot be marked as seen (a full disk, say), history retention still
             // runs, but no client expires: one of them might be live.
-            let cutoff = match storage.touch_clients(&live).await {
+            let cutoff = match storage.touch_clients(&seen).await {
                 Ok(()) => cutoff,
                 Err(err) => {
+                    registry.record_failed(&seen);
                     tracing::warn!(%err, "recording live clients failed; no client expires this round");
                     SystemTime::UNIX_EPOCH
                 }

@@ -5,7 +5,7 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use herald_protocol::system::CloseReason;
@@ -13,7 +13,7 @@ use herald_protocol::system::CloseReason;
 pub use super::queue::Queued;
 use super::queue::{Full, Queue};
 
-use crate::ids::{ClientId, ConnectionId};
+use crate::ids::{ClientId, ConnectionId, now_ms};
 use crate::storage::{Seq, StreamKey};
 
 /// Who holds a connection, as its credential said when it opened.
@@ -51,6 +51,9 @@ pub struct Connection {
     /// Set when an event could not be queued: from then on the stream has a hole, and its
     /// position must never be advanced past what it actually wrote.
     dropped: AtomicBool,
+    /// When storage last recorded this connection's client as seen, in milliseconds since the
+    /// Unix epoch; 0 for not since the connection opened.
+    recorded_ms: AtomicU64,
 }
 
 impl Connection {
@@ -84,6 +87,7 @@ impl Connection {
             closing: AtomicBool::new(false),
             close_reason: OnceLock::new(),
             dropped: AtomicBool::new(false),
+            recorded_ms: AtomicU64::new(0),
         };
         Arc::new(connection)
     }
@@ -105,6 +109,12 @@ impl Connection {
         let _ = self.close_reason.set(reason);
         self.closing.store(true, Ordering::Release);
         self.queue.wake();
+    }
+
+    /// Notes that storage has just recorded this connection's client as seen (a new client id
+    /// is recorded when it is issued).
+    pub fn recorded(&self, at_ms: u64) {
+        self.recorded_ms.store(at_ms, Ordering::Relaxed);
     }
 
     /// Whether the stream was asked to close.
@@ -156,11 +166,14 @@ pub struct Limits {
     pub per_address: Option<usize>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
     inner: RwLock<Inner>,
     /// Connections removed since the start, for the memory trim that follows a wave of closes.
     removed: AtomicU64,
+    /// Clients whose connection closed while storage's record of them was older than this
+    /// many milliseconds: their last activity is still to be recorded.
+    record_leaving_after_ms: u64,
 }
 
 #[derive(Debug, Default)]
@@ -171,6 +184,8 @@ struct Inner {
     streams: HashMap<StreamKey, HashMap<ConnectionId, Arc<Connection>>>,
     /// Live connections per client address.
     addresses: HashMap<IpAddr, usize>,
+    /// Clients that left with their last activity not yet recorded.
+    left: Vec<ClientId>,
 }
 
 /// Gives back most of a map's spare room once it is less than half full. A map never shrinks on
@@ -185,6 +200,17 @@ fn release_spare<K: Eq + Hash, V>(map: &mut HashMap<K, V>) {
 }
 
 impl Registry {
+    /// `record_leaving_after`: how stale storage's record of a client may be when one of its
+    /// connections closes before the client is queued for [`Registry::clients_to_record`].
+    pub fn new(record_leaving_after: Duration) -> Self {
+        Self {
+            inner: RwLock::default(),
+            removed: AtomicU64::new(0),
+            record_leaving_after_ms: u64::try_from(record_leaving_after.as_millis())
+                .unwrap_or(u64::MAX),
+        }
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
         // Every update of `Inner` completes under the guard, so a poisoned lock still holds
         // consistent data.
@@ -248,6 +274,10 @@ impl Registry {
             return;
         }
         self.removed.fetch_add(1, Ordering::Relaxed);
+        let recorded = connection.recorded_ms.load(Ordering::Relaxed);
+        if now_ms().saturating_sub(recorded) > self.record_leaving_after_ms {
+            inner.left.push(connection.client_id.clone());
+        }
         if let Some(address) = connection.holder.address
             && let Some(count) = inner.addresses.get_mut(&address)
         {
@@ -342,22 +372,104 @@ impl Registry {
         all
     }
 
-    /// The client ids that have live connections.
-    pub fn live_clients(&self) -> Vec<ClientId> {
-        self.read()
-            .streams
-            .keys()
-            .filter_map(|stream| match stream {
-                StreamKey::Client(client) => Some(client.clone()),
-                _ => None,
-            })
-            .collect()
+    /// The clients whose activity storage should record now: those with a live connection
+    /// last recorded before `stale_before_ms`, and those that left since the previous call
+    /// with their record older than `record_leaving_after`. Each live connection returned
+    /// counts as recorded at `now_ms`. Recording only stale clients keeps the periodic write
+    /// small: a client connected for hours is written a few times, not at every pass.
+    pub fn clients_to_record(&self, stale_before_ms: u64, now_ms: u64) -> Vec<ClientId> {
+        let mut inner = self.write();
+        let mut clients: HashSet<ClientId> = std::mem::take(&mut inner.left).into_iter().collect();
+        for connection in inner.connections.values() {
+            if connection.recorded_ms.load(Ordering::Relaxed) < stale_before_ms {
+                connection.recorded(now_ms);
+                clients.insert(connection.client_id.clone());
+            }
+        }
+        clients.into_iter().collect()
+    }
+
+    /// Takes back [`Registry::clients_to_record`] when storage could not record them: they are
+    /// returned again by the next call.
+    pub fn record_failed(&self, clients: &[ClientId]) {
+        let mut inner = self.write();
+        let clients: HashSet<&ClientId> = clients.iter().collect();
+        let mut live = HashSet::new();
+        for connection in inner.connections.values() {
+            if clients.contains(&connection.client_id) {
+                connection.recorded(0);
+                live.insert(connection.client_id.clone());
+            }
+        }
+        let gone = clients.into_iter().filter(|client| !live.contains(*client));
+        let gone: Vec<ClientId> = gone.cloned().collect();
+        inner.left.extend(gone);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NO_LIMITS: Limits = Limits {
+        per_client: usize::MAX,
+        per_user: usize::MAX,
+        per_address: None,
+    };
+
+    fn connect(
+        registry: &Registry,
+        client: &ClientId,
+        recorded_ms: Option<u64>,
+    ) -> Arc<Connection> {
+        let connection = Connection::new(client.clone(), Vec::new(), Holder::default(), 8);
+        if let Some(at) = recorded_ms {
+            connection.recorded(at);
+        }
+        registry.insert(&connection, NO_LIMITS).unwrap();
+        connection
+    }
+
+    #[test]
+    fn only_stale_and_departed_clients_are_recorded_again() {
+        let registry = Registry::new(Duration::from_secs(10));
+        let now = now_ms();
+        let (fresh, returning, old) = (
+            ClientId::generate(),
+            ClientId::generate(),
+            ClientId::generate(),
+        );
+        let fresh_connection = connect(&registry, &fresh, Some(now));
+        connect(&registry, &returning, None);
+        let old_connection = connect(&registry, &old, Some(now - 60_000));
+
+        let mut due = registry.clients_to_record(now - 30_000, now);
+        due.sort();
+        let mut expected = vec![returning.clone(), old.clone()];
+        expected.sort();
+        assert_eq!(due, expected, "never recorded, or recorded too long ago");
+        assert!(
+            registry.clients_to_record(now - 30_000, now).is_empty(),
+            "now recorded"
+        );
+
+        // Leaving right after being recorded needs no write; leaving long after does.
+        registry.remove(&fresh_connection);
+        old_connection.recorded(now - 20_000);
+        registry.remove(&old_connection);
+        assert_eq!(
+            registry.clients_to_record(now - 30_000, now),
+            vec![old.clone()]
+        );
+
+        // A failed write hands the clients back for the next pass.
+        let due = registry.clients_to_record(0, now);
+        assert!(due.is_empty());
+        registry.record_failed(&[returning.clone(), old.clone()]);
+        let mut due = registry.clients_to_record(now - 30_000, now);
+        due.sort();
+        assert_eq!(due, expected);
+    }
 
     #[test]
     fn a_map_gives_back_the_room_of_a_past_peak() {
