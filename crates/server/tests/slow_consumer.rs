@@ -28,18 +28,9 @@ async fn a_subscriber_that_stops_reading_is_dropped_while_a_fast_one_keeps_recei
     let mut stalled = TcpStream::connect(address).await.unwrap();
     let request = format!("GET /events?topic=feed HTTP/1.1\r\nHost: {address}\r\n\r\n");
     stalled.write_all(request.as_bytes()).await.unwrap();
-    let live_connections = || async {
-        server
-            .get_json("/api/clients")
-            .await
-            .1
-            .as_array()
-            .unwrap()
-            .len()
-    };
     server
         .eventually("both subscribers are registered", || async {
-            live_connections().await == 2
+            server.live_connections().await == 2
         })
         .await;
 
@@ -47,7 +38,7 @@ async fn a_subscriber_that_stops_reading_is_dropped_while_a_fast_one_keeps_recei
     // the stalled one.
     let payload = "x".repeat(64 * 1024);
     let mut published = 0u64;
-    while live_connections().await == 2 {
+    while server.live_connections().await == 2 {
         assert!(
             published < 2000,
             "the stalled subscriber was never released"
@@ -146,14 +137,7 @@ async fn a_stalled_subscriber_holds_little_in_the_kernel_before_its_queue_fills(
     stalled.write_all(request.as_bytes()).await.unwrap();
     server
         .eventually("the stalled subscriber is registered", || async {
-            server
-                .get_json("/api/clients")
-                .await
-                .1
-                .as_array()
-                .unwrap()
-                .len()
-                == 1
+            server.live_connections().await == 1
         })
         .await;
 

@@ -147,14 +147,7 @@ async fn admin_close_ends_the_clients_streams_without_reconnect() {
     assert_eq!(bystander.envelope().await.data, json!("still here"));
     server
         .eventually("only the bystander is listed", || async {
-            server
-                .get_json("/api/clients")
-                .await
-                .1
-                .as_array()
-                .unwrap()
-                .len()
-                == 1
+            server.live_connections().await == 1
         })
         .await;
     let response = server

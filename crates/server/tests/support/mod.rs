@@ -301,6 +301,16 @@ impl TestServer {
         (status, response.json().await.unwrap())
     }
 
+    /// How many connections `GET /api/clients` lists.
+    pub async fn live_connections(&self) -> usize {
+        self.get_json("/api/clients")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len()
+    }
+
     /// The value of one sample line of `/metrics`, such as `herald_connections` or
     /// `herald_demo_streams_cancelled_total{demo="countdown"}`; 0 when absent.
     pub async fn metric(&self, sample: &str) -> f64 {
