@@ -186,12 +186,19 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_QUEUE_CAPACITY", value_name = "EVENTS")]
     pub queue_capacity: Option<usize>,
 
+    /// The most data each event stream leaves unsent in the kernel (TCP_NOTSENT_LOWAT): once
+    /// a subscriber's kernel holds this much that its peer has not yet taken, further events
+    /// wait in the connection's queue and count toward `queue_capacity`. Without a limit a
+    /// subscriber that stops reading soaks up its whole send buffer (up to 4 MiB on Linux), and
+    /// copying events into the buffers of stalled subscribers costs every other subscriber
+    /// time. Data in flight to a reading client is not limited. 0 removes the limit.
+    /// [default: 16384]
+    #[arg(long, env = "HERALD_STREAM_UNSENT_LIMIT", value_name = "BYTES")]
+    pub stream_unsent_limit: Option<usize>,
+
     /// The kernel's send buffer for each event stream (SO_SNDBUF; Linux reserves twice this for
-    /// its bookkeeping): the most a subscriber that stops reading holds in the kernel before
-    /// events wait in its queue and count toward `queue_capacity`. Without a cap the kernel grows
-    /// each buffer up to `net.ipv4.tcp_wmem`'s maximum (4 MiB by default), and filling the
-    /// buffers of stalled subscribers costs every other subscriber time. 0 leaves the size to
-    /// the kernel. [default: 65536]
+    /// its bookkeeping), which bounds unsent and unacknowledged data together, and with it the
+    /// throughput of a distant client. 0 leaves it to the kernel's autotuning. [default: 0]
     #[arg(long, env = "HERALD_STREAM_SEND_BUFFER", value_name = "BYTES")]
     pub stream_send_buffer: Option<usize>,
 
@@ -287,6 +294,7 @@ struct FileSettings {
     heartbeat: Option<FileDuration>,
     retry: Option<FileDuration>,
     queue_capacity: Option<usize>,
+    stream_unsent_limit: Option<usize>,
     stream_send_buffer: Option<usize>,
     max_connection_lifetime: Option<FileDuration>,
     max_topics_per_connection: Option<usize>,
@@ -378,6 +386,8 @@ pub struct Config {
     pub heartbeat: Duration,
     pub retry: Duration,
     pub queue_capacity: usize,
+    /// `None`: no limit on the unsent data of event streams.
+    pub stream_unsent_limit: Option<usize>,
     /// `None` leaves the send buffer of event streams to the kernel.
     pub stream_send_buffer: Option<usize>,
     /// `None` means connections may live forever.
@@ -400,8 +410,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
-/// The largest `stream_send_buffer` accepted: far beyond any kernel's limit already.
-const MAX_STREAM_SEND_BUFFER: usize = 64 * 1024 * 1024;
+/// The largest `stream_send_buffer` or `stream_unsent_limit` accepted: far beyond any kernel's
+/// limit already.
+const MAX_STREAM_BUFFER: usize = 64 * 1024 * 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -424,7 +435,8 @@ impl Default for Config {
             heartbeat: Duration::from_secs(15),
             retry: Duration::from_secs(3),
             queue_capacity: 1024,
-            stream_send_buffer: Some(64 * 1024),
+            stream_unsent_limit: Some(16 * 1024),
+            stream_send_buffer: None,
             max_connection_lifetime: Some(Duration::from_secs(3600)),
             max_topics_per_connection: 64,
             max_connections_per_client: 32,
@@ -513,6 +525,11 @@ impl Config {
                 .queue_capacity
                 .or(file.queue_capacity)
                 .unwrap_or(defaults.queue_capacity),
+            stream_unsent_limit: match args.stream_unsent_limit.or(file.stream_unsent_limit) {
+                Some(0) => None,
+                Some(bytes) => Some(bytes),
+                None => defaults.stream_unsent_limit,
+            },
             stream_send_buffer: match args.stream_send_buffer.or(file.stream_send_buffer) {
                 Some(0) => None,
                 Some(bytes) => Some(bytes),
@@ -603,12 +620,17 @@ impl Config {
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
         }
-        if let Some(bytes) = self.stream_send_buffer
-            && bytes > MAX_STREAM_SEND_BUFFER
-        {
-            return Err(ConfigError::Invalid(format!(
-                "stream_send_buffer must be at most {MAX_STREAM_SEND_BUFFER} bytes (0 leaves it to the kernel), not {bytes}"
-            )));
+        for (name, value) in [
+            ("stream_unsent_limit", self.stream_unsent_limit),
+            ("stream_send_buffer", self.stream_send_buffer),
+        ] {
+            if let Some(bytes) = value
+                && bytes > MAX_STREAM_BUFFER
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be at most {MAX_STREAM_BUFFER} bytes (0 leaves it to the kernel), not {bytes}"
+                )));
+            }
         }
         if self.redis_prefix.len() > 64 || self.redis_prefix.chars().any(char::is_control) {
             return Err(ConfigError::Invalid(
@@ -825,5 +847,28 @@ mod tests {
             Config::resolve(args),
             Err(ConfigError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn stream_buffers_default_to_a_small_unsent_limit_and_take_zero_for_the_kernel() {
+        let config = Config::resolve(ServeArgs::default()).unwrap();
+        assert_eq!(config.stream_unsent_limit, Some(16 * 1024));
+        assert_eq!(config.stream_send_buffer, None);
+        let args = parse(&[
+            "--stream-unsent-limit",
+            "0",
+            "--stream-send-buffer",
+            "262144",
+        ]);
+        let config = Config::resolve(args).unwrap();
+        assert_eq!(config.stream_unsent_limit, None);
+        assert_eq!(config.stream_send_buffer, Some(262_144));
+        for flag in ["--stream-unsent-limit", "--stream-send-buffer"] {
+            let args = parse(&[flag, "68719476736"]);
+            assert!(
+                matches!(Config::resolve(args), Err(ConfigError::Invalid(_))),
+                "{flag}"
+            );
+        }
     }
 }

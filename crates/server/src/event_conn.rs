@@ -64,16 +64,29 @@ pub struct Settings {
     pub write_timeout: Duration,
     /// The kernel send buffer of each stream (`stream_send_buffer`); `None` leaves it alone.
     pub send_buffer: Option<usize>,
+    /// The most each stream leaves unsent in the kernel (`stream_unsent_limit`); `None`: no limit.
+    pub unsent_limit: Option<usize>,
     pub metrics: Arc<Metrics>,
 }
 
 /// Serves one `GET /events` request on `stream` and closes it.
 /// `read` holds what [`first_bytes`] read.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, read: Vec<u8>, settings: Settings) {
-    if let Some(bytes) = settings.send_buffer
-        && let Err(err) = socket2::SockRef::from(&stream).set_send_buffer_size(bytes)
     {
-        tracing::debug!(%err, "could not set SO_SNDBUF");
+        let socket = socket2::SockRef::from(&stream);
+        if let Some(bytes) = settings.send_buffer
+            && let Err(err) = socket.set_send_buffer_size(bytes)
+        {
+            tracing::debug!(%err, "could not set SO_SNDBUF");
+        }
+        // Validated at start-up to fit.
+        if let Some(bytes) = settings
+            .unsent_limit
+            .and_then(|bytes| u32::try_from(bytes).ok())
+            && let Err(err) = socket.set_tcp_notsent_lowat(bytes)
+        {
+            tracing::debug!(%err, "could not set TCP_NOTSENT_LOWAT");
+        }
     }
     let mut request = match tokio::time::timeout(HEAD_TIMEOUT, read_request(&stream, read)).await {
         Ok(Ok(Ok(request))) => request,

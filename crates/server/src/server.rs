@@ -103,6 +103,7 @@ async fn serve(
     let grace = config.shutdown_grace;
     let write_timeout = config.write_timeout;
     let send_buffer = config.stream_send_buffer;
+    let unsent_limit = config.stream_unsent_limit;
     let state = AppState {
         hub,
         config: Arc::new(config),
@@ -118,6 +119,7 @@ async fn serve(
             app: app.clone(),
             write_timeout,
             send_buffer,
+            unsent_limit,
             metrics,
         },
         token.clone(),

@@ -123,7 +123,8 @@ async fn a_lagging_subscriber_is_told_why_and_resumes_from_its_last_event_id() {
 async fn a_stalled_subscriber_holds_little_in_the_kernel_before_its_queue_fills() {
     let server = TestServer::start_with(|config| {
         config.queue_capacity = 8;
-        config.stream_send_buffer = Some(8 * 1024);
+        // The default unsent limit alone, with the send buffer left to the kernel's autotuning.
+        config.stream_send_buffer = None;
         // Flagged as a slow consumer, it is released once its stuck write gives up.
         config.write_timeout = Duration::from_secs(1);
     })
@@ -142,7 +143,7 @@ async fn a_stalled_subscriber_holds_little_in_the_kernel_before_its_queue_fills(
         .await;
 
     // 384 KiB: far less than the 4 MiB the kernel would let one stream's send buffer grow to,
-    // far more than 8 queued events plus the capped send buffer and the small receive window.
+    // far more than 8 queued events plus the unsent limit and the small receive window.
     let payload = "x".repeat(16 * 1024);
     for n in 1..=24 {
         server
