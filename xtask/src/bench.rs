@@ -277,6 +277,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         .collect();
     let started = Instant::now();
     let mut results: Vec<(String, Server, Value)> = Vec::new();
+    let mut floors: Vec<Value> = Vec::new();
     for repetition in 0..options.repetitions {
         for (index, scenario) in scenarios.iter().enumerate() {
             let order = if (repetition + index) % 2 == 0 {
@@ -296,9 +297,18 @@ pub fn bench(args: &[String]) -> Result<()> {
                 let outcome = run_one(&release, &work, server, &args, &token)?;
                 results.push((scenario.name.to_owned(), server, outcome));
             }
+            if scenario.name == "broadcast" {
+                println!(
+                    "==> repetition {}/{}: loopback floor",
+                    repetition + 1,
+                    options.repetitions
+                );
+                floors.push(floor(&release)?);
+            }
         }
     }
-    let table = report(&results, &scenarios, options.repetitions);
+    let mut table = report(&results, &scenarios, options.repetitions);
+    table.push_str(&floor_report(&floors));
     println!("\n{table}");
     let out = target_dir().join("bench");
     std::fs::create_dir_all(&out)?;
@@ -308,6 +318,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         .map(|(scenario, server, outcome)| {
             serde_json::json!({"scenario": scenario, "server": server.name(), "outcome": outcome})
         })
+        .chain(floors.iter().map(|floor| serde_json::json!({"scenario": "floor", "outcome": floor})))
         .collect();
     std::fs::write(
         out.join("results.json"),
@@ -495,6 +506,57 @@ fn run_one(
     }
     let line = String::from_utf8(output.stdout)?;
     serde_json::from_str(line.trim()).context("herald-load printed no result")
+}
+
+/// The kernel's floor for the broadcast scenario: a plain loop writing one frame to each of
+/// 10,000 loopback connections at 10 events/s, pinned like a server, with its reader pinned
+/// like the load generator.
+fn floor(release: &Path) -> Result<Value> {
+    let output = Command::new("taskset")
+        .args(["-c", SERVER_CPU])
+        .arg(release.join("herald-load"))
+        .args([
+            "floor",
+            "--connections",
+            "10000",
+            "--rate",
+            "10",
+            "--events",
+            "50",
+        ])
+        .args(["--reader-cpu", LOAD_CPU])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running herald-load floor")?;
+    if !output.status.success() {
+        bail!("herald-load floor failed");
+    }
+    let line = String::from_utf8(output.stdout)?;
+    serde_json::from_str(line.trim()).context("herald-load floor printed no result")
+}
+
+/// The floor's medians, to read the broadcast's CPU per delivery against.
+fn floor_report(floors: &[Value]) -> String {
+    if floors.is_empty() {
+        return String::new();
+    }
+    let figure = |name: &str| {
+        median(
+            &floors
+                .iter()
+                .map(|floor| floor[name].as_f64().unwrap_or(f64::NAN))
+                .collect::<Vec<_>>(),
+        )
+    };
+    format!(
+        "\nLoopback floor (`herald-load floor`: a plain loop writing a 200-byte frame to each of \
+         10,000 loopback connections, 10 events/s, no server; medians of {} runs): {} µs CPU per \
+         write; one event's fan-out {} ms median, {} ms slowest.\n",
+        floors.len(),
+        format_value(figure("cpu_per_write_us")),
+        format_value(figure("fan_out_median_ms")),
+        format_value(figure("fan_out_max_ms")),
+    )
 }
 
 /// One figure across runs: unit, which way is better, Herald's and nchan's values, and whether

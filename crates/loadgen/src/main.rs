@@ -4,7 +4,11 @@
 //! scenario against a server that is already running and prints its figures as JSON on stdout
 //! (a summary goes to stderr). Subscribers are spread over worker processes of this binary, each
 //! with its own source address; the publisher and the measurements run in this process.
+//!
+//! `herald-load floor` measures what no server can go under: the CPU time of a plain loop
+//! writing each event to every loopback connection.
 
+mod floor;
 mod pool;
 mod procfs;
 mod publish;
@@ -28,6 +32,19 @@ struct Cli {
 enum Cmd {
     /// Runs one scenario and prints its figures as JSON.
     Run(RunArgs),
+    /// Measures the kernel's floor for a broadcast (a plain write loop, no server) and prints
+    /// it as JSON. Run it pinned where the servers run.
+    Floor(floor::FloorArgs),
+    /// The reading side of `floor` (started by it).
+    #[command(hide = true)]
+    FloorRead {
+        #[arg(long)]
+        addr: SocketAddr,
+        #[arg(long)]
+        connections: usize,
+        #[arg(long)]
+        bytes: u64,
+    },
     /// A worker process (started by `run`; reads commands on stdin).
     #[command(hide = true)]
     Worker {
@@ -121,6 +138,27 @@ fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Worker { target, source } => worker::main(target, source),
+        Cmd::FloorRead {
+            addr,
+            connections,
+            bytes,
+        } => floor::read(addr, connections, bytes),
+        Cmd::Floor(args) => {
+            let floor = floor::run(&args)?;
+            eprintln!(
+                "floor: {} connections, {} events of {} B at {}/s: {:.2} µs CPU per write, fan-out {:.1} ms median, {:.1} ms slowest, {} short writes",
+                floor.connections,
+                floor.events,
+                floor.frame,
+                floor.rate,
+                floor.cpu_per_write_us,
+                floor.fan_out_median_ms,
+                floor.fan_out_max_ms,
+                floor.short_writes
+            );
+            println!("{}", serde_json::to_string(&floor)?);
+            Ok(())
+        }
         Cmd::Run(args) => {
             anyhow::ensure!(
                 args.addr.ip().is_loopback(),
