@@ -87,8 +87,9 @@ impl Scenario {
         let mut args = self.args.to_vec();
         if quick {
             for (flag, value) in self.quick {
-                if let Some(at) = args.iter().position(|arg| arg == flag) {
-                    args[at + 1] = value;
+                match args.iter().position(|arg| arg == flag) {
+                    Some(at) => args[at + 1] = value,
+                    None => args.extend([*flag, *value]),
                 }
             }
         }
@@ -211,19 +212,21 @@ fn parse(args: &[String]) -> Result<Options> {
         quick: false,
         only: Vec::new(),
     };
+    let mut repetitions = None;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--quick" => {
-                options.quick = true;
-                options.repetitions = 1;
-            }
+            "--quick" => options.quick = true,
             "--reps" => {
-                options.repetitions = args
+                let reps: usize = args
                     .next()
                     .context("--reps needs a number")?
                     .parse()
                     .context("--reps needs a number")?;
+                if reps == 0 {
+                    bail!("--reps needs at least 1");
+                }
+                repetitions = Some(reps);
             }
             "--scenarios" => {
                 options.only = args
@@ -242,6 +245,22 @@ fn parse(args: &[String]) -> Result<Options> {
                     .join(",")
             ),
         }
+    }
+    // A quick run is one repetition unless asked otherwise.
+    options.repetitions = repetitions.unwrap_or(if options.quick { 1 } else { 3 });
+    if let Some(unknown) = options
+        .only
+        .iter()
+        .find(|name| !SCENARIOS.iter().any(|scenario| scenario.name == *name))
+    {
+        bail!(
+            "unknown scenario {unknown:?} (scenarios: {})",
+            SCENARIOS
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+                .join(",")
+        );
     }
     Ok(options)
 }

@@ -20,6 +20,8 @@ use crate::procfs;
 
 /// Connections the reader opens at once.
 const CONNECTS_IN_FLIGHT: usize = 256;
+/// How long the reader may take to open its connections.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct FloorArgs {
@@ -53,8 +55,6 @@ pub struct Floor {
     /// Wall time of writing one event to every connection: median and slowest, in ms.
     pub fan_out_median_ms: f64,
     pub fan_out_max_ms: f64,
-    /// Writes the kernel did not take whole (the reader fell behind): 0 in a valid run.
-    pub short_writes: u64,
 }
 
 pub fn run(args: &FloorArgs) -> Result<Floor> {
@@ -95,15 +95,29 @@ pub fn run(args: &FloorArgs) -> Result<Floor> {
         .context("starting the floor reader")?;
     let mut lines = BufReader::new(reader.stdout.take().context("reader's stdout")?).lines();
 
-    let sockets = runtime.block_on(async {
-        let mut sockets = Vec::with_capacity(args.connections);
-        while sockets.len() < args.connections {
-            let (stream, _) = listener.accept().await?;
-            stream.set_nodelay(true)?;
-            sockets.push(stream.into_std()?);
+    let accepting = runtime.block_on(async {
+        tokio::time::timeout(ACCEPT_TIMEOUT, async {
+            let mut sockets = Vec::with_capacity(args.connections);
+            while sockets.len() < args.connections {
+                let (stream, _) = listener.accept().await?;
+                stream.set_nodelay(true)?;
+                let stream = stream.into_std()?;
+                // Blocking: a write waits for the reader rather than being cut short.
+                stream.set_nonblocking(false)?;
+                sockets.push(stream);
+            }
+            std::io::Result::Ok(sockets)
+        })
+        .await
+    });
+    let sockets = match accepting {
+        Ok(sockets) => sockets?,
+        Err(_) => {
+            let _ = reader.kill();
+            let _ = reader.wait();
+            anyhow::bail!("the reader did not open its connections within {ACCEPT_TIMEOUT:?}")
         }
-        anyhow::Ok(sockets)
-    })?;
+    };
     drop(listener);
     let ready = lines
         .next()
@@ -114,7 +128,6 @@ pub fn run(args: &FloorArgs) -> Result<Floor> {
     frame[args.frame - 1] = b'\n';
     let mut fan_outs = Vec::with_capacity(args.events);
     let mut writes = 0u64;
-    let mut short_writes = 0u64;
     let cpu_before = procfs::own_cpu_ns();
     let started = Instant::now();
     for event in 0..args.events {
@@ -124,11 +137,10 @@ pub fn run(args: &FloorArgs) -> Result<Floor> {
         }
         let begun = Instant::now();
         for mut socket in &sockets {
+            socket
+                .write_all(&frame)
+                .context("writing to a connection")?;
             writes += 1;
-            match socket.write(&frame) {
-                Ok(written) if written == frame.len() => {}
-                _ => short_writes += 1,
-            }
         }
         fan_outs.push(begun.elapsed());
     }
@@ -150,7 +162,6 @@ pub fn run(args: &FloorArgs) -> Result<Floor> {
         cpu_per_write_us: cpu as f64 / 1e3 / writes as f64,
         fan_out_median_ms: fan_outs[fan_outs.len() / 2].as_secs_f64() * 1e3,
         fan_out_max_ms: fan_outs.last().map_or(0.0, Duration::as_secs_f64) * 1e3,
-        short_writes,
     })
 }
 

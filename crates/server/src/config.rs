@@ -620,15 +620,23 @@ impl Config {
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
         }
-        for (name, value) in [
-            ("stream_unsent_limit", self.stream_unsent_limit),
-            ("stream_send_buffer", self.stream_send_buffer),
+        for (name, value, zero) in [
+            (
+                "stream_unsent_limit",
+                self.stream_unsent_limit,
+                "0 for no limit",
+            ),
+            (
+                "stream_send_buffer",
+                self.stream_send_buffer,
+                "0 leaves it to the kernel",
+            ),
         ] {
             if let Some(bytes) = value
                 && bytes > MAX_STREAM_BUFFER
             {
                 return Err(ConfigError::Invalid(format!(
-                    "{name} must be at most {MAX_STREAM_BUFFER} bytes (0 leaves it to the kernel), not {bytes}"
+                    "{name} must be at most {MAX_STREAM_BUFFER} bytes ({zero}), not {bytes}"
                 )));
             }
         }

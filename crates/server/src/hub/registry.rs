@@ -378,9 +378,11 @@ impl Registry {
     /// counts as recorded at `now_ms`. Recording only stale clients keeps the periodic write
     /// small: a client connected for hours is written a few times, not at every pass.
     pub fn clients_to_record(&self, stale_before_ms: u64, now_ms: u64) -> Vec<ClientId> {
-        let mut inner = self.write();
-        let mut clients: HashSet<ClientId> = std::mem::take(&mut inner.left).into_iter().collect();
-        for connection in inner.connections.values() {
+        let left = std::mem::take(&mut self.write().left);
+        let mut clients: HashSet<ClientId> = left.into_iter().collect();
+        // The scan needs only a read lock (records are atomics), so fan-out is not held up by
+        // it; a connection that goes in between is in `left` for the next call.
+        for connection in self.read().connections.values() {
             if connection.recorded_ms.load(Ordering::Relaxed) < stale_before_ms {
                 connection.recorded(now_ms);
                 clients.insert(connection.client_id.clone());
@@ -392,10 +394,11 @@ impl Registry {
     /// Takes back [`Registry::clients_to_record`] when storage could not record them: they are
     /// returned again by the next call.
     pub fn record_failed(&self, clients: &[ClientId]) {
-        let mut inner = self.write();
         let clients: HashSet<&ClientId> = clients.iter().collect();
         let mut live = HashSet::new();
-        for connection in inner.connections.values() {
+        // A connection that goes after this scan leaves with its record reset, so it is added
+        // to `left` as it goes.
+        for connection in self.read().connections.values() {
             if clients.contains(&connection.client_id) {
                 connection.recorded(0);
                 live.insert(connection.client_id.clone());
@@ -403,7 +406,7 @@ impl Registry {
         }
         let gone = clients.into_iter().filter(|client| !live.contains(*client));
         let gone: Vec<ClientId> = gone.cloned().collect();
-        inner.left.extend(gone);
+        self.write().left.extend(gone);
     }
 }
 

@@ -33,9 +33,9 @@ const DATABASE_FILE: &str = "herald.db";
 const READERS: usize = 4;
 
 /// The writer's page cache, in KiB (SQLite's default is 2 MiB per connection). Appends touch
-/// the last pages of the log and its indexes, which stay cached; new client ids land on random
-/// pages of the client table, which a larger cache would only keep resident, growing the
-/// process by the size of that table until the cache is full.
+/// the last pages of the log and its indexes (client ids lead with their issue time, so new
+/// ones append too), which stay cached; a larger cache would only keep older pages of the
+/// client table resident, growing the process by the size of that table until it is full.
 const WRITER_CACHE_KIB: i64 = 256;
 
 /// Limits of the durable store.
@@ -66,6 +66,8 @@ struct Inner {
     pending_clients: Mutex<Vec<PendingClient>>,
     /// Whether a commit of `pending_clients` is on its way.
     clients_flush_scheduled: AtomicBool,
+    /// Whether the writer may still be in `synchronous = NORMAL`, set for client-id commits only.
+    sync_relaxed: AtomicBool,
     /// Streams appended to since retention last ran: the only ones that can exceed the count.
     touched: Mutex<HashSet<String>>,
     /// The newest committed position, so `latest` needs no query.
@@ -140,6 +142,7 @@ impl SqliteStorage {
                 readers: Mutex::new(readers),
                 pending_clients: Mutex::new(Vec::new()),
                 clients_flush_scheduled: AtomicBool::new(false),
+                sync_relaxed: AtomicBool::new(false),
                 touched: Mutex::new(touched),
                 latest: AtomicU64::new(to_seq(latest)),
                 floor,
@@ -161,6 +164,12 @@ impl SqliteStorage {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let mut writer = lock(&inner.writer);
+                // A client-id commit that could not restore `synchronous = FULL` left the
+                // writer relaxed: nothing else commits until it is restored.
+                if inner.sync_relaxed.load(Ordering::Acquire) {
+                    restore_full_sync(&inner, &writer)
+                        .map_err(storage_error("cannot make commits durable again"))?;
+                }
                 work(&inner, &mut writer)
             })
             .await
@@ -582,26 +591,31 @@ fn retain(
 /// killed, and the next event commit (`FULL`) syncs them with it. Only an operating-system crash
 /// or power loss in between can forget ids issued since the last sync. Waiting for the disk here
 /// would cost every new connection an fsync.
-fn commit_pending_clients(pending: &Mutex<Vec<PendingClient>>, writer: &mut Connection) {
-    let waiting = std::mem::take(&mut *lock(pending));
+fn commit_pending_clients(inner: &Inner, writer: &mut Connection) {
+    let waiting = std::mem::take(&mut *lock(&inner.pending_clients));
     if waiting.is_empty() {
         return;
     }
     let failed = storage_error("cannot register clients");
-    let result = (|| {
-        writer
-            .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(&failed)?;
-        let committed = insert_clients(writer, &waiting, &failed);
-        writer
-            .pragma_update(None, "synchronous", "FULL")
-            .map_err(&failed)?;
-        committed
-    })();
+    inner.sync_relaxed.store(true, Ordering::Release);
+    let committed = writer
+        .pragma_update(None, "synchronous", "NORMAL")
+        .map_err(&failed)
+        .and_then(|()| insert_clients(writer, &waiting, &failed));
+    // Whatever happened, the next commit waits for the disk again; if that cannot be set now,
+    // the next write sets it before anything else, or fails.
+    let result = committed.and(restore_full_sync(inner, writer).map_err(&failed));
     for (_, reply) in waiting {
         // The connect may have been abandoned; the id is recorded either way.
         let _ = reply.send(result.clone());
     }
+}
+
+/// Puts the writer back in `synchronous = FULL`.
+fn restore_full_sync(inner: &Inner, writer: &Connection) -> rusqlite::Result<()> {
+    writer.pragma_update(None, "synchronous", "FULL")?;
+    inner.sync_relaxed.store(false, Ordering::Release);
+    Ok(())
 }
 
 fn insert_clients(
@@ -675,7 +689,7 @@ impl Storage for SqliteStorage {
                     inner
                         .clients_flush_scheduled
                         .store(false, Ordering::Release);
-                    commit_pending_clients(&inner.pending_clients, &mut writer);
+                    commit_pending_clients(&inner, &mut writer);
                 });
             });
         }
@@ -890,6 +904,32 @@ mod tests {
             read_page(&reopened.inner, &mut reader, &topic("a"), floor - 1, 10).unwrap(),
             Replay::Expired
         ));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn client_commits_leave_every_other_commit_durable() {
+        let dir = temp_dir();
+        let storage = SqliteStorage::open(&dir, settings()).unwrap();
+        let synchronous = |storage: &SqliteStorage| -> i64 {
+            lock(&storage.inner.writer)
+                .query_row("PRAGMA synchronous", [], |row| row.get(0))
+                .unwrap()
+        };
+        storage
+            .register_client(&ClientId::generate())
+            .await
+            .unwrap();
+        assert_eq!(synchronous(&storage), 2, "FULL after a client commit");
+        // As if restoring FULL had failed after a client commit: the next write restores it
+        // before it commits.
+        lock(&storage.inner.writer)
+            .pragma_update(None, "synchronous", "NORMAL")
+            .unwrap();
+        storage.inner.sync_relaxed.store(true, Ordering::Release);
+        storage.append(vec![event("a", 1)]).await.unwrap();
+        assert_eq!(synchronous(&storage), 2, "FULL before the event commit");
+        assert!(!storage.inner.sync_relaxed.load(Ordering::Acquire));
         let _ = std::fs::remove_dir_all(dir);
     }
 
