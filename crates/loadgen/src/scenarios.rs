@@ -381,6 +381,14 @@ impl Run {
         let before = self.sample().await?;
         let total = (rate * secs).round().max(1.0) as u64;
         let achieved = self.publish(rate, total).await?;
+        let merged = self.drain().await?;
+        let after = self.sample().await?;
+        Ok((merged, before, after, achieved))
+    }
+
+    /// Waits until every subscriber has what was published (or the drain timeout passes),
+    /// merges the workers' reports and adds them to the run's counts.
+    async fn drain(&mut self) -> Result<Merged> {
         let counts = self.counts.borrow().clone();
         let reports = self
             .pool
@@ -389,10 +397,9 @@ impl Run {
                 timeout_ms: DRAIN_TIMEOUT_MS,
             })
             .await?;
-        let after = self.sample().await?;
         let merged = pool::merge(&reports);
         self.absorb(&merged);
-        Ok((merged, before, after, achieved))
+        Ok(merged)
     }
 
     async fn rates(&mut self, label: &str, defaults: &[f64]) -> Result<()> {
@@ -749,16 +756,7 @@ impl Run {
         }
         let start = self.sample().await?;
         let churned = self.churn_for(self.args.churn_secs).await?;
-        let counts = self.counts.borrow().clone();
-        let reports = self
-            .pool
-            .all(|| Command::Expect {
-                counts: counts.clone(),
-                timeout_ms: DRAIN_TIMEOUT_MS,
-            })
-            .await?;
-        let merged = pool::merge(&reports);
-        self.absorb(&merged);
+        self.drain().await?;
         tokio::time::sleep(SETTLE).await;
         let end = self.sample().await?;
         let share = self.loadgen_share(&start, &end);

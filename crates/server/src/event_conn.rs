@@ -39,14 +39,7 @@ const MAX_ANSWER: usize = 64 * 1024;
 pub async fn first_bytes(stream: &TcpStream) -> io::Result<(bool, Vec<u8>)> {
     let mut buf = Vec::new();
     loop {
-        stream.readable().await?;
-        let mut chunk = [0u8; 2048];
-        match stream.try_read(&mut chunk) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(read) => buf.extend_from_slice(&chunk[..read]),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
-            Err(err) => return Err(err),
-        }
+        read_more(stream, &mut buf).await?;
         if buf.len() > PREFIX.len() {
             let wants = buf.starts_with(PREFIX) && matches!(buf[PREFIX.len()], b' ' | b'?');
             return Ok((wants, buf));
@@ -171,11 +164,21 @@ async fn read_request(
         if let Some(parsed) = parse_head(&buf) {
             return Ok(parsed);
         }
+        read_more(stream, &mut buf).await?;
+    }
+}
+
+/// Appends the next bytes the client sends to `buf`; the end of the stream is an error.
+async fn read_more(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
+    let mut chunk = [0u8; 2048];
+    loop {
         stream.readable().await?;
-        let mut chunk = [0u8; 2048];
         match stream.try_read(&mut chunk) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-            Ok(read) => buf.extend_from_slice(&chunk[..read]),
+            Ok(read) => {
+                buf.extend_from_slice(&chunk[..read]);
+                return Ok(());
+            }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
             Err(err) => return Err(err),
         }
