@@ -207,11 +207,25 @@ impl Browser {
         let serde_json::Value::Object(capabilities) = capabilities else {
             unreachable!("built as an object")
         };
-        let client = ClientBuilder::new(HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&format!("http://127.0.0.1:{port}"))
-            .await
-            .expect("a WebDriver session");
+        // ChromeDriver can accept connections before it answers them: a session request it
+        // drops is retried until the deadline.
+        let client = loop {
+            match ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(client) => break client,
+                Err(
+                    fantoccini::error::NewSessionError::Failed(_)
+                    | fantoccini::error::NewSessionError::FailedC(_)
+                    | fantoccini::error::NewSessionError::Lost(_),
+                ) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => panic!("a WebDriver session: {err:?}"),
+            }
+        };
         let artifacts = std::env::var_os("HERALD_E2E_ARTIFACTS")
             .map_or_else(|| workspace_root().join("artifacts/e2e"), PathBuf::from)
             .join(test_name);
