@@ -5,6 +5,8 @@
 //! head is read into a buffer that is freed once parsed, the request goes through the same
 //! [`Router`] (authentication, CORS, tracing, metrics and the `/events` handler all apply), and
 //! the stream's frames are then written straight from the bytes shared by every subscriber.
+//! While the stream waits for live events, its socket is lent to fan-out, which writes events
+//! to it without waking the connection's task (see `hub/queue.rs`).
 //! The body is delimited by closing the connection (`Connection: close`), which spares the
 //! chunk framing on every write; EventSource and proxies read such bodies as any other.
 
@@ -21,6 +23,7 @@ use tokio::net::TcpStream;
 use tower::ServiceExt;
 
 use crate::http::EventStreamSlot;
+use crate::hub::Connection;
 use crate::listener::PeerAddress;
 use crate::metrics::Metrics;
 
@@ -65,8 +68,9 @@ pub struct Settings {
 /// Serves one `GET /events` request on `stream` and closes it.
 /// `read` holds what [`first_bytes`] read.
 pub async fn serve(stream: TcpStream, peer: SocketAddr, read: Vec<u8>, settings: Settings) {
+    let stream = Arc::new(stream);
     {
-        let socket = socket2::SockRef::from(&stream);
+        let socket = socket2::SockRef::from(&*stream);
         if let Some(bytes) = settings.send_buffer
             && let Err(err) = socket.set_send_buffer_size(bytes)
         {
@@ -130,6 +134,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, read: Vec<u8>, settings:
         return;
     }
     drop(head);
+    let lent = Lent::new(subscription.connection(), &stream);
     loop {
         tokio::select! {
             chunk = subscription.next() => match chunk {
@@ -152,7 +157,24 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, read: Vec<u8>, settings:
             }
         }
     }
+    drop(lent);
     close(&stream);
+}
+
+/// The socket lent to fan-out for as long as the stream is served; taken back when dropped.
+struct Lent(Arc<Connection>);
+
+impl Lent {
+    fn new(connection: &Arc<Connection>, stream: &Arc<TcpStream>) -> Self {
+        connection.queue.lend(Arc::clone(stream));
+        Self(Arc::clone(connection))
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        self.0.queue.take_back();
+    }
 }
 
 /// Reads and parses the request head. `Ok(Err(answer))` is a complete refusal to send back.

@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use support::TestServer;
+use support::{SseStream, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -175,4 +175,110 @@ async fn other_requests_are_served_by_hyper_with_keep_alive() {
     let (status, _, body) = split_answer(&answer);
     assert_eq!(status, 404, "{answer}");
     assert_eq!(body["error"]["code"], "not_found", "{answer}");
+}
+
+/// Fan-out writes to a waiting stream's socket itself, and hands the socket back to the
+/// stream's task for heartbeats and for whatever the socket does not take at once (large
+/// frames here, past the stream's unsent limit). Bursts from concurrent publishers, each
+/// followed by a heartbeat, must reach every subscriber whole, once and in id order, with a
+/// client resuming half-way getting the rest exactly once too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_and_the_streams_own_writes_never_mix() {
+    const ROUNDS: usize = 12;
+    const PUBLISHERS: usize = 4;
+    const PER_PUBLISHER: usize = 5;
+    let server = std::sync::Arc::new(
+        TestServer::start_with(|config| config.heartbeat = Duration::from_millis(50)).await,
+    );
+    let mut watcher = server.subscribe("topic=mix").await;
+    watcher.connected().await;
+    let mut others = server.connected_streams(&["mix", "mix"]).await;
+    let large = "x".repeat(48 * 1024);
+
+    let mut published = Vec::new();
+    let mut resume_from = None;
+    for round in 0..ROUNDS {
+        let mut burst = Vec::new();
+        for publisher in 0..PUBLISHERS {
+            let server = std::sync::Arc::clone(&server);
+            let large = large.clone();
+            burst.push(tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for n in 0..PER_PUBLISHER {
+                    let pad = if (round + publisher + n) % 3 == 0 { large.as_str() } else { "" };
+                    let data = serde_json::json!({"round": round, "publisher": publisher, "n": n, "pad": pad});
+                    ids.push(server.publish("mix", "burst", data).await.id);
+                }
+                ids
+            }));
+        }
+        for task in burst {
+            published.extend(task.await.unwrap());
+        }
+        // The watcher reads the burst, then waits for a heartbeat: the stream's own write
+        // after fan-out's.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let mut seen = 0;
+        while seen < PUBLISHERS * PER_PUBLISHER {
+            // Heartbeats keep coming: a burst that never arrives whole fails here.
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "round {round}: {seen} events of the burst arrived"
+            );
+            match watcher.next_item().await.expect("the stream goes on") {
+                herald_protocol::sse::Item::Event(event) => {
+                    assert_eq!(event.event, "burst");
+                    seen += 1;
+                }
+                herald_protocol::sse::Item::Comment(_) | herald_protocol::sse::Item::Retry(_) => {}
+            }
+        }
+        loop {
+            if let herald_protocol::sse::Item::Comment(comment) =
+                watcher.next_item().await.expect("the stream goes on")
+            {
+                assert_eq!(comment, "heartbeat");
+                break;
+            }
+        }
+        if round == ROUNDS / 2 {
+            resume_from = Some(watcher.last_event_id().to_owned());
+        }
+    }
+    let resume_from = resume_from.unwrap();
+    let mut resumed = server
+        .subscribe_after("topic=mix", Some(resume_from.as_str()))
+        .await;
+    resumed.connected().await;
+    let tail = ROUNDS - ROUNDS / 2 - 1;
+    published.sort_by_key(|id| id.parse::<u64>().unwrap());
+    let published_ids: Vec<u64> = published.iter().map(|id| id.parse().unwrap()).collect();
+
+    let after_resume = &published_ids[published_ids.len() - tail * PUBLISHERS * PER_PUBLISHER..];
+    let mut checks: Vec<(&mut SseStream, &[u64])> = others
+        .iter_mut()
+        .map(|stream| (stream, &published_ids[..]))
+        .collect();
+    checks.push((&mut resumed, after_resume));
+    for (stream, expected) in checks {
+        let mut next = [0usize; PUBLISHERS];
+        for id in expected {
+            let envelope = stream.envelope().await;
+            assert_eq!(
+                envelope.id.parse::<u64>().unwrap(),
+                *id,
+                "every event once, in order"
+            );
+            let publisher = envelope.data["publisher"].as_u64().unwrap() as usize;
+            let n = envelope.data["n"].as_u64().unwrap() as usize;
+            assert_eq!(
+                n,
+                next[publisher] % PER_PUBLISHER,
+                "each publisher's events in order"
+            );
+            next[publisher] += 1;
+            let pad = envelope.data["pad"].as_str().unwrap();
+            assert!(pad.is_empty() || pad == large, "frames arrive whole");
+        }
+    }
 }

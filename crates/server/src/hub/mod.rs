@@ -136,7 +136,10 @@ impl Hub {
         shutdown: CancellationToken,
     ) -> Self {
         let (publish_queue, jobs) = mpsc::channel(PUBLISH_BATCH * 4);
-        let registry = Arc::new(Registry::new(settings.retention_interval));
+        let registry = Arc::new(Registry::new(
+            settings.retention_interval,
+            metrics.events_delivered.clone(),
+        ));
         let fanned_out_through = Arc::new(AtomicU64::new(0));
         let sequencer = Sequencer {
             storage: Arc::clone(&storage),

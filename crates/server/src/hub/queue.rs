@@ -3,14 +3,25 @@
 //! Bounded, so that a subscriber that stops reading costs at most `capacity` entries (each a
 //! position and a handle on a frame shared with every other subscriber), and holding no
 //! allocation while empty: thousands of idle connections each keep only the struct itself.
+//!
+//! A connection served by Herald's own writer lends its socket to the queue while its task
+//! waits for events. Fan-out then writes what it queued straight to the socket
+//! ([`Queue::flush`]) instead of waking the task, which for a broadcast to thousands of idle
+//! subscribers saves a task switch per delivery. The lock keeps the two writers apart: the
+//! fan-out writes only while the task is waiting with nothing of its own to write, under the
+//! lock, and hands whatever the socket did not take back to the task, which waits for the
+//! socket with its write timeout.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 use crate::storage::Seq;
 
@@ -26,8 +37,19 @@ pub struct Queued {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
+/// What became of an offered item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offered {
+    /// Queued, and the writer was woken (or is busy and will find it).
+    Queued,
+    /// Queued for [`Queue::flush`]: the writer waits and lent its socket.
+    ToFlush,
+}
+
 /// A queue that kept more than this many slots after a burst gives them back once drained.
 const KEEP_SLOTS: usize = 16;
+/// The most queued frames [`Queue::flush`] gives the socket in one call.
+const FLUSH_SLICES: usize = 16;
 
 #[derive(Debug)]
 pub struct Queue {
@@ -35,18 +57,35 @@ pub struct Queue {
     state: Mutex<State>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     items: VecDeque<Queued>,
     /// The writer waiting for the next item.
     waker: Option<Waker>,
+    /// Whether the connection's task is writing, or about to: the socket is its alone. Set
+    /// until the task first waits for live events, and whenever it takes something to write.
+    writing: bool,
+    /// The socket, lent while the connection is served by Herald's own writer.
+    sink: Option<Arc<TcpStream>>,
+    /// The newest position written to the stream, handed between the task and the fan-out
+    /// whenever one takes the socket from the other: items at or before it are not written.
+    written_through: Seq,
+    /// When the fan-out last wrote to the socket, for the task's heartbeat timer.
+    flushed_at: Option<Instant>,
 }
 
 impl Queue {
     pub fn new(capacity: usize) -> Self {
         Self {
             capacity: capacity.max(1),
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                waker: None,
+                writing: true,
+                sink: None,
+                written_through: 0,
+                flushed_at: None,
+            }),
         }
     }
 
@@ -55,20 +94,68 @@ impl Queue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds an item without waiting, and wakes the writer.
-    pub fn offer(&self, item: Queued) -> Result<(), Full> {
+    /// Adds an item without waiting. Wakes the writer, unless it waits with its socket lent:
+    /// then the item is for [`Queue::flush`].
+    pub fn offer(&self, item: Queued) -> Result<Offered, Full> {
         let waker = {
             let mut state = self.lock();
             if state.items.len() >= self.capacity {
                 return Err(Full);
             }
             state.items.push_back(item);
+            if !state.writing && state.sink.is_some() {
+                return Ok(Offered::ToFlush);
+            }
             state.waker.take()
         };
         if let Some(waker) = waker {
             waker.wake();
         }
-        Ok(())
+        Ok(Offered::Queued)
+    }
+
+    /// Writes what is queued straight to the lent socket, if the writer is waiting and the
+    /// stream is not `closing`; returns how many events were written whole. Whatever the
+    /// socket does not take at once (a part of a frame, or all of it) is left at the front of
+    /// the queue and the writer is woken to finish it.
+    pub fn flush(&self, closing: &AtomicBool, now: Instant) -> usize {
+        let mut state = self.lock();
+        if state.writing {
+            // The task is at work and comes back for the queue when done.
+            return 0;
+        }
+        let mut written_whole = 0;
+        let handed_back = match state.sink.clone() {
+            Some(sink) if !closing.load(Ordering::Acquire) => {
+                let outcome = write_queued(&mut state, &sink, &mut written_whole);
+                if written_whole > 0 || outcome == Written::Part {
+                    state.flushed_at = Some(now);
+                }
+                outcome != Written::All
+            }
+            _ => true,
+        };
+        release_if_drained(&mut state);
+        let waker = if handed_back {
+            state.waker.take()
+        } else {
+            None
+        };
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        written_whole
+    }
+
+    /// Lends the connection's socket to fan-out.
+    pub fn lend(&self, sink: Arc<TcpStream>) {
+        self.lock().sink = Some(sink);
+    }
+
+    /// Takes the socket back for good: fan-out no longer writes to it.
+    pub fn take_back(&self) {
+        self.lock().sink = None;
     }
 
     /// The next item, without waiting.
@@ -82,23 +169,43 @@ impl Queue {
     /// Waits for the next item; `None` as soon as `closing` is set (checked first, so a closed
     /// connection stops at once rather than after what is queued). Whoever sets `closing` calls
     /// [`Queue::wake`] afterwards.
-    pub async fn recv(&self, closing: &AtomicBool) -> Option<Queued> {
+    ///
+    /// `written` is the newest position the caller has written. While waiting, the socket is
+    /// lent to fan-out from there; once something is returned, the socket is the caller's
+    /// again and `written` includes what fan-out wrote meanwhile.
+    pub async fn recv(&self, closing: &AtomicBool, written: &mut Seq) -> Option<Queued> {
         poll_fn(|cx| {
             let mut state = self.lock();
             if closing.load(Ordering::Acquire) {
+                take_socket(&mut state, written);
                 return Poll::Ready(None);
             }
             if let Some(item) = state.items.pop_front() {
                 release_if_drained(&mut state);
+                take_socket(&mut state, written);
                 return Poll::Ready(Some(item));
             }
             match &mut state.waker {
                 Some(waker) if waker.will_wake(cx.waker()) => {}
                 slot => *slot = Some(cx.waker().clone()),
             }
+            state.written_through = state.written_through.max(*written);
+            state.writing = false;
             Poll::Pending
         })
         .await
+    }
+
+    /// Takes the socket back from fan-out to write something of the writer's own (a heartbeat
+    /// or the closing frame); `written` then includes what fan-out wrote. The next
+    /// [`Queue::recv`] lends it again.
+    pub fn take_socket(&self, written: &mut Seq) {
+        take_socket(&mut self.lock(), written);
+    }
+
+    /// When fan-out last wrote to the lent socket.
+    pub fn flushed_at(&self) -> Option<Instant> {
+        self.lock().flushed_at
     }
 
     /// Wakes the writer if it is waiting.
@@ -121,6 +228,63 @@ impl Queue {
     }
 }
 
+fn take_socket(state: &mut State, written: &mut Seq) {
+    state.writing = true;
+    *written = (*written).max(state.written_through);
+}
+
+/// How much of the queue a flush wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// Everything queued.
+    All,
+    /// Part of it, ending inside a frame: the rest is the writer's to finish.
+    Part,
+    /// Nothing more: the socket would block or failed, which the writer finds out itself.
+    Stopped,
+}
+
+/// Writes the queued frames past `written_through` to `sink` until the queue is empty or the
+/// socket stops taking them, counting the frames written whole.
+fn write_queued(state: &mut State, sink: &TcpStream, written_whole: &mut usize) -> Written {
+    loop {
+        while let Some(front) = state.items.front()
+            && front.seq <= state.written_through
+        {
+            state.items.pop_front();
+        }
+        if state.items.is_empty() {
+            return Written::All;
+        }
+        let mut slices = [IoSlice::new(&[]); FLUSH_SLICES];
+        let count = state
+            .items
+            .iter()
+            .zip(slices.iter_mut())
+            .map(|(item, slice)| *slice = IoSlice::new(&item.bytes))
+            .count();
+        let mut taken = match sink.try_write_vectored(&slices[..count]) {
+            Ok(0) => return Written::Stopped,
+            Ok(taken) => taken,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return Written::Stopped,
+        };
+        while let Some(front) = state.items.front_mut() {
+            if taken < front.bytes.len() {
+                if taken == 0 {
+                    break;
+                }
+                front.bytes.advance(taken);
+                return Written::Part;
+            }
+            taken -= front.bytes.len();
+            state.written_through = front.seq;
+            state.items.pop_front();
+            *written_whole += 1;
+        }
+    }
+}
+
 /// Frees the slots a burst left behind once the queue is empty again, so an idle connection
 /// holds no buffer.
 fn release_if_drained(state: &mut State) {
@@ -131,23 +295,65 @@ fn release_if_drained(state: &mut State) {
 
 #[cfg(test)]
 mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Wake};
+
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
     use super::*;
 
     fn item(seq: Seq) -> Queued {
+        frame(seq, b"x")
+    }
+
+    fn frame(seq: Seq, bytes: &[u8]) -> Queued {
         Queued {
             seq,
-            bytes: Bytes::from_static(b"x"),
+            bytes: Bytes::copy_from_slice(bytes),
         }
+    }
+
+    /// A connected pair over loopback: (the client's end, the server's end).
+    async fn socket_pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    /// Counts its wake-ups.
+    #[derive(Default)]
+    struct Woken(std::sync::atomic::AtomicUsize);
+
+    impl Wake for Woken {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Polls `recv` once, as a writer that starts waiting at position `written`; it must wait.
+    fn start_waiting(queue: &Queue, closing: &AtomicBool, written: &mut Seq, woken: &Arc<Woken>) {
+        let waker = Waker::from(Arc::clone(woken));
+        let recv = pin!(queue.recv(closing, written));
+        assert!(recv.poll(&mut Context::from_waker(&waker)).is_pending());
     }
 
     #[tokio::test]
     async fn keeps_order_and_refuses_past_capacity() {
         let queue = Queue::new(2);
-        assert_eq!(queue.offer(item(1)), Ok(()));
-        assert_eq!(queue.offer(item(2)), Ok(()));
+        assert_eq!(queue.offer(item(1)), Ok(Offered::Queued));
+        assert_eq!(queue.offer(item(2)), Ok(Offered::Queued));
         assert_eq!(queue.offer(item(3)), Err(Full));
         let open = AtomicBool::new(false);
-        assert_eq!(queue.recv(&open).await.map(|item| item.seq), Some(1));
+        let mut written = 0;
+        assert_eq!(
+            queue.recv(&open, &mut written).await.map(|item| item.seq),
+            Some(1)
+        );
         assert_eq!(queue.try_recv().map(|item| item.seq), Some(2));
         assert!(queue.try_recv().is_none());
         assert!(queue.is_empty());
@@ -155,36 +361,33 @@ mod tests {
 
     #[tokio::test]
     async fn wakes_a_waiting_writer() {
-        let queue = std::sync::Arc::new(Queue::new(4));
-        let waiting = tokio::spawn({
-            let queue = std::sync::Arc::clone(&queue);
-            async move {
-                queue
-                    .recv(&AtomicBool::new(false))
-                    .await
-                    .map(|item| item.seq)
-            }
-        });
-        tokio::task::yield_now().await;
-        queue.offer(item(7)).unwrap();
-        assert_eq!(waiting.await.unwrap(), Some(7));
+        let queue = Queue::new(4);
+        let open = AtomicBool::new(false);
+        let woken = Arc::new(Woken::default());
+        start_waiting(&queue, &open, &mut 0, &woken);
+        // No socket lent: the writer is woken to write it.
+        assert_eq!(queue.offer(item(7)), Ok(Offered::Queued));
+        assert_eq!(woken.0.load(Ordering::Relaxed), 1);
+        assert_eq!(
+            queue.recv(&open, &mut 0).await.map(|item| item.seq),
+            Some(7)
+        );
     }
 
     #[tokio::test]
     async fn closing_wakes_the_writer_and_wins_over_queued_items() {
-        let queue = std::sync::Arc::new(Queue::new(4));
-        let closing = std::sync::Arc::new(AtomicBool::new(false));
-        let waiting = tokio::spawn({
-            let queue = std::sync::Arc::clone(&queue);
-            let closing = std::sync::Arc::clone(&closing);
-            async move { queue.recv(&closing).await.map(|item| item.seq) }
-        });
-        tokio::task::yield_now().await;
+        let queue = Queue::new(4);
+        let closing = AtomicBool::new(false);
+        let woken = Arc::new(Woken::default());
+        start_waiting(&queue, &closing, &mut 0, &woken);
         closing.store(true, Ordering::Release);
         queue.wake();
-        assert_eq!(waiting.await.unwrap(), None);
+        assert_eq!(woken.0.load(Ordering::Relaxed), 1);
         queue.offer(item(1)).unwrap();
-        assert_eq!(queue.recv(&closing).await.map(|item| item.seq), None);
+        assert_eq!(
+            queue.recv(&closing, &mut 0).await.map(|item| item.seq),
+            None
+        );
     }
 
     #[test]
@@ -198,5 +401,120 @@ mod tests {
         queue.offer(item(1)).unwrap();
         queue.clear();
         assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn fan_out_writes_to_a_lent_socket_while_the_writer_waits() {
+        let (mut client, server) = socket_pair().await;
+        let queue = Queue::new(8);
+        queue.lend(Arc::new(server));
+        let open = AtomicBool::new(false);
+        let woken = Arc::new(Woken::default());
+        // Before the writer first waits, the socket is its own: nothing is for fan-out.
+        assert_eq!(queue.offer(frame(1, b"one ")), Ok(Offered::Queued));
+        assert_eq!(queue.flush(&open, Instant::now()), 0);
+        assert_eq!(queue.try_recv().map(|item| item.seq), Some(1));
+
+        let mut written = 1;
+        start_waiting(&queue, &open, &mut written, &woken);
+        assert_eq!(queue.offer(frame(2, b"two ")), Ok(Offered::ToFlush));
+        assert_eq!(queue.offer(frame(3, b"three ")), Ok(Offered::ToFlush));
+        assert_eq!(queue.flush(&open, Instant::now()), 2);
+        assert!(queue.is_empty());
+        assert!(queue.flushed_at().is_some());
+        assert_eq!(woken.0.load(Ordering::Relaxed), 0, "nothing for the writer");
+        let mut read = [0u8; 10];
+        client.read_exact(&mut read).await.unwrap();
+        assert_eq!(&read, b"two three ");
+
+        // Taking the socket back for a frame of its own, the writer learns what was written,
+        // and fan-out leaves what comes next to it.
+        queue.take_socket(&mut written);
+        assert_eq!(written, 3);
+        assert_eq!(queue.offer(frame(4, b"four")), Ok(Offered::Queued));
+        assert_eq!(queue.flush(&open, Instant::now()), 0);
+        assert_eq!(queue.try_recv().map(|item| item.seq), Some(4));
+    }
+
+    #[tokio::test]
+    async fn fan_out_skips_what_the_writer_already_wrote() {
+        let (mut client, server) = socket_pair().await;
+        let queue = Queue::new(8);
+        queue.lend(Arc::new(server));
+        let open = AtomicBool::new(false);
+        let woken = Arc::new(Woken::default());
+        // Replay wrote through 5; event 4 and 5 reach the queue after it went live.
+        start_waiting(&queue, &open, &mut 5, &woken);
+        for (seq, bytes) in [(4, &b"four "[..]), (5, b"five "), (6, b"six")] {
+            assert_eq!(queue.offer(frame(seq, bytes)), Ok(Offered::ToFlush));
+        }
+        assert_eq!(queue.flush(&open, Instant::now()), 1);
+        queue.take_back();
+        assert_eq!(queue.offer(frame(7, b"seven")), Ok(Offered::Queued));
+        drop(queue);
+        let mut read = [0u8; 3];
+        client.read_exact(&mut read).await.unwrap();
+        assert_eq!(&read, b"six");
+    }
+
+    #[tokio::test]
+    async fn what_the_socket_does_not_take_is_handed_back_to_the_writer() {
+        let (mut client, server) = socket_pair().await;
+        socket2::SockRef::from(&server)
+            .set_send_buffer_size(4096)
+            .unwrap();
+        let server = Arc::new(server);
+        let queue = Queue::new(8);
+        queue.lend(Arc::clone(&server));
+        let open = AtomicBool::new(false);
+        let woken = Arc::new(Woken::default());
+        let big: Vec<u8> = (0..8 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let mut written = 0;
+        start_waiting(&queue, &open, &mut written, &woken);
+        assert_eq!(queue.offer(frame(1, &big)), Ok(Offered::ToFlush));
+        assert_eq!(queue.offer(frame(2, b"after")), Ok(Offered::ToFlush));
+        assert_eq!(queue.flush(&open, Instant::now()), 0, "nothing whole");
+        assert_eq!(woken.0.load(Ordering::Relaxed), 1, "the writer finishes it");
+
+        let rest = queue.recv(&open, &mut written).await.unwrap();
+        assert_eq!(rest.seq, 1);
+        assert_eq!(written, 0, "event 1 is not written yet");
+        assert!(rest.bytes.len() < big.len());
+        assert!(big.ends_with(&rest.bytes));
+        let reader = tokio::spawn(async move {
+            let mut all = Vec::new();
+            client.read_to_end(&mut all).await.unwrap();
+            all
+        });
+        let mut rest = &rest.bytes[..];
+        while !rest.is_empty() {
+            server.writable().await.unwrap();
+            match server.try_write(rest) {
+                Ok(taken) => rest = &rest[taken..],
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+                Err(err) => panic!("{err}"),
+            }
+        }
+        assert_eq!(queue.try_recv().map(|item| item.seq), Some(2));
+        queue.take_back();
+        socket2::SockRef::from(&*server)
+            .shutdown(std::net::Shutdown::Write)
+            .unwrap();
+        assert_eq!(reader.await.unwrap(), big);
+    }
+
+    #[tokio::test]
+    async fn a_closing_stream_is_left_to_its_writer() {
+        let (_client, server) = socket_pair().await;
+        let queue = Queue::new(8);
+        queue.lend(Arc::new(server));
+        let closing = AtomicBool::new(false);
+        let woken = Arc::new(Woken::default());
+        start_waiting(&queue, &closing, &mut 0, &woken);
+        assert_eq!(queue.offer(item(1)), Ok(Offered::ToFlush));
+        closing.store(true, Ordering::Release);
+        assert_eq!(queue.flush(&closing, Instant::now()), 0);
+        assert_eq!(woken.0.load(Ordering::Relaxed), 1);
+        assert!(!queue.is_empty());
     }
 }

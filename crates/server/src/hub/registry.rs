@@ -10,8 +10,11 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use herald_protocol::system::CloseReason;
 
+use prometheus_client::metrics::counter::Counter;
+use tokio::time::Instant;
+
 pub use super::queue::Queued;
-use super::queue::{Full, Queue};
+use super::queue::{Full, Offered, Queue};
 
 use crate::ids::{ClientId, ConnectionId, now_ms};
 use crate::storage::{Seq, StreamKey};
@@ -92,16 +95,24 @@ impl Connection {
         Arc::new(connection)
     }
 
-    /// Queues an event without waiting. A full queue closes the connection as a slow consumer:
-    /// it resumes from its last event id, and nobody else waits for it.
-    fn offer(&self, item: Queued) {
+    /// Queues an event without waiting; true when it is for [`Connection::flush`]. A full
+    /// queue closes the connection as a slow consumer: it resumes from its last event id, and
+    /// nobody else waits for it.
+    fn offer(&self, item: Queued) -> bool {
         match self.queue.offer(item) {
-            Ok(()) => {}
+            Ok(offered) => offered == Offered::ToFlush,
             Err(Full) => {
                 self.dropped.store(true, Ordering::Release);
                 self.close(CloseReason::SlowConsumer);
+                false
             }
         }
+    }
+
+    /// Writes what is queued straight to the socket the stream lent, if its writer waits;
+    /// returns how many events were written whole.
+    pub fn flush(&self, now: Instant) -> usize {
+        self.queue.flush(&self.closing, now)
     }
 
     /// Asks the stream to send `herald.closing` with `reason` and end. The first reason wins.
@@ -123,8 +134,9 @@ impl Connection {
     }
 
     /// The next queued event, or `None` once the stream is asked to close.
-    pub async fn next_queued(&self) -> Option<Queued> {
-        self.queue.recv(&self.closing).await
+    /// `written` is the newest position the stream has written; see [`Queue::recv`].
+    pub async fn next_queued(&self, written: &mut Seq) -> Option<Queued> {
+        self.queue.recv(&self.closing, written).await
     }
 
     /// Whether an event for this connection was ever dropped.
@@ -174,7 +186,13 @@ pub struct Registry {
     /// Clients whose connection closed while storage's record of them was older than this
     /// many milliseconds: their last activity is still to be recorded.
     record_leaving_after_ms: u64,
+    /// Events written to subscribers, counted here for those fan-out writes itself.
+    delivered: Counter,
 }
+
+/// Connections fan-out writes to in one task: enough that a broadcast to thousands takes a few
+/// dozen tasks rather than one per subscriber, few enough that several cores share the work.
+const FLUSH_CHUNK: usize = 256;
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -202,8 +220,10 @@ fn release_spare<K: Eq + Hash, V>(map: &mut HashMap<K, V>) {
 impl Registry {
     /// `record_leaving_after`: how stale storage's record of a client may be when one of its
     /// connections closes before the client is queued for [`Registry::clients_to_record`].
-    pub fn new(record_leaving_after: Duration) -> Self {
+    /// `delivered` counts the events fan-out writes itself.
+    pub fn new(record_leaving_after: Duration, delivered: Counter) -> Self {
         Self {
+            delivered,
             inner: RwLock::default(),
             removed: AtomicU64::new(0),
             record_leaving_after_ms: u64::try_from(record_leaving_after.as_millis())
@@ -303,7 +323,35 @@ impl Registry {
 
     /// Queues an event's frames for every connection receiving one of its streams. `frames[i]`
     /// is the frame for `streams[i]`; a connection receiving several gets the first, once.
+    /// Connections whose writer waits with its socket lent are then written to by tasks of
+    /// [`FLUSH_CHUNK`] connections each, rather than each woken; the per-connection lock keeps
+    /// their writes in the order the events were queued, whichever task gets there first.
+    /// Must run inside the Tokio runtime.
     pub fn fan_out(&self, seq: Seq, streams: &[StreamKey], frames: &[Bytes]) {
+        let mut to_flush = Vec::new();
+        self.queue_for(seq, streams, frames, &mut to_flush);
+        let mut to_flush = to_flush.into_iter();
+        loop {
+            let chunk: Vec<_> = to_flush.by_ref().take(FLUSH_CHUNK).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let delivered = self.delivered.clone();
+            tokio::spawn(async move {
+                let now = Instant::now();
+                let written: usize = chunk.iter().map(|connection| connection.flush(now)).sum();
+                delivered.inc_by(written as u64);
+            });
+        }
+    }
+
+    fn queue_for(
+        &self,
+        seq: Seq,
+        streams: &[StreamKey],
+        frames: &[Bytes],
+        to_flush: &mut Vec<Arc<Connection>>,
+    ) {
         let inner = self.read();
         let mut seen: HashSet<&ConnectionId> = HashSet::new();
         let dedupe = streams.len() > 1;
@@ -319,10 +367,13 @@ impl Registry {
                 if dedupe && !seen.insert(&connection.id) {
                     continue;
                 }
-                connection.offer(Queued {
+                let item = Queued {
                     seq,
                     bytes: frame.clone(),
-                });
+                };
+                if connection.offer(item) {
+                    to_flush.push(Arc::clone(connection));
+                }
             }
         }
     }
@@ -435,7 +486,7 @@ mod tests {
 
     #[test]
     fn only_stale_and_departed_clients_are_recorded_again() {
-        let registry = Registry::new(Duration::from_secs(10));
+        let registry = Registry::new(Duration::from_secs(10), Counter::default());
         let now = now_ms();
         let (fresh, returning, old) = (
             ClientId::generate(),

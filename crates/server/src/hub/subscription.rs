@@ -85,7 +85,9 @@ pub struct Subscription {
     greeting: Option<Bytes>,
     phase: Phase,
     /// The newest position written to the stream: replayed or live events at or before it are
-    /// skipped, which is what makes the replay-to-live hand-over free of duplicates.
+    /// skipped, which is what makes the replay-to-live hand-over free of duplicates. While the
+    /// stream waits for live events with its socket lent to fan-out, the queue holds the
+    /// position and hands it back with the socket.
     last_sent: Seq,
     /// Events of the current replay page not written yet.
     pending: VecDeque<Arc<StoredEvent>>,
@@ -186,6 +188,10 @@ impl Subscription {
                 }
                 Phase::Closing => {
                     self.phase = Phase::Done;
+                    self.registration
+                        .connection
+                        .queue
+                        .take_socket(&mut self.last_sent);
                     let reason = self.connection().close_reason();
                     tracing::debug!(
                         connection = self.connection().id.as_str(),
@@ -328,7 +334,7 @@ impl Subscription {
         let connection = Arc::clone(self.connection());
         tokio::select! {
             biased;
-            first = connection.next_queued() => match first {
+            first = connection.next_queued(&mut self.last_sent) => match first {
                 Some(first) => Some(self.write_live(first)).filter(|chunk| !chunk.is_empty()),
                 None => {
                     self.phase = Phase::Closing;
@@ -345,13 +351,18 @@ impl Subscription {
                     return None;
                 }
                 let heartbeat = self.hub.settings().heartbeat;
-                let due = self.last_write + heartbeat;
+                let last_write = match connection.queue.flushed_at() {
+                    Some(flushed) => flushed.max(self.last_write),
+                    None => self.last_write,
+                };
+                let due = last_write + heartbeat;
                 if due > now {
                     // Something was written since the timer was set: wait from there.
                     self.timer.as_mut().reset(next_deadline(due, self.expires));
                     return None;
                 }
                 self.timer.as_mut().reset(next_deadline(now + heartbeat, self.expires));
+                connection.queue.take_socket(&mut self.last_sent);
                 let position = self.advance_position();
                 Some(frames::heartbeat(position.as_deref()))
             }
