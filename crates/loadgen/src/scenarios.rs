@@ -129,11 +129,10 @@ impl Plan {
         }
     }
 
-    fn body(&self, stream: usize, number: u64) -> Vec<u8> {
-        let mut stamp = format!(
-            "{{\"s\":{stream},\"n\":{number},\"t\":{}",
-            crate::wire::now_us()
-        );
+    /// The publish body of event `number` on `stream`, stamped `due_us` (when it was due to be
+    /// sent, in microseconds since the Unix epoch).
+    fn body(&self, stream: usize, number: u64, due_us: u64) -> Vec<u8> {
+        let mut stamp = format!("{{\"s\":{stream},\"n\":{number},\"t\":{due_us}");
         if !self.padding.is_empty() {
             let _ = write!(stamp, ",\"p\":\"{}\"", self.padding);
         }
@@ -524,7 +523,7 @@ impl Run {
                 .collect(),
             plan: self.plan.clone(),
         });
-        let started = tokio::time::Instant::now();
+        let pace = Pace::start(rate);
         let mut tasks = Vec::new();
         for lane in 0..connections {
             let plan = Rc::clone(&plan);
@@ -535,11 +534,10 @@ impl Run {
                 let mut first_error = None;
                 let mut index = lane as u64;
                 while index < total {
-                    let due = started + Duration::from_secs_f64(index as f64 / rate);
-                    tokio::time::sleep_until(due).await;
+                    let due_us = pace.wait(index).await;
                     let stream = (index % streams as u64) as usize;
                     let number = counts.borrow()[stream];
-                    let body = plan.plan.body(stream, number);
+                    let body = plan.plan.body(stream, number, due_us);
                     match publisher.post(&plan.paths[stream], &body).await {
                         Ok(code) if (200..300).contains(&code) => counts.borrow_mut()[stream] += 1,
                         Ok(code) => {
@@ -567,7 +565,7 @@ impl Run {
         }
         // A server that answers a publish only after delivering it holds the publisher back:
         // the rate reached is what counts, not the one asked for.
-        let span = started.elapsed().as_secs_f64().max(1.0 / rate);
+        let span = pace.started.elapsed().as_secs_f64().max(1.0 / rate);
         Ok((total as f64 / span).min(rate))
     }
 
@@ -721,13 +719,15 @@ impl Run {
         let publish_path = plan.publish_path(0);
         let publishing = async move {
             let mut publisher = Publisher::new(addr, token);
-            let started = tokio::time::Instant::now();
+            let pace = Pace::start(rate);
             let mut failures = 0u64;
             for index in 0..total {
-                tokio::time::sleep_until(started + Duration::from_secs_f64(index as f64 / rate))
-                    .await;
+                let due_us = pace.wait(index).await;
                 let number = counts.borrow()[0];
-                match publisher.post(&publish_path, &plan.body(0, number)).await {
+                match publisher
+                    .post(&publish_path, &plan.body(0, number, due_us))
+                    .await
+                {
                     Ok(code) if (200..300).contains(&code) => counts.borrow_mut()[0] += 1,
                     _ => failures += 1,
                 }
@@ -818,6 +818,35 @@ impl Run {
 }
 
 /// A plan with every stream's publish path worked out once.
+/// The publisher's schedule: event `index` is due `index / rate` seconds after the start.
+///
+/// Events are stamped with when they were due, not when they left: a server that answers a
+/// publish only once it has delivered it makes the next publish late, and latency counted from
+/// the late send would leave that wait out (coordinated omission).
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    started: tokio::time::Instant,
+    started_us: u64,
+    rate: f64,
+}
+
+impl Pace {
+    fn start(rate: f64) -> Self {
+        Self {
+            started: tokio::time::Instant::now(),
+            started_us: crate::wire::now_us(),
+            rate,
+        }
+    }
+
+    /// Waits until event `index` is due (not at all if it is late) and returns its stamp.
+    async fn wait(&self, index: u64) -> u64 {
+        let after = Duration::from_secs_f64(index as f64 / self.rate);
+        tokio::time::sleep_until(self.started + after).await;
+        self.started_us + u64::try_from(after.as_micros()).unwrap_or(u64::MAX)
+    }
+}
+
 struct PlanView {
     plan: Plan,
     paths: Vec<String>,
