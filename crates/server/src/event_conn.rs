@@ -192,9 +192,11 @@ async fn read_request(
 
 /// Appends the next bytes the client sends to `buf`; the end of the stream is an error.
 async fn read_more(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
-    let mut chunk = [0u8; 2048];
     loop {
         stream.readable().await?;
+        // Declared after the await, so it lives on the stack and not in the future: every
+        // connection's task is sized for its largest state, for as long as it lives.
+        let mut chunk = [0u8; 2048];
         match stream.try_read(&mut chunk) {
             Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(read) => {
@@ -331,4 +333,33 @@ async fn write_all(
 /// last frames are delivered before the close.
 fn close(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection's task holds its future for as long as the stream is open, sized for the
+    /// largest state it can be in: a read buffer kept across an await would cost every idle
+    /// subscriber its size.
+    #[tokio::test]
+    async fn an_open_stream_holds_a_small_future() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(address).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let settings = Settings {
+            app: Router::new(),
+            write_timeout: Duration::from_secs(1),
+            send_buffer: None,
+            unsent_limit: None,
+            metrics: Arc::new(Metrics::default()),
+        };
+        let serving = serve(stream, peer, Vec::new(), settings);
+        let size = std::mem::size_of_val(&serving);
+        assert!(
+            size < 2048,
+            "the event-stream task's future takes {size} bytes"
+        );
+    }
 }
