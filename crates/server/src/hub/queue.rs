@@ -325,6 +325,14 @@ mod tests {
         (client, server)
     }
 
+    /// A queue with the server's end of a loopback pair lent to it, and the client's end.
+    async fn lent_queue() -> (TcpStream, Queue) {
+        let (client, server) = socket_pair().await;
+        let queue = Queue::new(8);
+        queue.lend(Arc::new(server));
+        (client, queue)
+    }
+
     /// Counts its wake-ups.
     #[derive(Default)]
     struct Woken(std::sync::atomic::AtomicUsize);
@@ -405,9 +413,7 @@ mod tests {
 
     #[tokio::test]
     async fn fan_out_writes_to_a_lent_socket_while_the_writer_waits() {
-        let (mut client, server) = socket_pair().await;
-        let queue = Queue::new(8);
-        queue.lend(Arc::new(server));
+        let (mut client, queue) = lent_queue().await;
         let open = AtomicBool::new(false);
         let woken = Arc::new(Woken::default());
         // Before the writer first waits, the socket is its own: nothing is for fan-out.
@@ -438,9 +444,7 @@ mod tests {
 
     #[tokio::test]
     async fn fan_out_skips_what_the_writer_already_wrote() {
-        let (mut client, server) = socket_pair().await;
-        let queue = Queue::new(8);
-        queue.lend(Arc::new(server));
+        let (mut client, queue) = lent_queue().await;
         let open = AtomicBool::new(false);
         let woken = Arc::new(Woken::default());
         // Replay wrote through 5; event 4 and 5 reach the queue after it went live.
@@ -505,9 +509,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_closing_stream_is_left_to_its_writer() {
-        let (_client, server) = socket_pair().await;
-        let queue = Queue::new(8);
-        queue.lend(Arc::new(server));
+        let (_client, queue) = lent_queue().await;
         let closing = AtomicBool::new(false);
         let woken = Arc::new(Woken::default());
         start_waiting(&queue, &closing, &mut 0, &woken);
