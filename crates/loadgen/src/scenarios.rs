@@ -20,6 +20,10 @@ use crate::{RunArgs, Scenario, Target};
 const SATURATED: f64 = 0.9;
 /// p99 under which a broadcast rate counts as sustained.
 const MAX_P99_MS: f64 = 100.0;
+/// Publishing connections opened per this many events a second (see [`Run::publish`]).
+const PUBLISHES_PER_CONNECTION: f64 = 50.0;
+/// At most this many publishes in flight at once.
+const MAX_PUBLISH_CONNECTIONS: usize = 128;
 /// How long subscribers may take to receive everything after publishing stops.
 const DRAIN_TIMEOUT_MS: u64 = 15_000;
 /// How long the churn scenario waits after connections close before it reads memory: servers
@@ -509,33 +513,49 @@ impl Run {
     }
 
     /// Publishes `total` events at `rate`, round-robin over the plan's streams, numbering each
-    /// stream's events from where it stands. Each stream is published on one connection, one
-    /// request at a time, so its numbers reach the server in order.
+    /// stream's events from where it stands.
+    ///
+    /// The schedule is open: each event is sent when it is due, on whichever of the publishing
+    /// connections is free, without waiting for the answers to earlier events on other streams.
+    /// A back-end publishing at a rate does not slow down because one answer is slow, and a
+    /// fixed number of one-at-a-time connections would measure its own round trips rather than
+    /// the server. Events of one stream are still sent one at a time, each after the previous
+    /// one's answer, so they reach the server in the order they are numbered.
     async fn publish(&mut self, rate: f64, total: u64) -> Result<f64> {
         let streams = self.plan.streams.len();
-        let mut connections = ((rate / 1000.0).ceil() as usize).clamp(1, 8);
-        while !streams.is_multiple_of(connections) {
-            connections -= 1;
-        }
+        let connections =
+            ((rate / PUBLISHES_PER_CONNECTION).ceil() as usize).clamp(1, MAX_PUBLISH_CONNECTIONS);
         let plan = Rc::new(PlanView {
             paths: (0..streams)
                 .map(|stream| self.plan.publish_path(stream))
                 .collect(),
             plan: self.plan.clone(),
         });
+        // A stream's turn is taken when its event is handed out, before that event is due: the
+        // lock is first come, first served, so a stream's events leave in the order handed out.
+        let turns: Rc<Vec<tokio::sync::Mutex<()>>> =
+            Rc::new((0..streams).map(|_| tokio::sync::Mutex::new(())).collect());
+        let next = Rc::new(std::cell::Cell::new(0u64));
         let pace = Pace::start(rate);
         let mut tasks = Vec::new();
-        for lane in 0..connections {
+        for _ in 0..connections {
             let plan = Rc::clone(&plan);
             let counts = Rc::clone(&self.counts);
+            let turns = Rc::clone(&turns);
+            let next = Rc::clone(&next);
             let mut publisher = Publisher::new(self.args.addr, self.args.token.clone());
             tasks.push(tokio::task::spawn_local(async move {
                 let mut failures = 0u64;
                 let mut first_error = None;
-                let mut index = lane as u64;
-                while index < total {
-                    let due_us = pace.wait(index).await;
+                loop {
+                    let index = next.get();
+                    if index >= total {
+                        break;
+                    }
+                    next.set(index + 1);
                     let stream = (index % streams as u64) as usize;
+                    let _turn = turns[stream].lock().await;
+                    let due_us = pace.wait(index).await;
                     let number = counts.borrow()[stream];
                     let body = plan.plan.body(stream, number, due_us);
                     match publisher.post(&plan.paths[stream], &body).await {
@@ -549,7 +569,6 @@ impl Run {
                             first_error.get_or_insert(format!("publish failed: {err:#}"));
                         }
                     }
-                    index += connections as u64;
                 }
                 (failures, first_error)
             }));
