@@ -180,3 +180,36 @@ async fn a_connection_without_topics_receives_its_client_stream_and_broadcasts()
     assert_eq!(stream.envelope().await.data, json!("direct"));
     assert_eq!(stream.envelope().await.data, json!("everyone"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_away_from_every_tab_is_still_sent_to_and_catches_up() {
+    let server = TestServer::start().await;
+    let mut stream = server.subscribe("topic=a").await;
+    let client_id = stream.connected().await.client_id;
+    server.publish("a", "message", json!("seen")).await;
+    stream.envelope().await;
+    let last_seen = stream.last_event_id().to_owned();
+    drop(stream);
+    server
+        .eventually("the client has no live connection", || async {
+            server.live_connections().await == 0
+        })
+        .await;
+
+    let response = server
+        .post_json(
+            &format!("/api/clients/{client_id}/events"),
+            &json!({"data": "while away"}),
+        )
+        .await;
+    assert_eq!(
+        response.status(),
+        200,
+        "known to storage, not only while live"
+    );
+    let mut back = server
+        .subscribe_after(&format!("topic=a&client_id={client_id}"), Some(&last_seen))
+        .await;
+    assert_eq!(back.connected().await.client_id, client_id);
+    assert_eq!(back.envelope().await.data, json!("while away"));
+}

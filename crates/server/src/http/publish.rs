@@ -107,7 +107,6 @@ pub async fn send_to_client(
     let client = ClientId::parse(&client_id).ok_or_else(not_found)?;
     let known = state
         .hub
-        .storage()
         .client_exists(&client)
         .await
         .map_err(|err| ApiError::storage(&err))?;

@@ -200,6 +200,15 @@ impl Hub {
         self.inner.registry.removed()
     }
 
+    /// Whether `client` is known: it holds a live connection to this node (registered before
+    /// it was greeted, so known to storage too), or storage has it.
+    pub async fn client_exists(&self, client: &ClientId) -> Result<bool, StorageError> {
+        if self.inner.registry.has_client(client) {
+            return Ok(true);
+        }
+        self.inner.storage.client_exists(client).await
+    }
+
     pub fn storage(&self) -> &dyn Storage {
         &*self.inner.storage
     }

@@ -288,6 +288,13 @@ impl Registry {
         Ok(())
     }
 
+    /// Whether `client` holds a live connection here.
+    pub fn has_client(&self, client: &ClientId) -> bool {
+        self.read()
+            .streams
+            .contains_key(&StreamKey::Client(client.clone()))
+    }
+
     pub fn remove(&self, connection: &Connection) {
         let mut inner = self.write();
         if inner.connections.remove(&connection.id).is_none() {
@@ -482,6 +489,20 @@ mod tests {
         }
         registry.insert(&connection, NO_LIMITS).unwrap();
         connection
+    }
+
+    #[test]
+    fn a_client_is_known_while_one_of_its_connections_is_live() {
+        let registry = Registry::new(Duration::from_secs(10), Counter::default());
+        let client = ClientId::generate();
+        assert!(!registry.has_client(&client));
+        let tabs: Vec<_> = (0..2).map(|_| connect(&registry, &client, None)).collect();
+        assert!(registry.has_client(&client));
+        assert!(!registry.has_client(&ClientId::generate()));
+        registry.remove(&tabs[0]);
+        assert!(registry.has_client(&client), "one tab is still open");
+        registry.remove(&tabs[1]);
+        assert!(!registry.has_client(&client));
     }
 
     #[test]
