@@ -337,6 +337,14 @@ impl Registry {
     pub fn fan_out(&self, seq: Seq, streams: &[StreamKey], frames: &[Bytes]) {
         let mut to_flush = Vec::new();
         self.queue_for(seq, streams, frames, &mut to_flush);
+        self.flush_soon(to_flush);
+    }
+
+    /// Writes to the connections [`Registry::queue_for`] collected, from tasks of
+    /// [`FLUSH_CHUNK`] connections each. A connection may be listed more than once (several
+    /// events of a batch for it): the first flush writes all it holds, in one write, and the
+    /// others find nothing left.
+    pub fn flush_soon(&self, to_flush: Vec<Arc<Connection>>) {
         let mut to_flush = to_flush.into_iter();
         loop {
             let chunk: Vec<_> = to_flush.by_ref().take(FLUSH_CHUNK).collect();
@@ -352,7 +360,9 @@ impl Registry {
         }
     }
 
-    fn queue_for(
+    /// Queues an event as [`Registry::fan_out`] does and adds the connections to write to
+    /// `to_flush`, for [`Registry::flush_soon`] once a whole batch is queued.
+    pub fn queue_for(
         &self,
         seq: Seq,
         streams: &[StreamKey],

@@ -43,19 +43,30 @@ impl Sequencer {
                 pending.drain(..).map(|job| (job.event, job.reply)).unzip();
             match self.storage.append(events).await {
                 Ok(stored) => {
-                    for (event, reply) in stored.into_iter().zip(replies) {
-                        self.metrics.events_published.inc();
-                        if !self.fans_out {
-                            let _ = reply.send(Ok(event));
-                            continue;
+                    self.metrics.events_published.inc_by(stored.len() as u64);
+                    if self.fans_out {
+                        // The whole batch is queued before anything is written, so a
+                        // connection receiving several of its events gets them in one write.
+                        let mut to_flush = Vec::new();
+                        for event in &stored {
+                            let frames: Vec<Bytes> = event
+                                .streams
+                                .iter()
+                                .map(|stream| frames::event_frame(event, stream))
+                                .collect();
+                            self.registry.queue_for(
+                                event.seq,
+                                &event.streams,
+                                &frames,
+                                &mut to_flush,
+                            );
                         }
-                        let frames: Vec<Bytes> = event
-                            .streams
-                            .iter()
-                            .map(|stream| frames::event_frame(&event, stream))
-                            .collect();
-                        self.registry.fan_out(event.seq, &event.streams, &frames);
-                        self.fanned_out_through.store(event.seq, Ordering::Release);
+                        self.registry.flush_soon(to_flush);
+                        if let Some(last) = stored.last() {
+                            self.fanned_out_through.store(last.seq, Ordering::Release);
+                        }
+                    }
+                    for (event, reply) in stored.into_iter().zip(replies) {
                         // The publisher may have given up waiting; the event is stored either way.
                         let _ = reply.send(Ok(event));
                     }
