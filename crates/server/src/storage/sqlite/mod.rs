@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde_json::value::RawValue;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 
 mod inbox;
 
@@ -62,6 +62,10 @@ struct Inner {
     settings: SqliteSettings,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// One permit per pooled reader: reads beyond them wait for one rather than each taking a
+    /// blocking thread and opening a connection of its own (a reconnect storm would open
+    /// hundreds, each reading the schema).
+    read_slots: Arc<Semaphore>,
     /// Client ids waiting to be recorded, with whom to tell when they are.
     pending_clients: Mutex<Vec<PendingClient>>,
     /// Whether a commit of `pending_clients` is on its way.
@@ -140,6 +144,7 @@ impl SqliteStorage {
                 settings,
                 writer: Mutex::new(writer),
                 readers: Mutex::new(readers),
+                read_slots: Arc::new(Semaphore::new(READERS)),
                 pending_clients: Mutex::new(Vec::new()),
                 clients_flush_scheduled: AtomicBool::new(false),
                 sync_relaxed: AtomicBool::new(false),
@@ -184,7 +189,13 @@ impl SqliteStorage {
     ) -> BoxFuture<'static, Result<T, StorageError>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
+            let slot = Arc::clone(&inner.read_slots)
+                .acquire_owned()
+                .await
+                .map_err(|_| StorageError::unavailable("the database readers are closed"))?;
             tokio::task::spawn_blocking(move || {
+                // Held until the connection is back in the pool, even if the caller gave up.
+                let _slot = slot;
                 let pooled = lock(&inner.readers).pop();
                 let mut connection = match pooled {
                     Some(connection) => connection,
