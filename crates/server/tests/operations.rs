@@ -3,16 +3,12 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::SystemTime;
+use std::sync::atomic::Ordering;
 
-use herald_server::ids::ClientId;
-use herald_server::storage::{
-    BoxFuture, InboxItem, InboxPage, InboxQuery, MemoryStorage, NewEvent, NewInboxItem, ReadChange,
-    ReadTarget, Replay, Seq, Storage, StorageError, StoredEvent, StreamKey,
-};
+use herald_server::storage::{MemoryStorage, Storage};
 use serde_json::json;
 use support::TestServer;
+use support::storage::Instrumented;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness_answer() {
@@ -123,110 +119,9 @@ async fn the_openapi_document_describes_the_api() {
     }
 }
 
-/// Memory storage whose writes and pings fail while `down` is set, standing in for a database
-/// that became unavailable.
-#[derive(Debug)]
-struct Unreliable {
-    inner: MemoryStorage,
-    down: AtomicBool,
-}
-
-impl Unreliable {
-    fn check(&self) -> Result<(), StorageError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StorageError::unavailable("disk unavailable"))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl Storage for Unreliable {
-    fn append(
-        &self,
-        events: Vec<NewEvent>,
-    ) -> BoxFuture<'_, Result<Vec<Arc<StoredEvent>>, StorageError>> {
-        match self.check() {
-            Ok(()) => self.inner.append(events),
-            Err(err) => Box::pin(async move { Err(err) }),
-        }
-    }
-    fn latest(&self) -> BoxFuture<'_, Result<Seq, StorageError>> {
-        self.inner.latest()
-    }
-    fn read_after<'a>(
-        &'a self,
-        streams: &'a [StreamKey],
-        after: Seq,
-        limit: usize,
-    ) -> BoxFuture<'a, Result<Replay, StorageError>> {
-        self.inner.read_after(streams, after, limit)
-    }
-    fn register_client<'a>(
-        &'a self,
-        client: &'a ClientId,
-    ) -> BoxFuture<'a, Result<(), StorageError>> {
-        self.inner.register_client(client)
-    }
-    fn client_exists<'a>(
-        &'a self,
-        client: &'a ClientId,
-    ) -> BoxFuture<'a, Result<bool, StorageError>> {
-        self.inner.client_exists(client)
-    }
-    fn touch_clients<'a>(
-        &'a self,
-        clients: &'a [ClientId],
-    ) -> BoxFuture<'a, Result<(), StorageError>> {
-        self.inner.touch_clients(clients)
-    }
-    fn expire(
-        &self,
-        cutoff: SystemTime,
-        oldest_kept: SystemTime,
-    ) -> BoxFuture<'_, Result<(), StorageError>> {
-        self.inner.expire(cutoff, oldest_kept)
-    }
-    fn add_notification<'a>(
-        &'a self,
-        user: &'a str,
-        item: NewInboxItem,
-        keep: usize,
-    ) -> BoxFuture<'a, Result<InboxItem, StorageError>> {
-        match self.check() {
-            Ok(()) => self.inner.add_notification(user, item, keep),
-            Err(err) => Box::pin(async move { Err(err) }),
-        }
-    }
-    fn notifications<'a>(
-        &'a self,
-        user: &'a str,
-        query: InboxQuery,
-    ) -> BoxFuture<'a, Result<InboxPage, StorageError>> {
-        self.inner.notifications(user, query)
-    }
-    fn mark_read<'a>(
-        &'a self,
-        user: &'a str,
-        target: ReadTarget,
-    ) -> BoxFuture<'a, Result<Option<ReadChange>, StorageError>> {
-        match self.check() {
-            Ok(()) => self.inner.mark_read(user, target),
-            Err(err) => Box::pin(async move { Err(err) }),
-        }
-    }
-    fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>> {
-        let result = self.check();
-        Box::pin(async move { result })
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_failure_is_503_and_subscribers_stay_connected() {
-    let storage = Arc::new(Unreliable {
-        inner: MemoryStorage::new(100),
-        down: AtomicBool::new(false),
-    });
+    let storage = Arc::new(Instrumented::new(MemoryStorage::new(100)));
     let server = TestServer::start_on(
         TestServer::config(),
         Arc::clone(&storage) as Arc<dyn Storage>,

@@ -2,11 +2,14 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use herald_protocol::system::{Reset, ResetReason};
+use herald_server::storage::{MemoryStorage, Storage};
 use serde_json::json;
 use support::TestServer;
+use support::storage::Instrumented;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_missed_events_after_reconnect() {
@@ -181,4 +184,36 @@ async fn replay_hands_over_to_live_without_gap_or_duplicate_under_concurrent_pub
     publisher.await.unwrap();
     assert!(reconnects >= 10, "exercised {reconnects} reconnects");
     assert_eq!(received, expected);
+}
+
+/// A replay that reads all of the missed history in one page goes live without reading again:
+/// an event published between that read and the stream going live must come through live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_published_right_after_the_last_replay_read_is_delivered_live() {
+    let storage = Arc::new(Instrumented::new(MemoryStorage::new(100)));
+    let server = TestServer::start_on(
+        TestServer::config(),
+        Arc::clone(&storage) as Arc<dyn Storage>,
+    )
+    .await;
+    let mut stream = server.subscribe("topic=a").await;
+    stream.connected().await;
+    server.publish("a", "message", json!(1)).await;
+    let seen = stream.envelope().await;
+    drop(stream);
+    server.publish("a", "message", json!(2)).await;
+
+    let (has_read, let_answer) = storage.hold_next_read();
+    let mut resumed = server.subscribe_after("topic=a", Some(&seen.id)).await;
+    resumed.connected().await;
+    tokio::time::timeout(support::TIMEOUT, has_read)
+        .await
+        .expect("the replay reads")
+        .unwrap();
+    // Stored and queued for the resumed stream (registered before it read), but after the read.
+    server.publish("a", "message", json!(3)).await;
+    let_answer.send(()).unwrap();
+
+    assert_eq!(resumed.envelope().await.data, json!(2), "replayed");
+    assert_eq!(resumed.envelope().await.data, json!(3), "live");
 }

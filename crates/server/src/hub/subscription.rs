@@ -91,6 +91,9 @@ pub struct Subscription {
     last_sent: Seq,
     /// Events of the current replay page not written yet.
     pending: VecDeque<Arc<StoredEvent>>,
+    /// Whether the current replay page holds everything storage had after the position when
+    /// it was read: once it is written the stream is live, with no further read.
+    history_complete: bool,
     /// Whether replay is over: only then can the position move past events not yet written.
     live: bool,
     /// The one timer of the stream: it fires a heartbeat interval after the last write or at
@@ -145,6 +148,7 @@ impl Subscription {
             phase,
             last_sent,
             pending: VecDeque::new(),
+            history_complete: false,
             live: phase == Phase::Live,
             timer: Box::pin(tokio::time::sleep_until(first_deadline)),
             last_write: now,
@@ -210,16 +214,23 @@ impl Subscription {
     async fn replay_page(&mut self) -> Option<Bytes> {
         let connection = Arc::clone(self.connection());
         if self.pending.is_empty() {
+            if self.history_complete {
+                self.go_live();
+                return None;
+            }
             let storage = self.hub.storage();
             match storage
                 .read_after(&connection.streams, self.last_sent, REPLAY_PAGE)
                 .await
             {
-                Ok(Replay::Events(events)) if events.is_empty() => {
+                Ok(Replay::Events { events, .. }) if events.is_empty() => {
                     self.go_live();
                     return None;
                 }
-                Ok(Replay::Events(events)) => self.pending.extend(events),
+                Ok(Replay::Events { events, complete }) => {
+                    self.pending.extend(events);
+                    self.history_complete = complete;
+                }
                 Ok(Replay::Expired) => {
                     return match storage.latest().await {
                         Ok(latest) => {
@@ -256,14 +267,17 @@ impl Subscription {
             }
             self.last_sent = event.seq;
         }
-        self.discard_replayed();
+        if !self.history_complete {
+            self.discard_replayed();
+        }
         Some(chunk.freeze())
     }
 
     /// Empties the queue while replaying. Every queued event was committed before it was fanned
-    /// out, so the replay reads it from storage anyway (it reads until a page comes back empty);
-    /// keeping them would only fill the queue on a busy topic and close a reconnecting client as
-    /// a slow consumer.
+    /// out, so the replay reads it from storage anyway (it reads until a page comes back empty
+    /// or complete); keeping them would only fill the queue on a busy topic and close a
+    /// reconnecting client as a slow consumer. Once a complete page is read, the queue is kept:
+    /// it holds what was fanned out after that read, which no further read will bring.
     fn discard_replayed(&mut self) {
         self.connection().queue.clear();
     }

@@ -123,8 +123,12 @@ impl MemoryStorage {
         }
         found.sort_by_key(|event| event.seq);
         found.dedup_by_key(|event| event.seq);
+        let complete = found.len() < limit;
         found.truncate(limit);
-        Replay::Events(found)
+        Replay::Events {
+            events: found,
+            complete,
+        }
     }
 
     fn expire_now(&self, cutoff: SystemTime, oldest_kept: SystemTime) {
@@ -352,7 +356,7 @@ mod tests {
 
     fn seqs(replay: Replay) -> Vec<Seq> {
         match replay {
-            Replay::Events(events) => events.iter().map(|e| e.seq).collect(),
+            Replay::Events { events, .. } => events.iter().map(|e| e.seq).collect(),
             Replay::Expired => panic!("expected events, got Expired"),
         }
     }

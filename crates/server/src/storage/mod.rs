@@ -6,7 +6,8 @@
 //! clustered one, say) implements the same trait. An implementation must keep these promises:
 //! - `append` assigns increasing sequence numbers in the order of the batch and returns only
 //!   once the events are stored as durably as the implementation promises;
-//! - `read_after` returns the events after a position in sequence order, or
+//! - `read_after` returns the events after a position in sequence order (saying whether that
+//!   is all of them as of the read), or
 //!   [`Replay::Expired`] when some of them are no longer retained: never a silent gap.
 
 mod inbox;
@@ -128,7 +129,13 @@ pub struct StoredEvent {
 #[derive(Debug)]
 pub enum Replay {
     /// The next events after the position, oldest first; empty when there are none.
-    Events(Vec<Arc<StoredEvent>>),
+    /// `complete`: these are every event after the position the store held when it read them,
+    /// so a reader that registered for live events before asking needs no further page. A
+    /// store that cannot tell says `false`, and the reader asks again until a page is empty.
+    Events {
+        events: Vec<Arc<StoredEvent>>,
+        complete: bool,
+    },
     /// Some events after the position are no longer retained.
     Expired,
 }

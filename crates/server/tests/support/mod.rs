@@ -9,6 +9,7 @@
 )]
 
 pub mod services;
+pub mod storage;
 
 use std::collections::VecDeque;
 use std::future::Future;

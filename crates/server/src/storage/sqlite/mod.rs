@@ -434,6 +434,8 @@ fn read_page(
     }
     seqs.sort_unstable();
     seqs.dedup();
+    // Fewer than a page across every stream: no stream's query was cut short by the limit.
+    let complete = seqs.len() < limit;
     seqs.truncate(limit);
     let mut events = Vec::with_capacity(seqs.len());
     {
@@ -466,7 +468,7 @@ fn read_page(
             }));
         }
     }
-    Ok(Replay::Events(events))
+    Ok(Replay::Events { events, complete })
 }
 
 /// Forgets expired clients and their streams, then applies the age and count limits, recording
@@ -834,7 +836,7 @@ mod tests {
 
     fn seqs(replay: Replay) -> Vec<Seq> {
         match replay {
-            Replay::Events(events) => events.iter().map(|event| event.seq).collect(),
+            Replay::Events { events, .. } => events.iter().map(|event| event.seq).collect(),
             Replay::Expired => panic!("expected events"),
         }
     }
@@ -941,6 +943,49 @@ mod tests {
         storage.append(vec![event("a", 1)]).await.unwrap();
         assert_eq!(synchronous(&storage), 2, "FULL before the event commit");
         assert!(!storage.inner.sync_relaxed.load(Ordering::Acquire));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_page_says_whether_it_holds_all_of_the_history_after_the_position() {
+        let dir = temp_dir();
+        let storage = SqliteStorage::open(&dir, settings()).unwrap();
+        let floor = storage.inner.floor;
+        let events = (1..=4).map(|n| event(if n % 2 == 0 { "a" } else { "b" }, n));
+        append_batch(
+            &storage.inner,
+            &mut lock(&storage.inner.writer),
+            events.collect(),
+        )
+        .unwrap();
+        let mut reader = lock(&storage.inner.readers).pop().unwrap();
+        let mut page = |keys: &[String], limit| match read_page(
+            &storage.inner,
+            &mut reader,
+            keys,
+            floor,
+            limit,
+        )
+        .unwrap()
+        {
+            Replay::Events { events, complete } => (
+                events.iter().map(|e| e.seq - floor).collect::<Vec<_>>(),
+                complete,
+            ),
+            Replay::Expired => panic!("expected events"),
+        };
+        let both = [topic("a"), topic("b")].concat();
+        assert_eq!(page(&both, 5), (vec![1, 2, 3, 4], true));
+        assert_eq!(
+            page(&both, 4),
+            (vec![1, 2, 3, 4], false),
+            "a full page may have more"
+        );
+        assert_eq!(page(&both, 3), (vec![1, 2, 3], false));
+        // One stream alone filling the page is not complete, even with the other short.
+        assert_eq!(page(&both, 2), (vec![1, 2], false));
+        assert_eq!(page(&topic("a"), 3), (vec![2, 4], true));
+        drop(reader);
         let _ = std::fs::remove_dir_all(dir);
     }
 
