@@ -243,7 +243,7 @@ impl Hub {
         // A new client id is recorded as it is issued; a returning one at the next pass.
         let recorded = request.client_id.is_none().then(crate::ids::now_ms);
         let client_id = match request.client_id {
-            Some(client) if inner.storage.client_exists(&client).await? => client,
+            Some(client) if self.client_exists(&client).await? => client,
             Some(client) => return Err(SubscribeError::UnknownClient(client)),
             None => {
                 let client = ClientId::generate();
