@@ -2,13 +2,10 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use herald_server::storage::{MemoryStorage, Storage};
 use serde_json::json;
 use support::TestServer;
-use support::storage::Instrumented;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness_answer() {
@@ -121,12 +118,7 @@ async fn the_openapi_document_describes_the_api() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_failure_is_503_and_subscribers_stay_connected() {
-    let storage = Arc::new(Instrumented::new(MemoryStorage::new(100)));
-    let server = TestServer::start_on(
-        TestServer::config(),
-        Arc::clone(&storage) as Arc<dyn Storage>,
-    )
-    .await;
+    let (server, storage) = TestServer::start_instrumented().await;
     let mut stream = server.subscribe("topic=a").await;
     stream.connected().await;
 

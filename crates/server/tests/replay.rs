@@ -2,14 +2,11 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use herald_protocol::system::{Reset, ResetReason};
-use herald_server::storage::{MemoryStorage, Storage};
 use serde_json::json;
 use support::TestServer;
-use support::storage::Instrumented;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_missed_events_after_reconnect() {
@@ -190,12 +187,7 @@ async fn replay_hands_over_to_live_without_gap_or_duplicate_under_concurrent_pub
 /// an event published between that read and the stream going live must come through live.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_published_right_after_the_last_replay_read_is_delivered_live() {
-    let storage = Arc::new(Instrumented::new(MemoryStorage::new(100)));
-    let server = TestServer::start_on(
-        TestServer::config(),
-        Arc::clone(&storage) as Arc<dyn Storage>,
-    )
-    .await;
+    let (server, storage) = TestServer::start_instrumented().await;
     let mut stream = server.subscribe("topic=a").await;
     stream.connected().await;
     server.publish("a", "message", json!(1)).await;

@@ -131,6 +131,15 @@ impl TestServer {
         .await
     }
 
+    /// A server on memory storage wrapped in [`storage::Instrumented`], to inject faults.
+    pub async fn start_instrumented() -> (Self, Arc<storage::Instrumented>) {
+        let storage = Arc::new(storage::Instrumented::new(
+            herald_server::storage::MemoryStorage::new(100),
+        ));
+        let server = Self::start_on(Self::config(), Arc::clone(&storage) as Arc<dyn Storage>).await;
+        (server, storage)
+    }
+
     /// Binds `127.0.0.1:0` and spawns `serve` on it with a shutdown signal the server holds.
     async fn launch<F>(
         config: Config,
