@@ -38,6 +38,11 @@ const READERS: usize = 4;
 /// client table resident, growing the process by the size of that table until it is full.
 const WRITER_CACHE_KIB: i64 = 256;
 
+/// Streams whose count limit one retention transaction applies. A pass over many active
+/// streams (each client stream of a busy unicast) otherwise held the writer for tens of
+/// milliseconds, and every publish waited behind it.
+const RETENTION_STREAMS_PER_COMMIT: usize = 64;
+
 /// Limits of the durable store.
 #[derive(Debug, Clone)]
 pub struct SqliteSettings {
@@ -471,29 +476,13 @@ fn read_page(
     Ok(Replay::Events { events, complete })
 }
 
-/// Forgets expired clients and their streams, then applies the age and count limits, recording
-/// in `trims` the newest position removed from each stream.
-fn apply_retention(
-    inner: &Inner,
+/// Forgets expired clients and their streams and applies the age limit, in one transaction,
+/// recording in `trims` the newest position removed from each stream. The count limit is
+/// [`retain_by_count`]'s.
+fn retain_by_age(
     writer: &mut Connection,
     cutoff: SystemTime,
     oldest_kept: SystemTime,
-) -> Result<(), StorageError> {
-    let touched = std::mem::take(&mut *lock(&inner.touched));
-    let result = retain(inner, writer, cutoff, oldest_kept, &touched);
-    if result.is_err() {
-        // Check these streams again next time.
-        lock(&inner.touched).extend(touched);
-    }
-    result
-}
-
-fn retain(
-    inner: &Inner,
-    writer: &mut Connection,
-    cutoff: SystemTime,
-    oldest_kept: SystemTime,
-    touched: &HashSet<String>,
 ) -> Result<(), StorageError> {
     let failed = storage_error("cannot apply retention");
     let tx = writer
@@ -553,9 +542,22 @@ fn retain(
             .map_err(&failed)?;
     }
 
-    // Count: only streams appended to since the last run can have grown past the limit.
+    tx.commit().map_err(&failed)
+}
+
+/// Applies the count limit to `streams` (appended to since the last pass: only they can have
+/// grown past it) in one transaction.
+fn retain_by_count(
+    inner: &Inner,
+    writer: &mut Connection,
+    streams: &[String],
+) -> Result<(), StorageError> {
+    let failed = storage_error("cannot apply retention");
+    let tx = writer
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(&failed)?;
     let max_events = i64::try_from(inner.settings.max_events_per_stream).unwrap_or(i64::MAX);
-    for stream in touched {
+    for stream in streams {
         let through: Option<i64> = tx
             .query_row(
                 "SELECT seq FROM event_streams WHERE stream = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2",
@@ -761,7 +763,29 @@ impl Storage for SqliteStorage {
         cutoff: SystemTime,
         oldest_kept: SystemTime,
     ) -> BoxFuture<'_, Result<(), StorageError>> {
-        self.write(move |inner, writer| apply_retention(inner, writer, cutoff, oldest_kept))
+        Box::pin(async move {
+            self.write(move |_, writer| retain_by_age(writer, cutoff, oldest_kept))
+                .await?;
+            // A slice of the streams per transaction, so publishes commit in between rather
+            // than wait for every active stream to be counted.
+            let touched: Vec<String> = std::mem::take(&mut *lock(&self.inner.touched))
+                .into_iter()
+                .collect();
+            let mut slices = touched.chunks(RETENTION_STREAMS_PER_COMMIT);
+            while let Some(slice) = slices.next() {
+                let streams = slice.to_vec();
+                let counted = self
+                    .write(move |inner, writer| retain_by_count(inner, writer, &streams))
+                    .await;
+                if let Err(err) = counted {
+                    // Check these streams again next time.
+                    let left = slice.iter().chain(slices.flatten()).cloned();
+                    lock(&self.inner.touched).extend(left);
+                    return Err(err);
+                }
+            }
+            Ok(())
+        })
     }
 
     fn add_notification<'a>(
@@ -989,19 +1013,24 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
-    #[test]
-    fn retention_trims_by_count_and_age_and_remembers_where() {
+    fn count_events(storage: &SqliteStorage) -> i64 {
+        lock(&storage.inner.writer)
+            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn retention_trims_by_count_and_age_and_remembers_where() {
         let dir = temp_dir();
         let storage = SqliteStorage::open(&dir, settings()).unwrap();
         let floor = storage.inner.floor;
-        let mut writer = lock(&storage.inner.writer);
         let events: Vec<NewEvent> = (1..=5)
             .map(|n| event("a", n))
             .chain([event("b", 6)])
             .collect();
-        append_batch(&storage.inner, &mut writer, events).unwrap();
+        storage.append(events).await.unwrap();
         let long_ago = SystemTime::UNIX_EPOCH;
-        apply_retention(&storage.inner, &mut writer, long_ago, long_ago).unwrap();
+        storage.expire(long_ago, long_ago).await.unwrap();
         let mut reader = lock(&storage.inner.readers).pop().unwrap();
         assert!(matches!(
             read_page(&storage.inner, &mut reader, &topic("a"), floor, 10).unwrap(),
@@ -1017,27 +1046,47 @@ mod tests {
         );
 
         let future = SystemTime::now() + Duration::from_secs(60);
-        apply_retention(&storage.inner, &mut writer, long_ago, future).unwrap();
+        storage.expire(long_ago, future).await.unwrap();
         assert!(matches!(
             read_page(&storage.inner, &mut reader, &topic("b"), floor, 10).unwrap(),
             Replay::Expired
         ));
-        let remaining: i64 = writer
-            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(remaining, 0, "events no stream refers to are deleted");
-        drop(writer);
+        assert_eq!(
+            count_events(&storage),
+            0,
+            "events no stream refers to are deleted"
+        );
+        drop(reader);
         let _ = std::fs::remove_dir_all(dir);
     }
 
-    #[test]
-    fn an_expired_clients_stream_cannot_be_replayed_silently() {
+    #[tokio::test]
+    async fn retention_counts_more_streams_than_one_commit_holds() {
+        let dir = temp_dir();
+        let storage = SqliteStorage::open(&dir, settings()).unwrap();
+        let streams = RETENTION_STREAMS_PER_COMMIT * 2 + 7;
+        let events: Vec<NewEvent> = (0..streams)
+            .flat_map(|stream| (0..5).map(move |n| event(&format!("t{stream}"), n)))
+            .collect();
+        storage.append(events).await.unwrap();
+        let long_ago = SystemTime::UNIX_EPOCH;
+        storage.expire(long_ago, long_ago).await.unwrap();
+        assert_eq!(
+            count_events(&storage),
+            i64::try_from(streams * 3).unwrap(),
+            "every stream keeps its newest 3"
+        );
+        assert!(lock(&storage.inner.touched).is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[tokio::test]
+    async fn an_expired_clients_stream_cannot_be_replayed_silently() {
         let dir = temp_dir();
         let storage = SqliteStorage::open(&dir, settings()).unwrap();
         let floor = storage.inner.floor;
         let client = ClientId::generate();
-        let mut writer = lock(&storage.inner.writer);
-        writer
+        lock(&storage.inner.writer)
             .execute(
                 "INSERT INTO clients (client_id, last_seen_ms) VALUES (?1, 0)",
                 [client.to_string()],
@@ -1047,25 +1096,19 @@ mod tests {
             streams: vec![StreamKey::Client(client.clone())],
             ..event("unused", 1)
         };
-        append_batch(&storage.inner, &mut writer, vec![direct]).unwrap();
-        apply_retention(
-            &storage.inner,
-            &mut writer,
-            SystemTime::now(),
-            SystemTime::UNIX_EPOCH,
-        )
-        .unwrap();
+        storage.append(vec![direct]).await.unwrap();
+        storage
+            .expire(SystemTime::now(), SystemTime::UNIX_EPOCH)
+            .await
+            .unwrap();
         let mut reader = lock(&storage.inner.readers).pop().unwrap();
         let keys = vec![StreamKey::Client(client).encode()];
         assert!(matches!(
             read_page(&storage.inner, &mut reader, &keys, floor, 10).unwrap(),
             Replay::Expired
         ));
-        let remaining: i64 = writer
-            .query_row("SELECT count(*) FROM events", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(remaining, 0);
-        drop(writer);
+        assert_eq!(count_events(&storage), 0);
+        drop(reader);
         let _ = std::fs::remove_dir_all(dir);
     }
 
