@@ -238,11 +238,7 @@ fn parse(args: &[String]) -> Result<Options> {
             }
             other => bail!(
                 "unknown option {other:?} (options: --quick, --reps N, --scenarios a,b; scenarios: {})",
-                SCENARIOS
-                    .iter()
-                    .map(|s| s.name)
-                    .collect::<Vec<_>>()
-                    .join(",")
+                scenario_names()
             ),
         }
     }
@@ -255,14 +251,19 @@ fn parse(args: &[String]) -> Result<Options> {
     {
         bail!(
             "unknown scenario {unknown:?} (scenarios: {})",
-            SCENARIOS
-                .iter()
-                .map(|s| s.name)
-                .collect::<Vec<_>>()
-                .join(",")
+            scenario_names()
         );
     }
     Ok(options)
+}
+
+/// The scenarios' names, for error messages.
+fn scenario_names() -> String {
+    SCENARIOS
+        .iter()
+        .map(|scenario| scenario.name)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 pub fn bench(args: &[String]) -> Result<()> {
