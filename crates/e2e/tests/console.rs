@@ -372,7 +372,7 @@ async fn a_burst_of_events_is_shown_and_the_page_stays_usable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_the_server_ends_a_stream_the_console_reconnects_as_the_same_client() {
     let server = Server::start_with(dist_dir(), |config| {
-        config.max_connection_lifetime = Some(std::time::Duration::from_millis(1500));
+        config.max_connection_lifetime = std::time::Duration::from_millis(1500);
     })
     .await;
     let browser = Browser::launch("reconnect_same_client").await;

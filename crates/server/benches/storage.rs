@@ -63,7 +63,7 @@ impl Bench {
             history_max_events: 1_000_000,
             jwt_secret: Some(SECRET.into()),
             publish_rate: 0,
-            max_connections_per_address: None,
+            max_connections_per_address: 0,
             ..Config::default()
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

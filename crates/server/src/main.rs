@@ -3,15 +3,19 @@
 use std::io::IsTerminal;
 
 use anyhow::Context;
-use clap::Parser;
 use herald_protocol::auth::Grants;
 use herald_server::auth::{Authenticator, claims_for};
-use herald_server::config::{Cli, Command, Config, TokenArgs};
+use herald_server::config::{ConfigError, Invocation, TokenArgs};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let invocation = match herald_server::config::load() {
+        Ok(invocation) => invocation,
+        // Help, the version and usage mistakes are printed the way clap prints them.
+        Err(ConfigError::Cli(err)) => err.exit(),
+        Err(err) => return Err(err.into()),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
@@ -19,10 +23,10 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    if let Some(Command::Token(args)) = &cli.command {
-        return print_token(args);
-    }
-    let config = Config::resolve(cli.into_serve_args())?;
+    let config = match invocation {
+        Invocation::Serve(config) => config,
+        Invocation::Token(args) => return print_token(&args),
+    };
     // Refuse to start without a way to verify credentials, before binding anything.
     Authenticator::from_config(&config).map_err(anyhow::Error::msg)?;
     // Every subscriber is an open socket: use the whole hard limit on open files, not the
@@ -57,8 +61,8 @@ fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListe
 
 /// `herald token`: signs claims with the key the same settings would serve with.
 fn print_token(args: &TokenArgs) -> anyhow::Result<()> {
-    let config = Config::resolve(args.serve.clone())?;
-    let authenticator = Authenticator::from_config(&config).map_err(anyhow::Error::msg)?;
+    let authenticator =
+        Authenticator::from_config(&args.serve.settings).map_err(anyhow::Error::msg)?;
     let grants = Grants {
         publish: args.publish.clone(),
         subscribe: args.subscribe.clone(),

@@ -58,7 +58,7 @@ pub fn open_storage(config: &Config) -> std::io::Result<Arc<dyn Storage>> {
         StorageKind::Sqlite => {
             let settings = SqliteSettings {
                 max_events_per_stream: config.history_max_events,
-                max_bytes: config.storage_max_bytes,
+                max_bytes: config.database_limit(),
             };
             let storage = SqliteStorage::open(&config.data_dir, settings)
                 .map_err(|err| std::io::Error::other(err.message))?;
@@ -102,8 +102,8 @@ async fn serve(
     );
     let grace = config.shutdown_grace;
     let write_timeout = config.write_timeout;
-    let send_buffer = config.stream_send_buffer;
-    let unsent_limit = config.stream_unsent_limit;
+    let send_buffer = config.send_buffer();
+    let unsent_limit = config.unsent_limit();
     let state = AppState {
         hub,
         config: Arc::new(config),

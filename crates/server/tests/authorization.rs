@@ -443,7 +443,7 @@ async fn tokens_signed_with_rs256_and_es256_verify_with_the_public_key() {
 async fn connections_per_user_and_per_address_are_limited() {
     let server = TestServer::start_with(|config| {
         config.max_connections_per_user = 2;
-        config.max_connections_per_address = Some(3);
+        config.max_connections_per_address = 3;
     })
     .await;
     let alice = client_with_token(&token("alice", &[], &[], false));

@@ -242,7 +242,7 @@ async fn an_unusable_data_directory_stops_start_up_with_a_clear_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_database_refuses_publishes_with_503_and_subscribers_stay() {
     let server = TestServer::start_with(|config| {
-        config.storage_max_bytes = Some(512 * 1024);
+        config.storage_max_bytes = 512 * 1024;
         config.history_max_events = 10;
         config.retention_interval = Duration::from_secs(3600);
         config.heartbeat = Duration::from_millis(200);

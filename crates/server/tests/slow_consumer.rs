@@ -124,7 +124,7 @@ async fn a_stalled_subscriber_holds_little_in_the_kernel_before_its_queue_fills(
     let server = TestServer::start_with(|config| {
         config.queue_capacity = 8;
         // The default unsent limit alone, with the send buffer left to the kernel's autotuning.
-        config.stream_send_buffer = None;
+        config.stream_send_buffer = 0;
         // Flagged as a slow consumer, it is released once its stuck write gives up.
         config.write_timeout = Duration::from_secs(1);
     })

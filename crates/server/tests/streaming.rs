@@ -193,7 +193,7 @@ async fn the_registry_is_empty_after_all_clients_leave() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_is_closed_at_its_maximum_lifetime() {
     let server = TestServer::start_with(|config| {
-        config.max_connection_lifetime = Some(Duration::from_millis(300))
+        config.max_connection_lifetime = Duration::from_millis(300)
     })
     .await;
     let mut stream = server.subscribe("topic=a").await;

@@ -53,11 +53,11 @@ impl From<&Config> for HubSettings {
             heartbeat: config.heartbeat,
             retry: config.retry,
             queue_capacity: config.queue_capacity,
-            max_connection_lifetime: config.max_connection_lifetime,
+            max_connection_lifetime: config.connection_lifetime(),
             limits: Limits {
                 per_client: config.max_connections_per_client,
                 per_user: config.max_connections_per_user,
-                per_address: config.max_connections_per_address,
+                per_address: config.connections_per_address(),
             },
             client_ttl: config.client_ttl,
             history_max_age: config.history_max_age,

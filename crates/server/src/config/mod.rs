@@ -1,0 +1,477 @@
+//! Settings: command-line flags, then environment variables, then an optional TOML file, then
+//! defaults.
+//!
+//! Each setting is declared once, as a field of [`Config`]: its flag, environment variable,
+//! default and help come from that one `#[arg]`, and its key in the file is the field's name.
+//! The file is read as one more layer of the same arguments ([`file`]), so every value goes
+//! through the same parser whichever layer it comes from; [`cli`] puts the layers together and
+//! [`validate`] checks the result.
+
+mod cli;
+mod file;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, FromArgMatches};
+
+pub use cli::{Cli, Command, Invocation, ServeArgs, TokenArgs, load, load_from};
+
+/// The settings the server runs with. A limit of 0 means "no limit" where its help says so.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address and port to listen on; port 0 picks a free port (the bound address is logged as
+    /// "listening on <addr:port>").
+    #[arg(
+        long,
+        env = "HERALD_LISTEN",
+        value_name = "ADDR:PORT",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: SocketAddr,
+
+    /// Directory for Herald's data.
+    #[arg(
+        long,
+        env = "HERALD_DATA_DIR",
+        value_name = "DIR",
+        default_value = "data"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Directory of the built web app, served at `/`.
+    #[arg(
+        long,
+        env = "HERALD_STATIC_DIR",
+        value_name = "DIR",
+        default_value = "dist"
+    )]
+    pub static_dir: PathBuf,
+
+    /// Development mode: loopback only; without --jwt-secret, signs demo credentials with a key
+    /// kept in the data directory, and offers them to the console (`POST /api/dev/token`).
+    /// `--dev=false` turns off what a file turned on.
+    #[arg(
+        long,
+        env = "HERALD_DEV",
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub dev: bool,
+
+    /// HS256 key for JSON Web Tokens.
+    #[arg(
+        long,
+        env = "HERALD_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// PEM file with the RS256 or ES256 public key for JSON Web Tokens.
+    #[arg(long, env = "HERALD_JWT_PUBLIC_KEY", value_name = "PEM_FILE")]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// A topic selector (`admin/*`, `billing`) whose topics are private: subscribing needs a
+    /// matching `subscribe` selector in the credential. Repeatable, or comma-separated.
+    #[arg(
+        long = "private-topic",
+        env = "HERALD_PRIVATE_TOPICS",
+        value_name = "SELECTOR",
+        value_delimiter = ','
+    )]
+    pub private_topics: Vec<String>,
+
+    /// An origin allowed to call Herald from a browser with credentials
+    /// (`https://app.example.com`); repeatable, or comma-separated. `*` allows every origin
+    /// without credentials. Without any, only the same origin.
+    #[arg(
+        long = "cors-origin",
+        env = "HERALD_CORS_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Maximum simultaneous connections of one user.
+    #[arg(
+        long,
+        env = "HERALD_MAX_CONNECTIONS_PER_USER",
+        value_name = "N",
+        default_value = "100"
+    )]
+    pub max_connections_per_user: usize,
+
+    /// Maximum simultaneous connections from one address; 0 for no limit.
+    #[arg(
+        long,
+        env = "HERALD_MAX_CONNECTIONS_PER_ADDRESS",
+        value_name = "N",
+        default_value = "1000"
+    )]
+    pub max_connections_per_address: usize,
+
+    /// Take the client's address from the last `X-Forwarded-For` entry: set it only behind a
+    /// reverse proxy that sets that header, or clients can choose their own address.
+    #[arg(
+        long,
+        env = "HERALD_TRUST_FORWARDED_FOR",
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub trust_forwarded_for: bool,
+
+    /// Sustained publishes per second allowed to one credential (user); 0 for no limit.
+    #[arg(
+        long,
+        env = "HERALD_PUBLISH_RATE",
+        value_name = "PER_SECOND",
+        default_value = "500"
+    )]
+    pub publish_rate: u32,
+
+    /// Publishes one credential may make at once before the rate applies.
+    #[arg(
+        long,
+        env = "HERALD_PUBLISH_BURST",
+        value_name = "N",
+        default_value = "1000"
+    )]
+    pub publish_burst: u32,
+
+    /// How long the development credentials handed to the console are valid.
+    #[arg(
+        long,
+        env = "HERALD_DEV_TOKEN_TTL",
+        value_name = "DURATION",
+        default_value = "1h",
+        value_parser = parse_duration
+    )]
+    pub dev_token_ttl: Duration,
+
+    /// Notifications kept per user; the oldest go first.
+    #[arg(
+        long,
+        env = "HERALD_MAX_NOTIFICATIONS_PER_USER",
+        value_name = "N",
+        default_value = "1000"
+    )]
+    pub max_notifications_per_user: usize,
+
+    /// Cluster mode: keep the event log, client ids and inboxes in this Redis
+    /// (`redis://[user:password@]host:port[/db]`) and share them with every node pointed at it.
+    /// Replaces `--storage`.
+    #[arg(long, env = "HERALD_REDIS_URL", value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// Prefix of every Redis key Herald uses, so several deployments can share one Redis.
+    #[arg(
+        long,
+        env = "HERALD_REDIS_PREFIX",
+        value_name = "PREFIX",
+        default_value = "herald:"
+    )]
+    pub redis_prefix: String,
+
+    /// Longest silence on an idle stream before a heartbeat comment is sent.
+    #[arg(
+        long,
+        env = "HERALD_HEARTBEAT",
+        value_name = "DURATION",
+        default_value = "15s",
+        value_parser = parse_duration
+    )]
+    pub heartbeat: Duration,
+
+    /// Base reconnection delay told to clients; each connection gets up to 50% more as jitter so
+    /// a restart does not cause a reconnect storm.
+    #[arg(
+        long,
+        env = "HERALD_RETRY",
+        value_name = "DURATION",
+        default_value = "3s",
+        value_parser = parse_duration
+    )]
+    pub retry: Duration,
+
+    /// Events queued for one connection before it counts as a slow consumer and is closed with
+    /// reason `slow_consumer`, to resume from its last event id.
+    #[arg(
+        long,
+        env = "HERALD_QUEUE_CAPACITY",
+        value_name = "EVENTS",
+        default_value = "1024"
+    )]
+    pub queue_capacity: usize,
+
+    /// The most data each event stream leaves unsent in the kernel (TCP_NOTSENT_LOWAT): once
+    /// a subscriber's kernel holds this much that its peer has not yet taken, further events
+    /// wait in the connection's queue and count toward `queue_capacity`. Without a limit a
+    /// subscriber that stops reading soaks up its whole send buffer (up to 4 MiB on Linux), and
+    /// copying events into the buffers of stalled subscribers costs every other subscriber
+    /// time. Data in flight to a reading client is not limited. 0 removes the limit.
+    #[arg(
+        long,
+        env = "HERALD_STREAM_UNSENT_LIMIT",
+        value_name = "BYTES",
+        default_value = "16384"
+    )]
+    pub stream_unsent_limit: usize,
+
+    /// The kernel's send buffer for each event stream (SO_SNDBUF; Linux reserves twice this for
+    /// its bookkeeping), which bounds unsent and unacknowledged data together, and with it the
+    /// throughput of a distant client. 0 leaves it to the kernel's autotuning.
+    #[arg(
+        long,
+        env = "HERALD_STREAM_SEND_BUFFER",
+        value_name = "BYTES",
+        default_value = "0"
+    )]
+    pub stream_send_buffer: usize,
+
+    /// Maximum lifetime of one connection, after which it is closed with reason `max_lifetime`
+    /// and the client reconnects; 0 for no limit.
+    #[arg(
+        long,
+        env = "HERALD_MAX_CONNECTION_LIFETIME",
+        value_name = "DURATION",
+        default_value = "1h",
+        value_parser = parse_duration
+    )]
+    pub max_connection_lifetime: Duration,
+
+    /// Maximum topics one connection may subscribe to.
+    #[arg(
+        long,
+        env = "HERALD_MAX_TOPICS_PER_CONNECTION",
+        value_name = "N",
+        default_value = "64"
+    )]
+    pub max_topics_per_connection: usize,
+
+    /// Maximum simultaneous connections holding one client id.
+    #[arg(
+        long,
+        env = "HERALD_MAX_CONNECTIONS_PER_CLIENT",
+        value_name = "N",
+        default_value = "32"
+    )]
+    pub max_connections_per_client: usize,
+
+    /// Maximum topics one publish may name.
+    #[arg(
+        long,
+        env = "HERALD_MAX_TOPICS_PER_PUBLISH",
+        value_name = "N",
+        default_value = "64"
+    )]
+    pub max_topics_per_publish: usize,
+
+    /// Largest request body accepted, in bytes.
+    #[arg(
+        long,
+        env = "HERALD_MAX_BODY_BYTES",
+        value_name = "BYTES",
+        default_value = "1048576"
+    )]
+    pub max_body_bytes: usize,
+
+    /// Events kept for replay per topic (and per client stream).
+    #[arg(
+        long,
+        env = "HERALD_HISTORY_MAX_EVENTS",
+        value_name = "N",
+        default_value = "1000"
+    )]
+    pub history_max_events: usize,
+
+    /// How long events are kept for replay.
+    #[arg(
+        long,
+        env = "HERALD_HISTORY_MAX_AGE",
+        value_name = "DURATION",
+        default_value = "1h",
+        value_parser = parse_duration
+    )]
+    pub history_max_age: Duration,
+
+    /// How long a client id stays valid after its last connection ends.
+    #[arg(
+        long,
+        env = "HERALD_CLIENT_TTL",
+        value_name = "DURATION",
+        default_value = "24h",
+        value_parser = parse_duration
+    )]
+    pub client_ttl: Duration,
+
+    /// Where events and client ids are kept: `sqlite` (durable, in the data directory) or
+    /// `memory` (lost on restart).
+    #[arg(
+        long,
+        env = "HERALD_STORAGE",
+        value_name = "KIND",
+        default_value = "sqlite"
+    )]
+    pub storage: StorageKind,
+
+    /// Largest size of the SQLite database in bytes; past it publishes fail with 503 as on a full
+    /// disk. 0 for no limit.
+    #[arg(
+        long,
+        env = "HERALD_STORAGE_MAX_BYTES",
+        value_name = "BYTES",
+        default_value = "0"
+    )]
+    pub storage_max_bytes: u64,
+
+    /// How often history retention and client expiry run.
+    #[arg(
+        long,
+        env = "HERALD_RETENTION_INTERVAL",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_duration
+    )]
+    pub retention_interval: Duration,
+
+    /// How long a write to a client may make no progress before the connection is dropped:
+    /// a subscriber that stops reading cannot hold its connection open.
+    #[arg(
+        long,
+        env = "HERALD_WRITE_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_duration
+    )]
+    pub write_timeout: Duration,
+
+    /// How long shutdown waits for streams to flush their `herald.closing` frame before the
+    /// process exits regardless.
+    #[arg(
+        long,
+        env = "HERALD_SHUTDOWN_GRACE",
+        value_name = "DURATION",
+        default_value = "1s",
+        value_parser = parse_duration
+    )]
+    pub shutdown_grace: Duration,
+}
+
+/// Where the event log and the client directory live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageKind {
+    /// An SQLite database in the data directory: survives restarts and crashes.
+    Sqlite,
+    /// This process's memory: fast, lost on restart.
+    Memory,
+}
+
+impl Default for Config {
+    /// Every setting at its declared default, whatever the environment holds.
+    fn default() -> Self {
+        let command = settings_command();
+        // Every declared default parses (the `defaults_parse` test checks it), so this cannot
+        // fail; there is no other source to fall back on if it did.
+        #[allow(clippy::expect_used)]
+        let matches = command
+            .try_get_matches_from(std::iter::empty::<String>())
+            .expect("the declared defaults parse");
+        #[allow(clippy::expect_used)]
+        Self::from_arg_matches(&matches).expect("the declared defaults parse")
+    }
+}
+
+impl Config {
+    /// The most connections one address may hold; `None` for no limit.
+    pub fn connections_per_address(&self) -> Option<usize> {
+        nonzero(self.max_connections_per_address)
+    }
+
+    /// How long a connection may live; `None` for no limit.
+    pub fn connection_lifetime(&self) -> Option<Duration> {
+        Some(self.max_connection_lifetime).filter(|lifetime| !lifetime.is_zero())
+    }
+
+    /// The limit on each event stream's unsent kernel data; `None` for none.
+    pub fn unsent_limit(&self) -> Option<usize> {
+        nonzero(self.stream_unsent_limit)
+    }
+
+    /// The send buffer of each event stream; `None` leaves it to the kernel.
+    pub fn send_buffer(&self) -> Option<usize> {
+        nonzero(self.stream_send_buffer)
+    }
+
+    /// The largest size of the SQLite database; `None` for no limit.
+    pub fn database_limit(&self) -> Option<u64> {
+        Some(self.storage_max_bytes).filter(|bytes| *bytes > 0)
+    }
+
+    /// An empty text or list entry means "none": `--redis=` and `--jwt-secret=` turn off what a
+    /// file set, and an empty entry in a list is no entry.
+    fn normalize(&mut self) {
+        self.jwt_secret = self.jwt_secret.take().filter(|secret| !secret.is_empty());
+        self.jwt_public_key = self
+            .jwt_public_key
+            .take()
+            .filter(|path| !path.as_os_str().is_empty());
+        self.redis = self.redis.take().filter(|url| !url.is_empty());
+        self.private_topics.retain(|topic| !topic.is_empty());
+        self.cors_origins.retain(|origin| !origin.is_empty());
+    }
+}
+
+/// The settings alone, parsing nothing but what they are given: no environment, no program
+/// name, no subcommands.
+fn settings_command() -> clap::Command {
+    Config::augment_args(clap::Command::new("herald"))
+        .mut_args(|arg| arg.env(None))
+        .no_binary_name(true)
+}
+
+fn nonzero(value: usize) -> Option<usize> {
+    (value > 0).then_some(value)
+}
+
+/// Parses `15s`, `500ms`, `1h 30m`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(text).map_err(|err| format!("invalid duration {text:?}: {err}"))
+}
+
+/// Why the settings could not be put together.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The command line is wrong, or asks for help or the version: [`clap::Error::exit`]
+    /// prints it and exits with the right status.
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
+    #[error("cannot read the config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}

@@ -1,0 +1,155 @@
+//! Checks of a resolved [`Config`]: values every layer's parser accepts but Herald cannot run
+//! with.
+
+use std::time::Duration;
+
+use super::{Config, ConfigError};
+
+/// The largest `stream_send_buffer` or `stream_unsent_limit` accepted: far beyond any kernel's
+/// limit already.
+const MAX_STREAM_BUFFER: usize = 64 * 1024 * 1024;
+const DAY: Duration = Duration::from_secs(24 * 3600);
+const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+impl Config {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        self.check_limits()?;
+        self.check_durations()?;
+        self.check_redis()?;
+        self.check_origins()?;
+        if self
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|secret| secret.len() < 32)
+        {
+            return Err(invalid(
+                "jwt_secret must be at least 32 bytes; generate one with `openssl rand -hex 32`",
+            ));
+        }
+        if self.dev && !self.listen.ip().is_loopback() {
+            return Err(ConfigError::Invalid(format!(
+                "development mode only listens on loopback, not {}",
+                self.listen
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_limits(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("queue_capacity", self.queue_capacity),
+            ("max_topics_per_connection", self.max_topics_per_connection),
+            (
+                "max_connections_per_client",
+                self.max_connections_per_client,
+            ),
+            ("max_topics_per_publish", self.max_topics_per_publish),
+            ("max_body_bytes", self.max_body_bytes),
+            ("history_max_events", self.history_max_events),
+            ("max_connections_per_user", self.max_connections_per_user),
+            (
+                "max_notifications_per_user",
+                self.max_notifications_per_user,
+            ),
+            ("publish_burst", self.publish_burst as usize),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
+            return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
+        }
+        for (name, bytes, zero) in [
+            (
+                "stream_unsent_limit",
+                self.stream_unsent_limit,
+                "0 for no limit",
+            ),
+            (
+                "stream_send_buffer",
+                self.stream_send_buffer,
+                "0 leaves it to the kernel",
+            ),
+        ] {
+            if bytes > MAX_STREAM_BUFFER {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be at most {MAX_STREAM_BUFFER} bytes ({zero}), not {bytes}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_durations(&self) -> Result<(), ConfigError> {
+        // (name, value, may it be zero, largest accepted)
+        let durations = [
+            ("heartbeat", self.heartbeat, false, DAY),
+            ("retry", self.retry, true, DAY),
+            ("write_timeout", self.write_timeout, false, DAY),
+            ("retention_interval", self.retention_interval, false, DAY),
+            ("shutdown_grace", self.shutdown_grace, true, DAY),
+            ("history_max_age", self.history_max_age, false, CENTURY),
+            ("client_ttl", self.client_ttl, false, CENTURY),
+            ("dev_token_ttl", self.dev_token_ttl, false, CENTURY),
+            (
+                "max_connection_lifetime",
+                self.max_connection_lifetime,
+                true,
+                CENTURY,
+            ),
+        ];
+        for (name, value, zero_allowed, max) in durations {
+            if value.is_zero() && !zero_allowed {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be longer than zero"
+                )));
+            }
+            if value > max {
+                return Err(ConfigError::Invalid(format!(
+                    "{name} must be at most {}",
+                    humantime::format_duration(max)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_redis(&self) -> Result<(), ConfigError> {
+        if self.redis_prefix.len() > 64 || self.redis_prefix.chars().any(char::is_control) {
+            return Err(invalid(
+                "redis_prefix must be at most 64 bytes without control characters",
+            ));
+        }
+        if let Some(url) = &self.redis
+            && !url.starts_with("redis://")
+        {
+            return Err(ConfigError::Invalid(format!(
+                "--redis must be a redis:// URL, not {:?}",
+                url.split("://").next().unwrap_or_default()
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_origins(&self) -> Result<(), ConfigError> {
+        if self.cors_origins.len() > 1 && self.cors_origins.iter().any(|origin| origin == "*") {
+            return Err(invalid(
+                "cors_origins: \"*\" allows every origin without credentials and cannot be \
+                 combined with named origins",
+            ));
+        }
+        for origin in &self.cors_origins {
+            let valid = origin == "*"
+                || ((origin.starts_with("http://") || origin.starts_with("https://"))
+                    && !origin.ends_with('/')
+                    && axum::http::HeaderValue::from_str(origin).is_ok());
+            if !valid {
+                return Err(ConfigError::Invalid(format!(
+                    "cors_origins: {origin:?} is not an origin such as https://app.example.com"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn invalid(message: &str) -> ConfigError {
+    ConfigError::Invalid(message.to_owned())
+}
