@@ -1,9 +1,8 @@
-//! Identifiers the server issues, and the randomness and clock they come from.
+//! Identifiers the server issues, and the randomness they come from.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
 
 /// Fills `buf` from the operating system's random source.
 fn random_bytes<const N: usize>() -> [u8; N] {
@@ -31,15 +30,6 @@ pub fn random_secret() -> String {
     hex(&random_bytes::<32>())
 }
 
-/// Milliseconds since the Unix epoch (0 if the clock is set before it).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
-}
-
 /// A random number for jitter.
 pub fn random_u32() -> u32 {
     u32::from_le_bytes(random_bytes())
@@ -58,7 +48,7 @@ impl ClientId {
 
     pub fn generate() -> Self {
         // 48 bits of milliseconds last until the year 10889.
-        let time = now_ms() & 0xffff_ffff_ffff;
+        let time = crate::time::now_ms() & 0xffff_ffff_ffff;
         let mut text = format!("{time:012x}");
         text.push_str(&hex(&random_bytes::<10>()));
         Self(Arc::from(text))
@@ -102,11 +92,6 @@ impl ConnectionId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// RFC 3339 in UTC with milliseconds, the form of every timestamp on the wire.
-pub fn rfc3339(time: SystemTime) -> String {
-    humantime::format_rfc3339_millis(time).to_string()
 }
 
 #[cfg(test)]

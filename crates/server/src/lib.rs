@@ -14,6 +14,7 @@ mod memory;
 pub mod metrics;
 mod server;
 pub mod storage;
+pub mod time;
 
 pub use config::Config;
 pub use server::{open_storage, run, run_with_storage};

@@ -8,8 +8,8 @@ use herald_protocol::api::ClientInfo;
 use super::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiPath};
-use crate::ids::{ClientId, rfc3339};
-use crate::storage::unix_time;
+use crate::ids::ClientId;
+use crate::time::{from_unix_millis, rfc3339};
 
 /// Lists the live connections, oldest first; in cluster mode, those of every node.
 #[utoipa::path(
@@ -39,7 +39,7 @@ pub async fn list(
             connection_id: connection.connection_id,
             user: connection.user,
             topics: connection.topics,
-            connected_at: rfc3339(unix_time(connection.connected_at)),
+            connected_at: rfc3339(from_unix_millis(connection.connected_at)),
             node: (!connection.node.is_empty()).then_some(connection.node),
         })
         .collect();

@@ -13,7 +13,7 @@ use herald_protocol::auth::Grants;
 use super::AppState;
 use crate::auth::{Principal, claims_for};
 use crate::error::{ApiError, ApiJson};
-use crate::ids::rfc3339;
+use crate::time::rfc3339;
 
 /// The demo users: two customers and an administrator.
 const DEMO_USERS: [(&str, &str, bool); 3] = [

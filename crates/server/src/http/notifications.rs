@@ -19,8 +19,8 @@ use super::caller::limit_publish_rate;
 use super::publish::{check_user_id, store};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
-use crate::ids::rfc3339;
 use crate::storage::{InboxItem, InboxQuery, NewInboxItem, ReadChange, ReadTarget, StreamKey};
+use crate::time::rfc3339;
 
 const MAX_TITLE_CHARS: usize = 200;
 const MAX_BODY_CHARS: usize = 2000;

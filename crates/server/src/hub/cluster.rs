@@ -153,7 +153,7 @@ pub fn record(connection: &Connection) -> NodeRecord {
         user: connection.holder.user.as_ref().map(ToString::to_string),
         admin: connection.holder.admin,
         topics: connection.topic_names(),
-        connected_at: crate::storage::unix_millis(connection.connected_at),
+        connected_at: crate::time::unix_millis(connection.connected_at),
         node: String::new(),
     }
 }

@@ -5,8 +5,8 @@ use herald_protocol::EnvelopeRef;
 use herald_protocol::sse::Frame;
 use herald_protocol::system::{self, CloseReason, Closing, Connected, Reset, ResetReason};
 
-use crate::ids::rfc3339;
 use crate::storage::{StoredEvent, StreamKey};
+use crate::time::rfc3339;
 
 /// The frame of `event` as delivered through `stream`: `id`, `event` and the envelope as `data`.
 pub fn event_frame(event: &StoredEvent, stream: &StreamKey) -> Bytes {

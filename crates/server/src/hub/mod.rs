@@ -241,7 +241,7 @@ impl Hub {
             )));
         }
         // A new client id is recorded as it is issued; a returning one at the next pass.
-        let recorded = request.client_id.is_none().then(crate::ids::now_ms);
+        let recorded = request.client_id.is_none().then(crate::time::now_ms);
         let client_id = match request.client_id {
             Some(client) if self.client_exists(&client).await? => client,
             Some(client) => return Err(SubscribeError::UnknownClient(client)),
@@ -418,7 +418,7 @@ impl Hub {
             }
             let storage = &self.inner.storage;
             let now = SystemTime::now();
-            let now_ms = crate::ids::now_ms();
+            let now_ms = crate::time::now_ms();
             let refresh = u64::try_from(self.record_refresh().as_millis()).unwrap_or(u64::MAX);
             let registry = &self.inner.registry;
             let seen = registry.clients_to_record(now_ms.saturating_sub(refresh), now_ms);

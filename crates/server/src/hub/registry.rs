@@ -16,8 +16,9 @@ use tokio::time::Instant;
 pub use super::queue::Queued;
 use super::queue::{Full, Offered, Queue};
 
-use crate::ids::{ClientId, ConnectionId, now_ms};
+use crate::ids::{ClientId, ConnectionId};
 use crate::storage::{Seq, StreamKey};
+use crate::time::now_ms;
 
 /// Who holds a connection, as its credential said when it opened.
 #[derive(Debug, Clone, Default)]

@@ -27,9 +27,7 @@ use crate::ids::ClientId;
 
 pub use inbox::{InboxItem, InboxPage, InboxQuery, NewInboxItem, ReadChange, ReadTarget};
 pub use memory::MemoryStorage;
-pub use redis::{
-    FeedEntry, FeedReader, NodeRecord, RedisSettings, RedisStorage, unix_millis, unix_time,
-};
+pub use redis::{FeedEntry, FeedReader, NodeRecord, RedisSettings, RedisStorage};
 pub use sqlite::{SqliteSettings, SqliteStorage};
 
 /// The default wire form of a position: its decimal digits.

@@ -1,28 +1,36 @@
-//! Herald's values as Redis stores them: times as integers, events as stream entries.
+//! Herald's values as Redis stores them: events as stream entries, read back as [`FeedEntry`]s.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redis::Value;
 use serde_json::value::RawValue;
 
-use super::node::FeedEntry;
 use crate::storage::{Seq, StorageError, StoredEvent, StreamKey};
+use crate::time;
 
-/// Microseconds since the Unix epoch: how an event's time is stored.
-pub fn micros(time: SystemTime) -> u64 {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+/// One entry of the feed, in log order.
+#[derive(Debug)]
+pub enum FeedEntry {
+    Event(Arc<StoredEvent>),
+    /// A message for every node; it takes a position but no stream holds it.
+    Control {
+        seq: Seq,
+        message: String,
+    },
+    /// An entry at this position that cannot be decoded.
+    Unreadable {
+        seq: Seq,
+        reason: String,
+    },
 }
 
-/// Milliseconds since the Unix epoch: the scores of time-ordered sets.
-pub fn millis(time: SystemTime) -> u64 {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-}
-
-pub fn from_millis(millis: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(millis)
+impl FeedEntry {
+    pub fn seq(&self) -> Seq {
+        match self {
+            Self::Event(event) => event.seq,
+            Self::Control { seq, .. } | Self::Unreadable { seq, .. } => *seq,
+        }
+    }
 }
 
 fn malformed(what: impl std::fmt::Display) -> StorageError {
@@ -86,7 +94,7 @@ pub fn entry(id: Value, fields: Value) -> Result<FeedEntry, StorageError> {
         .map(|key| StreamKey::decode(key).ok_or_else(|| malformed(format!("stream key {key:?}"))))
         .collect::<Result<Vec<_>, _>>()?;
     let data = RawValue::from_string(data).map_err(|_| malformed(format!("event {seq}'s data")))?;
-    let time: u64 = time
+    let micros: u64 = time
         .parse()
         .map_err(|_| malformed(format!("event {seq}'s time")))?;
     Ok(FeedEntry::Event(Arc::new(StoredEvent {
@@ -95,7 +103,7 @@ pub fn entry(id: Value, fields: Value) -> Result<FeedEntry, StorageError> {
         streams,
         kind,
         data,
-        time: UNIX_EPOCH + Duration::from_micros(time),
+        time: time::from_unix_micros(micros),
     })))
 }
 

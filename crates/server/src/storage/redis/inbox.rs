@@ -8,6 +8,7 @@ use super::{RedisStorage, codec};
 use crate::storage::{
     InboxItem, InboxPage, InboxQuery, NewInboxItem, ReadChange, ReadTarget, StorageError,
 };
+use crate::time;
 
 /// An item as stored; its id and read state live in the sorted sets.
 #[derive(Debug, Serialize, Deserialize)]
@@ -32,7 +33,7 @@ impl RedisStorage {
             body: item.body,
             url: item.url,
             kind: item.kind,
-            created_at: codec::millis(item.created_at),
+            created_at: time::unix_millis(item.created_at),
         };
         let json = serde_json::to_string(&stored)
             .map_err(|err| StorageError::unavailable(format!("encoding a notification: {err}")))?;
@@ -105,7 +106,7 @@ impl RedisStorage {
                 body: stored.body,
                 url: stored.url,
                 kind: stored.kind,
-                created_at: codec::from_millis(stored.created_at),
+                created_at: time::from_unix_millis(stored.created_at),
                 read: codec::integer(unread)? == 0,
             });
         }

@@ -25,7 +25,7 @@ mod node;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script, Value};
@@ -35,9 +35,10 @@ use super::{
     Replay, Seq, Storage, StorageError, StorageErrorKind, StoredEvent, StreamKey,
 };
 use crate::ids::ClientId;
+use crate::time;
 
-pub use codec::{from_millis as unix_time, millis as unix_millis};
-pub use node::{FeedEntry, FeedReader, NodeRecord};
+pub use codec::FeedEntry;
+pub use node::{FeedReader, NodeRecord};
 
 /// How long any one Redis operation may take before it fails: a publish fails fast with 503
 /// rather than waiting for a Redis that does not answer.
@@ -270,7 +271,7 @@ impl RedisStorage {
             invocation
                 .arg(&event.kind)
                 .arg(event.data.get())
-                .arg(codec::micros(event.time));
+                .arg(time::unix_micros(event.time));
         }
         let mut connection = self.connection();
         let seqs: Vec<Seq> =
@@ -386,7 +387,7 @@ impl RedisStorage {
             invocation
                 .key(&keys.clients)
                 .key(&keys.streams)
-                .arg(codec::millis(cutoff))
+                .arg(time::unix_millis(cutoff))
                 .arg(&keys.stream_prefix)
                 .arg(RETENTION_CHUNK);
             let expired: usize = Self::call(
@@ -399,10 +400,7 @@ impl RedisStorage {
             }
         }
         // History older than the maximum age.
-        let second = oldest_kept
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_secs();
+        let second = time::unix_millis(oldest_kept) / 1000;
         let mut invocation = self.scripts().cutoff.prepare_invoke();
         invocation.key(&keys.clock).key(&keys.seq).arg(second);
         let first_kept: Option<String> = Self::call(
@@ -487,7 +485,7 @@ impl Storage for RedisStorage {
                 "registering a client",
                 redis::cmd("ZADD")
                     .arg(&self.keys().clients)
-                    .arg(codec::millis(SystemTime::now()))
+                    .arg(time::now_ms())
                     .arg(client.as_str())
                     .exec_async(&mut connection),
             )
@@ -518,7 +516,7 @@ impl Storage for RedisStorage {
         clients: &'a [ClientId],
     ) -> BoxFuture<'a, Result<(), StorageError>> {
         Box::pin(async move {
-            let now = codec::millis(SystemTime::now());
+            let now = time::now_ms();
             let mut connection = self.connection();
             for chunk in clients.chunks(RETENTION_CHUNK) {
                 // XX: a client forgotten meanwhile stays forgotten.

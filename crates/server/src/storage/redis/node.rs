@@ -1,40 +1,16 @@
 //! What the nodes of a cluster share besides the log: the feed each one follows, control
 //! messages for all of them, and the connections each one holds.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Value};
 use serde::{Deserialize, Serialize};
 
-use super::{OPERATION_TIMEOUT, RedisStorage, codec, redis_error};
-use crate::storage::{Seq, StorageError, StoredEvent};
-
-/// One entry of the feed, in log order.
-#[derive(Debug)]
-pub enum FeedEntry {
-    Event(Arc<StoredEvent>),
-    /// A message for every node; it takes a position but no stream holds it.
-    Control {
-        seq: Seq,
-        message: String,
-    },
-    /// An entry at this position that cannot be decoded.
-    Unreadable {
-        seq: Seq,
-        reason: String,
-    },
-}
-
-impl FeedEntry {
-    pub fn seq(&self) -> Seq {
-        match self {
-            Self::Event(event) => event.seq,
-            Self::Control { seq, .. } | Self::Unreadable { seq, .. } => *seq,
-        }
-    }
-}
+use super::codec::{self, FeedEntry};
+use super::{OPERATION_TIMEOUT, RedisStorage, redis_error};
+use crate::storage::{Seq, StorageError};
+use crate::time;
 
 /// One live connection as its node announces it to the cluster.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -131,7 +107,7 @@ impl RedisStorage {
         pipe.cmd("PEXPIRE").arg(&key).arg(ttl_ms).ignore();
         pipe.cmd("ZADD")
             .arg(&self.keys().nodes)
-            .arg(codec::millis(SystemTime::now()) + ttl_ms)
+            .arg(time::now_ms() + ttl_ms)
             .arg(node)
             .ignore();
         let mut connection = self.connection();
@@ -156,7 +132,7 @@ impl RedisStorage {
     /// Every connection every live node has announced.
     pub async fn cluster_connections(&self) -> Result<Vec<NodeRecord>, StorageError> {
         let keys = self.keys();
-        let now = codec::millis(SystemTime::now());
+        let now = time::now_ms();
         let mut connection = self.connection();
         let (nodes,): (Vec<String>,) = Self::call(
             "listing nodes",

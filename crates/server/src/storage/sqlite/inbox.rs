@@ -2,7 +2,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{millis, storage_error, to_seq, to_sql};
+use super::{from_millis, millis, storage_error, to_seq, to_sql};
 use crate::storage::StorageError;
 use crate::storage::inbox::{
     InboxItem, InboxPage, InboxQuery, NewInboxItem, ReadChange, ReadTarget,
@@ -168,8 +168,4 @@ fn unread(connection: &Connection, user: &str) -> rusqlite::Result<u64> {
         |row| row.get(0),
     )?;
     Ok(u64::try_from(count).unwrap_or(0))
-}
-
-fn from_millis(ms: i64) -> std::time::SystemTime {
-    std::time::UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }

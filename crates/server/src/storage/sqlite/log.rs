@@ -1,0 +1,138 @@
+//! The event log: appending a batch in one transaction, and reading a page of the history of
+//! some streams after a position.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::value::RawValue;
+
+use super::{
+    Inner, NewEvent, Replay, Seq, StorageError, StoredEvent, StreamKey, from_millis, lock, millis,
+    storage_error, to_seq, to_sql,
+};
+
+pub(super) fn append_batch(
+    inner: &Inner,
+    writer: &mut Connection,
+    events: Vec<NewEvent>,
+) -> Result<Vec<Arc<StoredEvent>>, StorageError> {
+    let failed = storage_error("cannot store events");
+    let tx = writer
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(&failed)?;
+    let mut stored = Vec::with_capacity(events.len());
+    let mut touched = HashSet::new();
+    {
+        let mut insert_event = tx
+            .prepare_cached(
+                "INSERT INTO events (streams, kind, data, time_ms) VALUES (?1, ?2, ?3, ?4)",
+            )
+            .map_err(&failed)?;
+        let mut insert_stream = tx
+            .prepare_cached("INSERT INTO event_streams (stream, seq) VALUES (?1, ?2)")
+            .map_err(&failed)?;
+        for event in events {
+            let keys: Vec<String> = event.streams.iter().map(StreamKey::encode).collect();
+            insert_event
+                .execute(params![
+                    keys.join("\n"),
+                    event.kind,
+                    event.data.get(),
+                    millis(event.time)
+                ])
+                .map_err(&failed)?;
+            let seq = tx.last_insert_rowid();
+            for key in keys {
+                insert_stream.execute(params![key, seq]).map_err(&failed)?;
+                touched.insert(key);
+            }
+            let seq = to_seq(seq);
+            stored.push(event.stored_at(seq));
+        }
+    }
+    tx.commit().map_err(&failed)?;
+    if let Some(last) = stored.last() {
+        inner.latest.store(last.seq, Ordering::Release);
+    }
+    lock(&inner.touched).extend(touched);
+    Ok(stored)
+}
+
+pub(super) fn read_page(
+    inner: &Inner,
+    reader: &mut Connection,
+    keys: &[String],
+    after: Seq,
+    limit: usize,
+) -> Result<Replay, StorageError> {
+    if after < inner.floor {
+        return Ok(Replay::Expired);
+    }
+    let failed = storage_error("cannot read history");
+    // One read transaction, so the trim check and the events come from the same snapshot.
+    let tx = reader.transaction().map_err(&failed)?;
+    let limit_sql = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut seqs: Vec<i64> = Vec::new();
+    {
+        let mut trimmed = tx
+            .prepare_cached("SELECT trimmed_through FROM trims WHERE stream = ?1")
+            .map_err(&failed)?;
+        let mut page = tx
+            .prepare_cached("SELECT seq FROM event_streams WHERE stream = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
+            .map_err(&failed)?;
+        for key in keys {
+            let through: Option<i64> = trimmed
+                .query_row([key], |row| row.get(0))
+                .optional()
+                .map_err(&failed)?;
+            if through.is_some_and(|through| to_seq(through) > after) {
+                return Ok(Replay::Expired);
+            }
+            let rows = page
+                .query_map(params![key, to_sql(after), limit_sql], |row| row.get(0))
+                .map_err(&failed)?;
+            for seq in rows {
+                seqs.push(seq.map_err(&failed)?);
+            }
+        }
+    }
+    seqs.sort_unstable();
+    seqs.dedup();
+    // Fewer than a page across every stream: no stream's query was cut short by the limit.
+    let complete = seqs.len() < limit;
+    seqs.truncate(limit);
+    let mut events = Vec::with_capacity(seqs.len());
+    {
+        let mut event = tx
+            .prepare_cached("SELECT streams, kind, data, time_ms FROM events WHERE seq = ?1")
+            .map_err(&failed)?;
+        for seq in seqs {
+            let row = event
+                .query_row([seq], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, i64>(3)?,
+                    ))
+                })
+                .map_err(&failed)?;
+            let (streams, kind, data, time_ms) = row;
+            let data = RawValue::from_string(data).map_err(|err| {
+                StorageError::unavailable(format!("event {seq} holds invalid JSON: {err}"))
+            })?;
+            let seq = to_seq(seq);
+            events.push(Arc::new(StoredEvent {
+                seq,
+                id: crate::storage::decimal_id(seq),
+                streams: streams.split('\n').filter_map(StreamKey::decode).collect(),
+                kind,
+                data,
+                time: from_millis(time_ms),
+            }));
+        }
+    }
+    Ok(Replay::Events { events, complete })
+}
