@@ -1,19 +1,19 @@
-//! Herald's server: the hub, its storage boundary, and the HTTP edge.
+//! Herald's server: the hub, its storage boundary, the use cases, and the HTTP edge.
 //!
-//! [`run`] is the entry point for the binary and the tests alike.
+//! [`run`] is the entry point for the binary and the tests alike; `ARCHITECTURE.md` maps the
+//! modules.
 
+pub mod app;
 pub mod auth;
 pub mod config;
-pub mod error;
-mod event_conn;
 pub mod http;
 pub mod hub;
 pub mod ids;
-mod listener;
 mod memory;
 pub mod metrics;
 mod server;
 pub mod storage;
+mod stream;
 pub mod time;
 
 pub use config::Config;

@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::hub::Hub;
-
 /// How often the closes are counted, and so the soonest a trim follows a burst.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 
@@ -21,21 +19,22 @@ const CHECK_EVERY: Duration = Duration::from_secs(2);
 const CLOSES_PER_TRIM: u64 = 256;
 
 /// Runs until `shutdown`: after every check that finds enough connections closed since the
-/// last trim, returns the allocator's free pages to the system on a blocking thread.
-pub(crate) async fn release_after_closes(hub: Hub, shutdown: CancellationToken) {
+/// last trim (`closed` counts them since the start), returns the allocator's free pages to the
+/// system on a blocking thread.
+pub async fn release_after_closes(closed: impl Fn() -> u64, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(CHECK_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut trimmed_at = hub.connections_closed();
+    let mut trimmed_at = closed();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let closed = hub.connections_closed();
-        if closed.saturating_sub(trimmed_at) < CLOSES_PER_TRIM {
+        let now_closed = closed();
+        if now_closed.saturating_sub(trimmed_at) < CLOSES_PER_TRIM {
             continue;
         }
-        trimmed_at = closed;
+        trimmed_at = now_closed;
         let trim = tokio::task::spawn_blocking(|| {
             let started = Instant::now();
             (release_free_memory(), started.elapsed())

@@ -1,4 +1,6 @@
-//! [`run`]: the one seam that starts Herald, used by `main` and by the tests.
+//! [`run`]: the one seam that starts Herald, used by `main` and by the tests; and the
+//! composition root, the one place that turns the [`Config`] into the settings of each part,
+//! builds the parts and starts their housekeeping.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -6,17 +8,20 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::{App, AppSettings};
 use crate::auth::{Authenticator, RateLimiter};
-use crate::config::Config;
-use crate::config::StorageKind;
-use crate::event_conn;
+use crate::config::{Config, StorageKind};
 use crate::http::{AppState, router};
-use crate::hub::{Hub, HubSettings};
-use crate::listener::{self, PeerAddress};
+use crate::hub::{Hub, HubSettings, Limits};
 use crate::metrics::Metrics;
 use crate::storage::{
     MemoryStorage, RedisSettings, RedisStorage, SqliteSettings, SqliteStorage, Storage,
 };
+use crate::stream::{self, PeerAddress};
+
+/// Entries of the shared feed kept in Redis: how far behind a node may fall (while cut off
+/// from Redis, say) and still deliver every event without its subscribers reconnecting.
+const FEED_MAX_LEN: usize = 100_000;
 
 /// Serves Herald on `listener` until `shutdown` completes. Then every stream is sent
 /// `herald.closing` and ended; connections get `config.shutdown_grace` to flush, after which
@@ -46,10 +51,6 @@ pub async fn run(
     run_with_storage(listener, config, storage, shutdown).await
 }
 
-/// Entries of the shared feed kept in Redis: how far behind a node may fall (while cut off
-/// from Redis, say) and still deliver every event without its subscribers reconnecting.
-const FEED_MAX_LEN: usize = 100_000;
-
 /// The embedded storage the configuration names. A data directory or database that cannot be
 /// used is an error here, before Herald listens.
 pub fn open_storage(config: &Config) -> std::io::Result<Arc<dyn Storage>> {
@@ -78,6 +79,25 @@ pub async fn run_with_storage(
     serve(listener, config, storage, None, shutdown).await
 }
 
+/// The hub's limits and timings.
+fn hub_settings(config: &Config) -> HubSettings {
+    HubSettings {
+        heartbeat: config.heartbeat,
+        retry: config.retry,
+        queue_capacity: config.queue_capacity,
+        max_connection_lifetime: config.connection_lifetime(),
+        limits: Limits {
+            per_client: config.max_connections_per_client,
+            per_user: config.max_connections_per_user,
+            per_address: config.connections_per_address(),
+        },
+        client_ttl: config.client_ttl,
+        history_max_age: config.history_max_age,
+        retention_interval: config.retention_interval,
+    }
+}
+
+/// Builds the parts, starts their housekeeping and serves until `shutdown`.
 async fn serve(
     listener: TcpListener,
     config: Config,
@@ -87,43 +107,27 @@ async fn serve(
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
     let auth = Authenticator::from_config(&config).map_err(std::io::Error::other)?;
-    let publish_rate = RateLimiter::new(config.publish_rate, config.publish_burst);
     if !config.static_dir.join("index.html").is_file() {
         tracing::warn!(dir = %config.static_dir.display(), "no web app found (index.html missing); serving the API only");
     }
+    let config = Arc::new(config);
     let token = CancellationToken::new();
     let metrics = Arc::new(Metrics::new());
-    let hub = Hub::start(
-        storage,
-        cluster,
-        Arc::clone(&metrics),
-        HubSettings::from(&config),
-        token.clone(),
-    );
-    let grace = config.shutdown_grace;
-    let write_timeout = config.write_timeout;
-    let send_buffer = config.send_buffer();
-    let unsent_limit = config.unsent_limit();
-    let state = AppState {
-        hub,
-        config: Arc::new(config),
+    let app = start_app(&config, storage, cluster, &metrics, &token);
+    let routes = router(AppState {
+        app,
+        config: Arc::clone(&config),
         auth: Arc::new(auth),
-        publish_rate: Arc::new(publish_rate),
-        shutdown: token.clone(),
+        publish_rate: Arc::new(RateLimiter::new(config.publish_rate, config.publish_burst)),
+    });
+    let stream_settings = stream::Settings {
+        app: routes.clone(),
+        write_timeout: config.write_timeout,
+        send_buffer: config.send_buffer(),
+        unsent_limit: config.unsent_limit(),
+        metrics,
     };
-    let app = router(state);
-
-    let (listener, event_streams) = listener::start(
-        listener,
-        event_conn::Settings {
-            app: app.clone(),
-            write_timeout,
-            send_buffer,
-            unsent_limit,
-            metrics,
-        },
-        token.clone(),
-    )?;
+    let (listener, event_streams) = stream::start(listener, stream_settings, token.clone())?;
     tracing::info!("listening on {address}");
     let signal = {
         let token = token.clone();
@@ -135,7 +139,7 @@ async fn serve(
     };
     let serve = axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<PeerAddress>(),
+        routes.into_make_service_with_connect_info::<PeerAddress>(),
     )
     .with_graceful_shutdown(signal)
     .into_future();
@@ -145,6 +149,7 @@ async fn serve(
         event_streams.finished().await;
         result
     };
+    let grace = config.shutdown_grace;
     let deadline = async move {
         token.cancelled().await;
         tokio::time::sleep(grace).await;
@@ -156,4 +161,41 @@ async fn serve(
             Ok(())
         }
     }
+}
+
+/// Starts the hub and its housekeeping (retention, and giving memory back after waves of
+/// closed connections), all ending with `shutdown`; returns the use cases on it.
+fn start_app(
+    config: &Config,
+    storage: Arc<dyn Storage>,
+    cluster: Option<RedisStorage>,
+    metrics: &Arc<Metrics>,
+    shutdown: &CancellationToken,
+) -> App {
+    let hub = Hub::start(
+        Arc::clone(&storage),
+        cluster,
+        Arc::clone(metrics),
+        hub_settings(config),
+        shutdown.clone(),
+    );
+    tokio::spawn(hub.clone().retain(shutdown.clone()));
+    let closed = {
+        let hub = hub.clone();
+        move || hub.connections_closed()
+    };
+    tokio::spawn(crate::memory::release_after_closes(
+        closed,
+        shutdown.clone(),
+    ));
+    let settings = AppSettings {
+        max_notifications_per_user: config.max_notifications_per_user,
+    };
+    App::new(
+        hub,
+        storage,
+        Arc::clone(metrics),
+        settings,
+        shutdown.clone(),
+    )
 }

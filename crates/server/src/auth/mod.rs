@@ -3,25 +3,23 @@
 //! [`Authenticator`] verifies JSON Web Tokens (HS256 with a shared secret, RS256 or ES256 with a
 //! public key) and, with a shared secret, signs them (for `herald token` and development mode).
 //! [`Principal`] is the verified caller of one request, anonymous or holding a [`Credential`],
-//! and answers the permission questions with the API's 401 and 403 errors.
+//! and answers the permission questions, refusing with [`Denied`].
 
-mod extract;
+mod principal;
 mod rate;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::http::StatusCode;
 use herald_protocol::auth::{Claims, Grants, any_selector_matches};
 use herald_protocol::names::validate_user_id;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 
 use crate::config::Config;
-use crate::error::ApiError;
 
-pub use extract::{AccessToken, credential_from_parts};
+pub use principal::{Denied, Principal};
 pub use rate::{RateLimited, RateLimiter};
 
 /// The file in the data directory holding the development signing key.
@@ -56,7 +54,7 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
-/// Why a credential was refused: always a 401.
+/// Why a credential was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CredentialError {
     #[error("the token has expired")]
@@ -69,17 +67,6 @@ pub enum CredentialError {
     WrongAlgorithm(String),
     #[error("the token is malformed: {0}")]
     Malformed(String),
-}
-
-impl From<CredentialError> for ApiError {
-    fn from(err: CredentialError) -> Self {
-        let code = match err {
-            CredentialError::Expired => "token_expired",
-            CredentialError::NotYetValid => "token_not_yet_valid",
-            _ => "invalid_token",
-        };
-        ApiError::new(StatusCode::UNAUTHORIZED, code, err.to_string())
-    }
 }
 
 impl Authenticator {
@@ -228,70 +215,6 @@ fn read_public_key(path: &Path) -> Result<(DecodingKey, Algorithm), String> {
     ))
 }
 
-/// The caller of one request: anonymous, or holding a verified credential.
-#[derive(Debug, Clone, Default)]
-pub struct Principal(pub Option<Credential>);
-
-impl Principal {
-    pub fn credential(&self) -> Option<&Credential> {
-        self.0.as_ref()
-    }
-
-    pub fn user(&self) -> Option<&Arc<str>> {
-        self.0.as_ref().map(|credential| &credential.user)
-    }
-
-    /// The credential, or 401 for an anonymous caller.
-    pub fn require_credential(&self, what: &str) -> Result<&Credential, ApiError> {
-        self.0.as_ref().ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                format!("{what} needs a credential: send a token as `Authorization: Bearer`, the `herald_token` cookie or the `access_token` parameter"),
-            )
-        })
-    }
-
-    /// 401 without a credential, 403 unless a `publish` selector grants `target`.
-    pub fn require_publish(&self, target: &str) -> Result<&Credential, ApiError> {
-        let credential = self.require_credential("publishing")?;
-        if !any_selector_matches(&credential.grants.publish, target) {
-            return Err(forbidden(format!(
-                "this credential may not publish to {target:?}"
-            )));
-        }
-        Ok(credential)
-    }
-
-    /// 401 without a credential, 403 without `admin: true`.
-    pub fn require_admin(&self) -> Result<&Credential, ApiError> {
-        let credential = self.require_credential("this admin endpoint")?;
-        if !credential.grants.admin {
-            return Err(forbidden(
-                "this endpoint needs a credential with \"admin\": true".into(),
-            ));
-        }
-        Ok(credential)
-    }
-
-    /// Whether a `subscribe` selector grants `topic`: needed for private topics and events.
-    pub fn may_subscribe(&self, topic: &str) -> bool {
-        self.0
-            .as_ref()
-            .is_some_and(|credential| any_selector_matches(&credential.grants.subscribe, topic))
-    }
-
-    pub fn is_admin(&self) -> bool {
-        self.0
-            .as_ref()
-            .is_some_and(|credential| credential.grants.admin)
-    }
-}
-
-pub fn forbidden(message: String) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,24 +254,5 @@ mod tests {
         claims.exp -= 5;
         let token = auth.sign(&claims).unwrap();
         assert_eq!(auth.verify(&token).unwrap_err(), CredentialError::Expired);
-    }
-
-    #[test]
-    fn permissions_answer_401_then_403() {
-        let anonymous = Principal::default();
-        assert_eq!(
-            anonymous.require_publish("rooms/1").unwrap_err().status,
-            401
-        );
-        let user = Principal(Some(Credential {
-            user: Arc::from("alice"),
-            grants: grants(),
-            expires_at: SystemTime::now(),
-        }));
-        assert!(user.require_publish("rooms/1").is_ok());
-        assert_eq!(user.require_publish("orders").unwrap_err().status, 403);
-        assert_eq!(user.require_admin().unwrap_err().status, 403);
-        assert!(user.may_subscribe("anything"));
-        assert!(!anonymous.may_subscribe("anything"));
     }
 }

@@ -1,23 +1,35 @@
-//! Extractors for who is calling: the verified [`Principal`] and the client's address.
+//! Extractors for who is calling: the verified [`Principal`], found in the request's
+//! `Authorization: Bearer` header, `access_token` query parameter or `herald_token` cookie, in
+//! that order (explicit before ambient); and the client's address.
 
 use std::net::IpAddr;
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 
 use super::AppState;
-use crate::auth::{Credential, Principal, credential_from_parts};
-use crate::error::ApiError;
-use crate::listener::PeerAddress;
+use super::error::ApiError;
+use crate::auth::{Credential, Principal};
+use crate::stream::PeerAddress;
+
+/// The cookie a credential may travel in.
+pub const COOKIE: &str = "herald_token";
+/// The query parameter a credential may travel in (`EventSource` cannot set headers).
+pub const QUERY: &str = "access_token";
 
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
+    /// Anonymous without a token, 401 with a bad one: a bad credential is never anonymous.
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        credential_from_parts(parts, &state.auth)
+        match AccessToken::find(parts)? {
+            None => Ok(Principal(None)),
+            Some(token) => Ok(Principal(Some(state.auth.verify(token.token())?))),
+        }
     }
 }
 
@@ -67,4 +79,103 @@ pub fn limit_publish_rate(state: &AppState, credential: &Credential) -> Result<(
             )
             .retry_after(limited.retry_after)
         })
+}
+
+/// Where a request's token came from, and the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessToken {
+    Header(String),
+    Query(String),
+    Cookie(String),
+}
+
+impl AccessToken {
+    /// The token a request carries, if any. An `Authorization` header that is not a bearer
+    /// token is refused rather than ignored.
+    pub fn find(parts: &Parts) -> Result<Option<Self>, ApiError> {
+        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
+            let value = value.to_str().unwrap_or_default().trim();
+            let token = value
+                .split_once(' ')
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, token)| token.trim())
+                .filter(|token| !token.is_empty())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_token",
+                        "the Authorization header must be `Bearer <token>`",
+                    )
+                })?;
+            return Ok(Some(Self::Header(token.to_owned())));
+        }
+        if let Some(query) = parts.uri.query() {
+            let found = form_urlencoded::parse(query.as_bytes())
+                .find(|(key, _)| key == QUERY)
+                .map(|(_, value)| value.into_owned());
+            if let Some(token) = found {
+                return Ok(Some(Self::Query(token)));
+            }
+        }
+        let cookie = parts
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(';'))
+            .find_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                (name == COOKIE).then(|| value.trim_matches('"').to_owned())
+            });
+        Ok(cookie.map(Self::Cookie))
+    }
+
+    pub fn token(&self) -> &str {
+        match self {
+            Self::Header(token) | Self::Query(token) | Self::Cookie(token) => token,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::Request;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut request = Request::builder().uri(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn finds_the_token_in_header_query_or_cookie() {
+        let found = |uri, headers| AccessToken::find(&parts(uri, headers)).unwrap();
+        assert_eq!(
+            found("/events?access_token=q", &[("authorization", "Bearer h")]),
+            Some(AccessToken::Header("h".into()))
+        );
+        assert_eq!(
+            found(
+                "/events?topic=a&access_token=q",
+                &[("cookie", "herald_token=c")]
+            ),
+            Some(AccessToken::Query("q".into()))
+        );
+        assert_eq!(
+            found("/events", &[("cookie", "theme=dark; herald_token=c; x=y")]),
+            Some(AccessToken::Cookie("c".into()))
+        );
+        assert_eq!(found("/events?topic=a", &[]), None);
+    }
+
+    #[test]
+    fn a_non_bearer_authorization_header_is_refused() {
+        for value in ["Basic dXNlcjpwYXNz", "Bearer", "Bearer   "] {
+            let err = AccessToken::find(&parts("/", &[("authorization", value)])).unwrap_err();
+            assert_eq!(err.status, 401, "{value}");
+        }
+    }
 }

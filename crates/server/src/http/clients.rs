@@ -3,11 +3,12 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use herald_protocol::api::ClientInfo;
+use herald_protocol::api::{ClientInfo, ErrorBody};
 
 use super::AppState;
+use super::error::{ApiError, ApiPath};
+use super::responses::{NotAdmin, Unauthorized, Unavailable};
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiPath};
 use crate::ids::ClientId;
 use crate::time::{from_unix_millis, rfc3339};
 
@@ -18,8 +19,9 @@ use crate::time::{from_unix_millis, rfc3339};
     tag = "clients",
     responses(
         (status = 200, description = "The live connections", body = Vec<ClientInfo>),
-        (status = 401, description = "No credential, or a bad one", body = herald_protocol::api::ErrorBody),
-        (status = 403, description = "The credential is not an admin's", body = herald_protocol::api::ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = NotAdmin),
+        (status = 503, response = Unavailable),
     ),
     security(("bearer" = []))
 )]
@@ -29,10 +31,9 @@ pub async fn list(
 ) -> Result<Json<Vec<ClientInfo>>, ApiError> {
     principal.require_admin()?;
     let clients = state
-        .hub
+        .app
         .connections()
-        .await
-        .map_err(|err| ApiError::storage(&err))?
+        .await?
         .into_iter()
         .map(|connection| ClientInfo {
             client_id: connection.client_id,
@@ -54,9 +55,10 @@ pub async fn list(
     params(("client_id" = String, Path, description = "A client id from `herald.connected`")),
     responses(
         (status = 204, description = "The client's connections are closing"),
-        (status = 401, description = "No credential, or a bad one", body = herald_protocol::api::ErrorBody),
-        (status = 403, description = "The credential is not an admin's", body = herald_protocol::api::ErrorBody),
-        (status = 404, description = "The client has no live connection", body = herald_protocol::api::ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = NotAdmin),
+        (status = 404, description = "The client has no live connection", body = ErrorBody),
+        (status = 503, response = Unavailable),
     ),
     security(("bearer" = []))
 )]
@@ -67,11 +69,7 @@ pub async fn close(
 ) -> Result<StatusCode, ApiError> {
     principal.require_admin()?;
     let closed = match ClientId::parse(&client_id) {
-        Some(client) => state
-            .hub
-            .close_client(&client)
-            .await
-            .map_err(|err| ApiError::storage(&err))?,
+        Some(client) => state.app.close_client(&client).await?,
         None => 0,
     };
     if closed == 0 {

@@ -11,8 +11,9 @@ use herald_protocol::api::{DevTokenRequest, DevUser, Identity, TokenResponse};
 use herald_protocol::auth::Grants;
 
 use super::AppState;
+use super::error::{ApiError, ApiJson};
+use super::responses::Unauthorized;
 use crate::auth::{Principal, claims_for};
-use crate::error::{ApiError, ApiJson};
 use crate::time::rfc3339;
 
 /// The demo users: two customers and an administrator.
@@ -29,7 +30,7 @@ const DEMO_USERS: [(&str, &str, bool); 3] = [
     tag = "auth",
     responses(
         (status = 200, description = "The caller's identity; `user` is null without a credential", body = Identity),
-        (status = 401, description = "A bad, expired or not-yet-valid credential", body = herald_protocol::api::ErrorBody),
+        (status = 401, response = Unauthorized),
     ),
     security((), ("bearer" = []))
 )]

@@ -1,7 +1,7 @@
 //! `GET /events`: the subscription stream.
 
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
@@ -14,10 +14,12 @@ use herald_protocol::sse::CONTENT_TYPE;
 
 use super::AppState;
 use super::caller::ClientAddress;
-use crate::auth::{Principal, forbidden};
-use crate::error::ApiError;
-use crate::hub::{Holder, SubscribeError, SubscribeRequest, Subscription};
+use super::error::ApiError;
+use super::responses::Unavailable;
+use crate::auth::Principal;
+use crate::hub::{Holder, SubscribeRequest};
 use crate::ids::ClientId;
+use crate::stream::EventStreamSlot;
 
 /// Opens an event stream for the topics in the query.
 #[utoipa::path(
@@ -39,7 +41,7 @@ use crate::ids::ClientId;
         (status = 403, description = "The credential may not subscribe to a private topic asked for", body = herald_protocol::api::ErrorBody),
         (status = 431, description = "The request head is larger than 16 KiB or has more than 64 headers", body = herald_protocol::api::ErrorBody),
         (status = 429, description = "Too many connections for this client id, user or address", body = herald_protocol::api::ErrorBody),
-        (status = 503, description = "The event store is unavailable", body = herald_protocol::api::ErrorBody),
+        (status = 503, response = Unavailable),
     )
 )]
 pub async fn subscribe(
@@ -55,12 +57,7 @@ pub async fn subscribe(
         state.config.max_topics_per_connection,
     )?;
     for topic in &request.topics {
-        if state.auth.is_private(topic) && !principal.may_subscribe(topic) {
-            principal.require_credential(&format!("subscribing to the private topic {topic:?}"))?;
-            return Err(forbidden(format!(
-                "this credential may not subscribe to the private topic {topic:?}"
-            )));
-        }
+        principal.require_subscribe(topic, state.auth.is_private(topic))?;
     }
     request.holder = Holder {
         user: principal.user().cloned(),
@@ -76,20 +73,12 @@ pub async fn subscribe(
             .map(|credential| credential.expires_at),
         address,
     };
-    let subscription = state
-        .hub
-        .subscribe(request)
-        .await
-        .map_err(|err| match err {
-            SubscribeError::UnknownClient(_) => {
-                ApiError::bad_request("unknown_client_id", err.to_string())
-            }
-            SubscribeError::TooManyConnections { .. } => {
-                ApiError::too_many("too_many_connections", err.to_string())
-            }
-            SubscribeError::Storage(err) => ApiError::storage(&err),
-        })?;
-    Ok(stream_response(subscription))
+    let slot = EventStreamSlot::new(state.app.subscribe(request).await?);
+    let mut response = event_stream_response(slot.chunks());
+    // Herald's own event-stream writer takes the subscription from here; hyper streams the
+    // body, which takes it from the same slot.
+    response.extensions_mut().insert(slot);
+    Ok(response)
 }
 
 fn parse_request(
@@ -144,40 +133,6 @@ pub fn event_stream_response(chunks: impl Stream<Item = Bytes> + Send + 'static)
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    response
-}
-
-/// Hands a subscription to whoever writes the response. Herald's own event-stream writer
-/// ([`crate::listener`]) takes it from the response's extensions and writes frames straight to
-/// the socket; a response served through hyper instead streams it as the body, which takes it
-/// from the same slot when first polled.
-#[derive(Debug, Clone)]
-pub struct EventStreamSlot(Arc<Mutex<Option<Subscription>>>);
-
-impl EventStreamSlot {
-    pub fn take(&self) -> Option<Subscription> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
-    }
-}
-
-fn stream_response(subscription: Subscription) -> Response {
-    let slot = EventStreamSlot(Arc::new(Mutex::new(Some(subscription))));
-    let body_slot = slot.clone();
-    let mut response = event_stream_response(futures_util::stream::unfold(
-        None,
-        move |held: Option<Subscription>| {
-            let slot = body_slot.clone();
-            async move {
-                let mut subscription = match held {
-                    Some(subscription) => subscription,
-                    None => slot.take()?,
-                };
-                let chunk = subscription.next().await?;
-                Some((chunk, Some(subscription)))
-            }
-        },
-    ));
-    response.extensions_mut().insert(slot);
     response
 }
 

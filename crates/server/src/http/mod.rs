@@ -1,15 +1,19 @@
-//! The HTTP edge: routes, request parsing and response shaping. Domain work happens in the hub.
+//! The HTTP edge: routes, request parsing and response shaping. A handler parses a request,
+//! calls one use case of [`App`] and shapes its answer.
 
 mod caller;
 mod clients;
 mod demo;
 mod dev;
+mod error;
 mod events;
-pub use events::EventStreamSlot;
 mod notifications;
 mod openapi;
 mod ops;
 mod publish;
+mod responses;
+
+pub use error::ApiError;
 
 use std::sync::Arc;
 
@@ -18,26 +22,24 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::services::{ServeDir, ServeFile};
 
+use crate::app::App;
 use crate::auth::{Authenticator, RateLimiter};
 use crate::config::Config;
-use crate::error::{method_not_allowed, route_not_found};
-use crate::hub::Hub;
+use error::{method_not_allowed, route_not_found};
 
 /// What every handler can reach.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub hub: Hub,
+    /// The use cases.
+    pub app: App,
     pub config: Arc<Config>,
     /// Verifies credentials (and signs them in development mode).
     pub auth: Arc<Authenticator>,
     /// Publishes per credential.
     pub publish_rate: Arc<RateLimiter>,
-    /// Cancelled on shutdown; ends streams that do not belong to the hub (the demos).
-    pub shutdown: CancellationToken,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -11,6 +11,8 @@ use herald_protocol::auth::{Claims, Grants};
 use herald_protocol::payloads::{ChatDelta, ChatDone, ChatError, Notification, NotificationRead};
 use herald_protocol::system::{CloseReason, Closing, Connected, Reset, ResetReason};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+
+use super::responses::{NotAdmin, NotJson, RateLimited, TooLarge, Unauthorized, Unavailable};
 use utoipa::{Modify, OpenApi};
 
 #[derive(OpenApi)]
@@ -51,7 +53,7 @@ use utoipa::{Modify, OpenApi};
         super::ops::metrics,
         document,
     ),
-    components(schemas(
+    components(responses(Unauthorized, NotAdmin, TooLarge, NotJson, RateLimited, Unavailable), schemas(
         Envelope,
         Connected,
         Reset,

@@ -24,7 +24,7 @@ pub async fn healthz() -> Json<HealthStatus> {
     responses((status = 200, body = HealthStatus), (status = 503, body = HealthStatus))
 )]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<HealthStatus>) {
-    match state.hub.ready().await {
+    match state.app.ready().await {
         Ok(()) => (
             StatusCode::OK,
             Json(HealthStatus {
@@ -63,6 +63,6 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> impl 
     };
     (
         [(header::CONTENT_TYPE, content_type)],
-        state.hub.metrics().encode(),
+        state.app.metrics().encode(),
     )
 }

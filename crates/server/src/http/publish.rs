@@ -4,24 +4,20 @@
 //! pseudo-topics `clients/<id>` and `users/<id>` for direct sends. Broadcasting needs `admin`.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
 use axum::Json;
 use axum::extract::State;
-use herald_protocol::api::{PublishRequest, PublishResponse, SendRequest, SendResponse};
+use herald_protocol::api::{ErrorBody, PublishRequest, PublishResponse, SendRequest, SendResponse};
 use herald_protocol::auth::{client_target, user_target};
-use herald_protocol::names::{
-    DEFAULT_EVENT_TYPE, validate_publishable_event_type, validate_topic, validate_user_id,
-};
-use serde_json::value::RawValue;
+use herald_protocol::names::{validate_topic, validate_user_id};
 
 use super::AppState;
 use super::caller::limit_publish_rate;
+use super::error::{ApiError, ApiJson, ApiPath};
+use super::responses::{NotAdmin, NotJson, RateLimited, TooLarge, Unauthorized, Unavailable};
+use crate::app::{AppError, Target};
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiJson, ApiPath};
-use crate::hub::PublishError;
 use crate::ids::ClientId;
-use crate::storage::{NewEvent, StoredEvent, StreamKey};
 
 /// Publishes one event to one or several topics.
 #[utoipa::path(
@@ -31,13 +27,13 @@ use crate::storage::{NewEvent, StoredEvent, StreamKey};
     request_body = PublishRequest,
     responses(
         (status = 200, description = "Stored and queued for every subscriber", body = PublishResponse),
-        (status = 400, description = "Invalid topic, type or body", body = herald_protocol::api::ErrorBody),
-        (status = 401, description = "No credential, or a bad one", body = herald_protocol::api::ErrorBody),
-        (status = 403, description = "The credential may not publish to a topic named", body = herald_protocol::api::ErrorBody),
-        (status = 413, description = "Body too large", body = herald_protocol::api::ErrorBody),
-        (status = 415, description = "Body is not JSON", body = herald_protocol::api::ErrorBody),
-        (status = 429, description = "The credential publishes faster than allowed (see `Retry-After`)", body = herald_protocol::api::ErrorBody),
-        (status = 503, description = "The event store is unavailable", body = herald_protocol::api::ErrorBody),
+        (status = 400, description = "Invalid topic, type or body", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "The credential may not publish to a topic named", body = ErrorBody),
+        (status = 413, response = TooLarge),
+        (status = 415, response = NotJson),
+        (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
     ),
     security(("bearer" = []))
 )]
@@ -52,18 +48,17 @@ pub async fn publish(
         principal.require_publish(topic)?;
     }
     limit_publish_rate(&state, credential)?;
-    let streams = topics
-        .iter()
-        .map(|topic| {
-            let topic = Arc::from(topic.as_str());
-            if request.private {
-                StreamKey::Private(topic)
-            } else {
-                StreamKey::Topic(topic)
-            }
-        })
-        .collect();
-    let stored = store(&state, streams, request.kind.as_deref(), request.data).await?;
+    let target = Target::Topics {
+        topics: topics
+            .iter()
+            .map(|topic| Arc::from(topic.as_str()))
+            .collect(),
+        private: request.private,
+    };
+    let stored = state
+        .app
+        .publish(target, request.kind.as_deref(), request.data)
+        .await?;
     Ok(Json(PublishResponse {
         id: stored.id.clone(),
         topics,
@@ -79,14 +74,14 @@ pub async fn publish(
     request_body = SendRequest,
     responses(
         (status = 200, description = "Stored and queued for the client's connections", body = SendResponse),
-        (status = 400, description = "Invalid type or body", body = herald_protocol::api::ErrorBody),
-        (status = 401, description = "No credential, or a bad one", body = herald_protocol::api::ErrorBody),
-        (status = 403, description = "No `publish` selector grants `clients/{client_id}`", body = herald_protocol::api::ErrorBody),
-        (status = 404, description = "The client id was never issued or has expired", body = herald_protocol::api::ErrorBody),
-        (status = 413, description = "Body too large", body = herald_protocol::api::ErrorBody),
-        (status = 415, description = "Body is not JSON", body = herald_protocol::api::ErrorBody),
-        (status = 429, description = "The credential publishes faster than allowed", body = herald_protocol::api::ErrorBody),
-        (status = 503, description = "The event store is unavailable", body = herald_protocol::api::ErrorBody),
+        (status = 400, description = "Invalid type or body", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "No `publish` selector grants `clients/{client_id}`", body = ErrorBody),
+        (status = 404, description = "The client id was never issued or has expired", body = ErrorBody),
+        (status = 413, response = TooLarge),
+        (status = 415, response = NotJson),
+        (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
     ),
     security(("bearer" = []))
 )]
@@ -98,31 +93,9 @@ pub async fn send_to_client(
 ) -> Result<Json<SendResponse>, ApiError> {
     let credential = principal.require_publish(&client_target(&client_id))?;
     limit_publish_rate(&state, credential)?;
-    let not_found = || {
-        ApiError::not_found(
-            "client_not_found",
-            format!("no client {client_id:?} has connected, or it has expired"),
-        )
-    };
-    let client = ClientId::parse(&client_id).ok_or_else(not_found)?;
-    let known = state
-        .hub
-        .client_exists(&client)
-        .await
-        .map_err(|err| ApiError::storage(&err))?;
-    if !known {
-        return Err(not_found());
-    }
-    let stored = store(
-        &state,
-        vec![StreamKey::Client(client)],
-        request.kind.as_deref(),
-        request.data,
-    )
-    .await?;
-    Ok(Json(SendResponse {
-        id: stored.id.clone(),
-    }))
+    let client =
+        ClientId::parse(&client_id).ok_or_else(|| AppError::client_not_found(&client_id))?;
+    send(&state, Target::Client(client), request).await
 }
 
 /// Sends an event to every connection of one user, on all their tabs and devices, and keeps it
@@ -135,13 +108,13 @@ pub async fn send_to_client(
     request_body = SendRequest,
     responses(
         (status = 200, description = "Stored and queued for the user's connections", body = SendResponse),
-        (status = 400, description = "Invalid user id, type or body", body = herald_protocol::api::ErrorBody),
-        (status = 401, description = "No credential, or a bad one", body = herald_protocol::api::ErrorBody),
-        (status = 403, description = "No `publish` selector grants `users/{user_id}`", body = herald_protocol::api::ErrorBody),
-        (status = 413, description = "Body too large", body = herald_protocol::api::ErrorBody),
-        (status = 415, description = "Body is not JSON", body = herald_protocol::api::ErrorBody),
-        (status = 429, description = "The credential publishes faster than allowed", body = herald_protocol::api::ErrorBody),
-        (status = 503, description = "The event store is unavailable", body = herald_protocol::api::ErrorBody),
+        (status = 400, description = "Invalid user id, type or body", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, description = "No `publish` selector grants `users/{user_id}`", body = ErrorBody),
+        (status = 413, response = TooLarge),
+        (status = 415, response = NotJson),
+        (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
     ),
     security(("bearer" = []))
 )]
@@ -154,22 +127,7 @@ pub async fn send_to_user(
     check_user_id(&user_id)?;
     let credential = principal.require_publish(&user_target(&user_id))?;
     limit_publish_rate(&state, credential)?;
-    let stored = store(
-        &state,
-        vec![StreamKey::User(Arc::from(user_id.as_str()))],
-        request.kind.as_deref(),
-        request.data,
-    )
-    .await?;
-    Ok(Json(SendResponse {
-        id: stored.id.clone(),
-    }))
-}
-
-/// A user id in a path, checked by the rule tokens' `sub` follows.
-pub fn check_user_id(user_id: &str) -> Result<(), ApiError> {
-    validate_user_id(user_id)
-        .map_err(|err| ApiError::bad_request("invalid_user_id", err.to_string()))
+    send(&state, Target::User(Arc::from(user_id.as_str())), request).await
 }
 
 /// Sends an event to every connection.
@@ -180,13 +138,13 @@ pub fn check_user_id(user_id: &str) -> Result<(), ApiError> {
     request_body = SendRequest,
     responses(
         (status = 200, description = "Stored and queued for every connection", body = SendResponse),
-        (status = 400, description = "Invalid type or body", body = herald_protocol::api::ErrorBody),
-        (status = 401, description = "No credential, or a bad one", body = herald_protocol::api::ErrorBody),
-        (status = 403, description = "The credential is not an admin's", body = herald_protocol::api::ErrorBody),
-        (status = 413, description = "Body too large", body = herald_protocol::api::ErrorBody),
-        (status = 415, description = "Body is not JSON", body = herald_protocol::api::ErrorBody),
-        (status = 429, description = "The credential publishes faster than allowed", body = herald_protocol::api::ErrorBody),
-        (status = 503, description = "The event store is unavailable", body = herald_protocol::api::ErrorBody),
+        (status = 400, description = "Invalid type or body", body = ErrorBody),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = NotAdmin),
+        (status = 413, response = TooLarge),
+        (status = 415, response = NotJson),
+        (status = 429, response = RateLimited),
+        (status = 503, response = Unavailable),
     ),
     security(("bearer" = []))
 )]
@@ -197,16 +155,28 @@ pub async fn broadcast(
 ) -> Result<Json<SendResponse>, ApiError> {
     let credential = principal.require_admin()?;
     limit_publish_rate(&state, credential)?;
-    let stored = store(
-        &state,
-        vec![StreamKey::Broadcast],
-        request.kind.as_deref(),
-        request.data,
-    )
-    .await?;
+    send(&state, Target::Broadcast, request).await
+}
+
+/// Publishes a direct send to `target` and answers with its id.
+async fn send(
+    state: &AppState,
+    target: Target,
+    request: SendRequest,
+) -> Result<Json<SendResponse>, ApiError> {
+    let stored = state
+        .app
+        .publish(target, request.kind.as_deref(), request.data)
+        .await?;
     Ok(Json(SendResponse {
         id: stored.id.clone(),
     }))
+}
+
+/// A user id in a path, checked by the rule tokens' `sub` follows.
+pub fn check_user_id(user_id: &str) -> Result<(), ApiError> {
+    validate_user_id(user_id)
+        .map_err(|err| ApiError::bad_request("invalid_user_id", err.to_string()))
 }
 
 /// The checked, de-duplicated topics of a publish.
@@ -248,35 +218,4 @@ fn topics_of(request: &PublishRequest, max_topics: usize) -> Result<Vec<String>,
         }
     }
     Ok(topics)
-}
-
-/// Validates the type, stores the event through the hub and records the publish latency.
-pub(super) async fn store(
-    state: &AppState,
-    streams: Vec<StreamKey>,
-    kind: Option<&str>,
-    data: Option<Box<RawValue>>,
-) -> Result<Arc<StoredEvent>, ApiError> {
-    let started = Instant::now();
-    let kind = kind.unwrap_or(DEFAULT_EVENT_TYPE);
-    validate_publishable_event_type(kind)
-        .map_err(|err| ApiError::bad_request("invalid_type", err.to_string()))?;
-    // An absent `data` is JSON `null`, the default of a raw value.
-    let data = data.unwrap_or_default();
-    let event = NewEvent {
-        streams,
-        kind: kind.to_owned(),
-        data,
-        time: SystemTime::now(),
-    };
-    let stored = state.hub.publish(event).await.map_err(|err| match err {
-        PublishError::Storage(err) => ApiError::storage(&err),
-        PublishError::ShuttingDown => ApiError::shutting_down(),
-    })?;
-    state
-        .hub
-        .metrics()
-        .publish_latency
-        .observe(started.elapsed().as_secs_f64());
-    Ok(stored)
 }

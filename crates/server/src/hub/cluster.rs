@@ -16,15 +16,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use herald_protocol::system::CloseReason;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::frames;
-use super::registry::{Connection, Registry};
+use super::connection::Connection;
+use super::registry::Registry;
 use crate::ids::{ClientId, ConnectionId, random_u32};
-use crate::storage::{FeedEntry, NodeRecord, RedisStorage, Seq, StorageError};
+use crate::storage::{FeedEntry, NodeRecord, RedisStorage, Seq, StorageError, StoredEvent};
 
 /// The longest one blocking read of the feed waits for an entry.
 const FEED_WAIT: Duration = Duration::from_secs(2);
@@ -211,7 +210,7 @@ impl Follower {
         // Redis having lost data shows as the next entry not following this position: the
         // scripts restart the sequence past everything this node has seen.
         if self.position.is_none() {
-            self.moved_to(latest);
+            self.move_to(latest);
         }
         tracing::info!(position = self.position, "following the shared log");
         self.following.store(true, Ordering::Release);
@@ -222,13 +221,12 @@ impl Follower {
                 Ok(entries) => entries,
                 Err(err) => return err,
             };
-            for entry in entries {
-                self.deliver(entry);
-            }
+            self.deliver(entries);
         }
     }
 
-    fn moved_to(&mut self, position: Seq) {
+    /// Moves to `position` at once: nothing before it is left to deliver.
+    fn move_to(&mut self, position: Seq) {
         self.position = Some(position);
         self.fanned_out_through.store(position, Ordering::Release);
     }
@@ -241,50 +239,66 @@ impl Follower {
             closed,
             "closed every connection to resync with the shared log"
         );
-        self.moved_to(position);
+        self.move_to(position);
     }
 
-    fn deliver(&mut self, entry: FeedEntry) {
-        let seq = entry.seq();
-        self.redis.observe(seq);
-        if let Some(position) = self.position {
-            if seq <= position {
-                return;
-            }
-            if seq != position + 1 {
-                tracing::warn!(
-                    position,
-                    next = seq,
-                    "the feed skipped entries this node never delivered (trimmed or lost)"
-                );
-                self.resync(seq);
-                return;
-            }
-        }
-        match entry {
-            FeedEntry::Event(event) => {
-                let frames: Vec<Bytes> = event
-                    .streams
-                    .iter()
-                    .map(|stream| frames::event_frame(&event, stream))
-                    .collect();
-                self.registry.fan_out(seq, &event.streams, &frames);
-            }
-            FeedEntry::Unreadable { reason, .. } => {
-                // Retrying would stall this node forever; its subscribers resume from storage.
-                tracing::error!(seq, reason, "the feed holds an entry this node cannot read");
-                self.resync(seq);
-                return;
-            }
-            FeedEntry::Control { message, .. } => {
-                if let Some(client) = message.strip_prefix(CLOSE_CLIENT).and_then(ClientId::parse) {
-                    self.registry.close_client(&client, CloseReason::AdminClose);
-                } else {
-                    tracing::warn!(message, "ignoring an unknown control message");
+    /// Delivers feed entries in order, each the one after the last: runs of events are fanned
+    /// out together, and the position published for them only once they are queued.
+    fn deliver(&mut self, entries: Vec<FeedEntry>) {
+        let mut events: Vec<Arc<StoredEvent>> = Vec::new();
+        for entry in entries {
+            let seq = entry.seq();
+            self.redis.observe(seq);
+            if let Some(position) = self.position {
+                if seq <= position {
+                    continue;
+                }
+                if seq != position + 1 {
+                    tracing::warn!(
+                        position,
+                        next = seq,
+                        "the feed skipped entries this node never delivered (trimmed or lost)"
+                    );
+                    self.fan_out(&mut events);
+                    self.resync(seq);
+                    continue;
                 }
             }
+            match entry {
+                FeedEntry::Event(event) => events.push(event),
+                FeedEntry::Unreadable { reason, .. } => {
+                    // Retrying would stall this node forever; its subscribers resume from storage.
+                    tracing::error!(seq, reason, "the feed holds an entry this node cannot read");
+                    self.fan_out(&mut events);
+                    self.resync(seq);
+                    continue;
+                }
+                FeedEntry::Control { message, .. } => {
+                    self.fan_out(&mut events);
+                    if let Some(client) =
+                        message.strip_prefix(CLOSE_CLIENT).and_then(ClientId::parse)
+                    {
+                        self.registry.close_client(&client, CloseReason::AdminClose);
+                    } else {
+                        tracing::warn!(message, "ignoring an unknown control message");
+                    }
+                }
+            }
+            self.position = Some(seq);
         }
-        self.moved_to(seq);
+        self.fan_out(&mut events);
+    }
+
+    /// Fans out the events accepted so far, then publishes the position they reach: everything
+    /// up to it has been queued for every connection.
+    fn fan_out(&mut self, events: &mut Vec<Arc<StoredEvent>>) {
+        if !events.is_empty() {
+            self.registry.deliver(events);
+            events.clear();
+        }
+        if let Some(position) = self.position {
+            self.fanned_out_through.store(position, Ordering::Release);
+        }
     }
 }
 

@@ -6,64 +6,55 @@
 //! *before* it reads history, and skips live events it already replayed, so the hand-over from
 //! replay to live has neither a gap nor a duplicate.
 
+mod activity;
 mod cluster;
-mod frames;
+mod connection;
+pub mod frames;
 mod queue;
 mod registry;
 mod sequencer;
+mod sink;
 mod subscription;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use herald_protocol::system::{CloseReason, Connected, ResetReason};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
 use crate::ids::{ClientId, random_u32};
 use crate::metrics::Metrics;
 use crate::storage::{NewEvent, NodeRecord, RedisStorage, Seq, Storage, StorageError, StoredEvent};
 
 use cluster::Cluster;
-pub use frames::{closing as closing_frame, encode, to_json};
+use connection::Connection;
+pub use connection::{Holder, Limits};
 use registry::Registry;
-pub use registry::{Connection, Holder, Limits};
 use sequencer::{PublishJob, Sequencer};
+pub use sink::Sink;
 use subscription::Start;
-pub use subscription::Subscription;
+pub use subscription::{Loan, Subscription};
 
-/// The limits and timings the hub applies, taken from [`Config`].
+/// The limits and timings the hub applies.
 #[derive(Debug, Clone)]
 pub struct HubSettings {
+    /// Longest silence on a stream before a heartbeat.
     pub heartbeat: Duration,
+    /// The base reconnection delay told to clients, before jitter.
     pub retry: Duration,
+    /// Events queued for one connection before it is a slow consumer.
     pub queue_capacity: usize,
+    /// How long a connection may live; `None` for ever.
     pub max_connection_lifetime: Option<Duration>,
     pub limits: Limits,
+    /// How long a client id stays valid after it was last seen.
     pub client_ttl: Duration,
+    /// How long events are kept for replay.
     pub history_max_age: Duration,
+    /// How often client activity is recorded and retention runs.
     pub retention_interval: Duration,
-}
-
-impl From<&Config> for HubSettings {
-    fn from(config: &Config) -> Self {
-        Self {
-            heartbeat: config.heartbeat,
-            retry: config.retry,
-            queue_capacity: config.queue_capacity,
-            max_connection_lifetime: config.connection_lifetime(),
-            limits: Limits {
-                per_client: config.max_connections_per_client,
-                per_user: config.max_connections_per_user,
-                per_address: config.connections_per_address(),
-            },
-            client_ttl: config.client_ttl,
-            history_max_age: config.history_max_age,
-            retention_interval: config.retention_interval,
-        }
-    }
 }
 
 /// Why a publish failed.
@@ -125,9 +116,10 @@ const PUBLISH_BATCH: usize = 256;
 
 impl Hub {
     /// Starts the hub's background tasks: the sequencer, which ends when the last handle to the
-    /// hub is dropped, and retention (and in cluster mode, following the shared log), which end
-    /// when `shutdown` is cancelled. `cluster` is the Redis shared with other nodes, if any; then
-    /// `storage` is that same Redis.
+    /// hub is dropped, and in cluster mode following the shared log, which ends when `shutdown`
+    /// is cancelled. At `shutdown` every stream is sent `herald.closing` and ended. `cluster` is
+    /// the Redis shared with other nodes, if any; then `storage` is that same Redis. Retention
+    /// is [`Hub::retain`], for the caller to run.
     pub fn start(
         storage: Arc<dyn Storage>,
         cluster: Option<RedisStorage>,
@@ -169,20 +161,11 @@ impl Hub {
             }),
         };
         tokio::spawn(sequencer.run(jobs, PUBLISH_BATCH));
-        {
-            // At shutdown every stream is sent `herald.closing` and ended.
-            let registry = Arc::clone(&hub.inner.registry);
-            let shutdown = shutdown.clone();
-            tokio::spawn(async move {
-                shutdown.cancelled().await;
-                registry.close_all(CloseReason::Shutdown);
-            });
-        }
-        tokio::spawn(crate::memory::release_after_closes(
-            hub.clone(),
-            shutdown.clone(),
-        ));
-        tokio::spawn(hub.clone().expire_periodically(shutdown));
+        let registry = Arc::clone(&hub.inner.registry);
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            registry.close_all(CloseReason::Shutdown);
+        });
         hub
     }
 
@@ -196,7 +179,7 @@ impl Hub {
     }
 
     /// How many connections have closed since the start.
-    pub(crate) fn connections_closed(&self) -> u64 {
+    pub fn connections_closed(&self) -> u64 {
         self.inner.registry.removed()
     }
 
@@ -209,7 +192,7 @@ impl Hub {
         self.inner.storage.client_exists(client).await
     }
 
-    pub fn storage(&self) -> &dyn Storage {
+    fn storage(&self) -> &dyn Storage {
         &*self.inner.storage
     }
 
@@ -392,55 +375,5 @@ impl Hub {
 
     fn format_id(&self, seq: Seq) -> String {
         self.inner.storage.format_id(seq)
-    }
-
-    /// How old storage's record of a live client may grow before it is written again. A
-    /// record stays well inside `client_ttl` (at most a quarter of it plus one retention
-    /// interval old), so no live client expires, without rewriting every live client at every
-    /// pass. With a `client_ttl` under four retention intervals, every pass records them all.
-    fn record_refresh(&self) -> Duration {
-        let settings = &self.inner.settings;
-        if settings.client_ttl > settings.retention_interval * 4 {
-            settings.client_ttl / 4
-        } else {
-            Duration::ZERO
-        }
-    }
-
-    /// Keeps live clients fresh and lets storage forget expired clients and history.
-    async fn expire_periodically(self, shutdown: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.inner.settings.retention_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
-            let storage = &self.inner.storage;
-            let now = SystemTime::now();
-            let now_ms = crate::time::now_ms();
-            let refresh = u64::try_from(self.record_refresh().as_millis()).unwrap_or(u64::MAX);
-            let registry = &self.inner.registry;
-            let seen = registry.clients_to_record(now_ms.saturating_sub(refresh), now_ms);
-            let cutoff = now
-                .checked_sub(self.inner.settings.client_ttl)
-                .unwrap_or(SystemTime::UNIX_EPOCH);
-            let oldest_kept = now
-                .checked_sub(self.inner.settings.history_max_age)
-                .unwrap_or(SystemTime::UNIX_EPOCH);
-            // If live clients cannot be marked as seen (a full disk, say), history retention still
-            // runs, but no client expires: one of them might be live.
-            let cutoff = match storage.touch_clients(&seen).await {
-                Ok(()) => cutoff,
-                Err(err) => {
-                    registry.record_failed(&seen);
-                    tracing::warn!(%err, "recording live clients failed; no client expires this round");
-                    SystemTime::UNIX_EPOCH
-                }
-            };
-            if let Err(err) = storage.expire(cutoff, oldest_kept).await {
-                tracing::warn!(%err, "applying retention failed; will retry");
-            }
-        }
     }
 }

@@ -4,13 +4,12 @@
 //! position and a handle on a frame shared with every other subscriber), and holding no
 //! allocation while empty: thousands of idle connections each keep only the struct itself.
 //!
-//! A connection served by Herald's own writer lends its socket to the queue while its task
-//! waits for events. Fan-out then writes what it queued straight to the socket
-//! ([`Queue::flush`]) instead of waking the task, which for a broadcast to thousands of idle
-//! subscribers saves a task switch per delivery. The lock keeps the two writers apart: the
-//! fan-out writes only while the task is waiting with nothing of its own to write, under the
-//! lock, and hands whatever the socket did not take back to the task, which waits for the
-//! socket with its write timeout.
+//! A stream whose output is a [`Sink`] lends it to the queue while its task waits for events.
+//! Fan-out then writes what it queued straight to the sink ([`Queue::flush`]) instead of waking
+//! the task, which for a broadcast to thousands of idle subscribers saves a task switch per
+//! delivery. The lock keeps the two writers apart: the fan-out writes only while the task is
+//! waiting with nothing of its own to write, under the lock, and hands whatever the sink did
+//! not take back to the task, which waits for its output with its write timeout.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -20,9 +19,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Poll, Waker};
 
 use bytes::{Buf, Bytes};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+use super::sink::Sink;
 use crate::storage::Seq;
 
 /// An encoded event waiting in a connection's queue.
@@ -42,13 +41,13 @@ pub struct Full;
 pub enum Offered {
     /// Queued, and the writer was woken (or is busy and will find it).
     Queued,
-    /// Queued for [`Queue::flush`]: the writer waits and lent its socket.
+    /// Queued for [`Queue::flush`]: the writer waits and lent its sink.
     ToFlush,
 }
 
 /// A queue that kept more than this many slots after a burst gives them back once drained.
 const KEEP_SLOTS: usize = 16;
-/// The most queued frames [`Queue::flush`] gives the socket in one call.
+/// The most queued frames [`Queue::flush`] gives the sink in one call.
 const FLUSH_SLICES: usize = 16;
 
 #[derive(Debug)]
@@ -62,15 +61,15 @@ struct State {
     items: VecDeque<Queued>,
     /// The writer waiting for the next item.
     waker: Option<Waker>,
-    /// Whether the connection's task is writing, or about to: the socket is its alone. Set
+    /// Whether the connection's task is writing, or about to: the sink is its alone. Set
     /// until the task first waits for live events, and whenever it takes something to write.
     writing: bool,
-    /// The socket, lent while the connection is served by Herald's own writer.
-    sink: Option<Arc<TcpStream>>,
+    /// The stream's output, lent while the stream is served by a writer that has one.
+    sink: Option<Arc<dyn Sink>>,
     /// The newest position written to the stream, handed between the task and the fan-out
-    /// whenever one takes the socket from the other: items at or before it are not written.
+    /// whenever one takes the sink from the other: items at or before it are not written.
     written_through: Seq,
-    /// When the fan-out last wrote to the socket, for the task's heartbeat timer.
+    /// When the fan-out last wrote to the sink, for the task's heartbeat timer.
     flushed_at: Option<Instant>,
 }
 
@@ -94,7 +93,7 @@ impl Queue {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds an item without waiting. Wakes the writer, unless it waits with its socket lent:
+    /// Adds an item without waiting. Wakes the writer, unless it waits with its sink lent:
     /// then the item is for [`Queue::flush`].
     pub fn offer(&self, item: Queued) -> Result<Offered, Full> {
         let waker = {
@@ -114,9 +113,9 @@ impl Queue {
         Ok(Offered::Queued)
     }
 
-    /// Writes what is queued straight to the lent socket, if the writer is waiting and the
+    /// Writes what is queued straight to the lent sink, if the writer is waiting and the
     /// stream is not `closing`; returns how many events were written whole. Whatever the
-    /// socket does not take at once (a part of a frame, or all of it) is left at the front of
+    /// sink does not take at once (a part of a frame, or all of it) is left at the front of
     /// the queue and the writer is woken to finish it.
     pub fn flush(&self, closing: &AtomicBool, now: Instant) -> usize {
         let mut state = self.lock();
@@ -127,7 +126,7 @@ impl Queue {
         let mut written_whole = 0;
         let handed_back = match state.sink.clone() {
             Some(sink) if !closing.load(Ordering::Acquire) => {
-                let outcome = write_queued(&mut state, &sink, &mut written_whole);
+                let outcome = write_queued(&mut state, &*sink, &mut written_whole);
                 if written_whole > 0 || outcome == Written::Part {
                     state.flushed_at = Some(now);
                 }
@@ -148,12 +147,12 @@ impl Queue {
         written_whole
     }
 
-    /// Lends the connection's socket to fan-out.
-    pub fn lend(&self, sink: Arc<TcpStream>) {
+    /// Lends the stream's output to fan-out.
+    pub fn lend(&self, sink: Arc<dyn Sink>) {
         self.lock().sink = Some(sink);
     }
 
-    /// Takes the socket back for good: fan-out no longer writes to it.
+    /// Takes the sink back for good: fan-out no longer writes to it.
     pub fn take_back(&self) {
         self.lock().sink = None;
     }
@@ -170,19 +169,19 @@ impl Queue {
     /// connection stops at once rather than after what is queued). Whoever sets `closing` calls
     /// [`Queue::wake`] afterwards.
     ///
-    /// `written` is the newest position the caller has written. While waiting, the socket is
-    /// lent to fan-out from there; once something is returned, the socket is the caller's
+    /// `written` is the newest position the caller has written. While waiting, the sink is
+    /// lent to fan-out from there; once something is returned, the sink is the caller's
     /// again and `written` includes what fan-out wrote meanwhile.
     pub async fn recv(&self, closing: &AtomicBool, written: &mut Seq) -> Option<Queued> {
         poll_fn(|cx| {
             let mut state = self.lock();
             if closing.load(Ordering::Acquire) {
-                take_socket(&mut state, written);
+                take_sink(&mut state, written);
                 return Poll::Ready(None);
             }
             if let Some(item) = state.items.pop_front() {
                 release_if_drained(&mut state);
-                take_socket(&mut state, written);
+                take_sink(&mut state, written);
                 return Poll::Ready(Some(item));
             }
             match &mut state.waker {
@@ -196,14 +195,14 @@ impl Queue {
         .await
     }
 
-    /// Takes the socket back from fan-out to write something of the writer's own (a heartbeat
+    /// Takes the sink back from fan-out to write something of the writer's own (a heartbeat
     /// or the closing frame); `written` then includes what fan-out wrote. The next
     /// [`Queue::recv`] lends it again.
-    pub fn take_socket(&self, written: &mut Seq) {
-        take_socket(&mut self.lock(), written);
+    pub fn take_sink(&self, written: &mut Seq) {
+        take_sink(&mut self.lock(), written);
     }
 
-    /// When fan-out last wrote to the lent socket.
+    /// When fan-out last wrote to the lent sink.
     pub fn flushed_at(&self) -> Option<Instant> {
         self.lock().flushed_at
     }
@@ -228,7 +227,7 @@ impl Queue {
     }
 }
 
-fn take_socket(state: &mut State, written: &mut Seq) {
+fn take_sink(state: &mut State, written: &mut Seq) {
     state.writing = true;
     *written = (*written).max(state.written_through);
 }
@@ -240,13 +239,13 @@ enum Written {
     All,
     /// Part of it, ending inside a frame: the rest is the writer's to finish.
     Part,
-    /// Nothing more: the socket would block or failed, which the writer finds out itself.
+    /// Nothing more: the sink would block or failed, which the writer finds out itself.
     Stopped,
 }
 
 /// Writes the queued frames past `written_through` to `sink` until the queue is empty or the
-/// socket stops taking them, counting the frames written whole.
-fn write_queued(state: &mut State, sink: &TcpStream, written_whole: &mut usize) -> Written {
+/// sink stops taking them, counting the frames written whole.
+fn write_queued(state: &mut State, sink: &dyn Sink, written_whole: &mut usize) -> Written {
     loop {
         while let Some(front) = state.items.front()
             && front.seq <= state.written_through
@@ -297,10 +296,8 @@ fn release_if_drained(state: &mut State) {
 mod tests {
     use std::future::Future;
     use std::pin::pin;
+    use std::sync::atomic::AtomicUsize;
     use std::task::{Context, Wake};
-
-    use tokio::io::AsyncReadExt;
-    use tokio::net::TcpListener;
 
     use super::*;
 
@@ -315,27 +312,55 @@ mod tests {
         }
     }
 
-    /// A connected pair over loopback: (the client's end, the server's end).
-    async fn socket_pair() -> (TcpStream, TcpStream) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, _) = listener.accept().await.unwrap();
-        (client, server)
+    /// An output that takes up to `room` bytes, then would block until given more room.
+    #[derive(Debug, Default)]
+    struct Pipe {
+        taken: Mutex<Vec<u8>>,
+        room: AtomicUsize,
     }
 
-    /// A queue with the server's end of a loopback pair lent to it, and the client's end.
-    async fn lent_queue() -> (TcpStream, Queue) {
-        let (client, server) = socket_pair().await;
+    impl Pipe {
+        fn with_room(room: usize) -> Arc<Self> {
+            Arc::new(Self {
+                taken: Mutex::default(),
+                room: AtomicUsize::new(room),
+            })
+        }
+
+        fn taken(&self) -> Vec<u8> {
+            self.taken.lock().unwrap().clone()
+        }
+    }
+
+    impl Sink for Pipe {
+        fn try_write_vectored(&self, frames: &[IoSlice<'_>]) -> io::Result<usize> {
+            let room = self.room.load(Ordering::Relaxed);
+            if room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut taken = self.taken.lock().unwrap();
+            let mut written = 0;
+            for frame in frames {
+                let take = frame.len().min(room - written);
+                taken.extend_from_slice(&frame[..take]);
+                written += take;
+            }
+            self.room.fetch_sub(written, Ordering::Relaxed);
+            Ok(written)
+        }
+    }
+
+    /// A queue with a roomy pipe lent to it.
+    fn lent_queue() -> (Arc<Pipe>, Queue) {
+        let pipe = Pipe::with_room(usize::MAX / 2);
         let queue = Queue::new(8);
-        queue.lend(Arc::new(server));
-        (client, queue)
+        queue.lend(Arc::clone(&pipe) as Arc<dyn Sink>);
+        (pipe, queue)
     }
 
     /// Counts its wake-ups.
     #[derive(Default)]
-    struct Woken(std::sync::atomic::AtomicUsize);
+    struct Woken(AtomicUsize);
 
     impl Wake for Woken {
         fn wake(self: Arc<Self>) {
@@ -373,7 +398,7 @@ mod tests {
         let open = AtomicBool::new(false);
         let woken = Arc::new(Woken::default());
         start_waiting(&queue, &open, &mut 0, &woken);
-        // No socket lent: the writer is woken to write it.
+        // No sink lent: the writer is woken to write it.
         assert_eq!(queue.offer(item(7)), Ok(Offered::Queued));
         assert_eq!(woken.0.load(Ordering::Relaxed), 1);
         assert_eq!(
@@ -411,12 +436,12 @@ mod tests {
         assert!(queue.is_empty());
     }
 
-    #[tokio::test]
-    async fn fan_out_writes_to_a_lent_socket_while_the_writer_waits() {
-        let (mut client, queue) = lent_queue().await;
+    #[test]
+    fn fan_out_writes_to_a_lent_sink_while_the_writer_waits() {
+        let (pipe, queue) = lent_queue();
         let open = AtomicBool::new(false);
         let woken = Arc::new(Woken::default());
-        // Before the writer first waits, the socket is its own: nothing is for fan-out.
+        // Before the writer first waits, the sink is its own: nothing is for fan-out.
         assert_eq!(queue.offer(frame(1, b"one ")), Ok(Offered::Queued));
         assert_eq!(queue.flush(&open, Instant::now()), 0);
         assert_eq!(queue.try_recv().map(|item| item.seq), Some(1));
@@ -429,22 +454,20 @@ mod tests {
         assert!(queue.is_empty());
         assert!(queue.flushed_at().is_some());
         assert_eq!(woken.0.load(Ordering::Relaxed), 0, "nothing for the writer");
-        let mut read = [0u8; 10];
-        client.read_exact(&mut read).await.unwrap();
-        assert_eq!(&read, b"two three ");
+        assert_eq!(pipe.taken(), b"two three ");
 
-        // Taking the socket back for a frame of its own, the writer learns what was written,
+        // Taking the sink back for a frame of its own, the writer learns what was written,
         // and fan-out leaves what comes next to it.
-        queue.take_socket(&mut written);
+        queue.take_sink(&mut written);
         assert_eq!(written, 3);
         assert_eq!(queue.offer(frame(4, b"four")), Ok(Offered::Queued));
         assert_eq!(queue.flush(&open, Instant::now()), 0);
         assert_eq!(queue.try_recv().map(|item| item.seq), Some(4));
     }
 
-    #[tokio::test]
-    async fn fan_out_skips_what_the_writer_already_wrote() {
-        let (mut client, queue) = lent_queue().await;
+    #[test]
+    fn fan_out_skips_what_the_writer_already_wrote() {
+        let (pipe, queue) = lent_queue();
         let open = AtomicBool::new(false);
         let woken = Arc::new(Woken::default());
         // Replay wrote through 5; event 4 and 5 reach the queue after it went live.
@@ -455,24 +478,17 @@ mod tests {
         assert_eq!(queue.flush(&open, Instant::now()), 1);
         queue.take_back();
         assert_eq!(queue.offer(frame(7, b"seven")), Ok(Offered::Queued));
-        drop(queue);
-        let mut read = [0u8; 3];
-        client.read_exact(&mut read).await.unwrap();
-        assert_eq!(&read, b"six");
+        assert_eq!(pipe.taken(), b"six");
     }
 
     #[tokio::test]
-    async fn what_the_socket_does_not_take_is_handed_back_to_the_writer() {
-        let (mut client, server) = socket_pair().await;
-        socket2::SockRef::from(&server)
-            .set_send_buffer_size(4096)
-            .unwrap();
-        let server = Arc::new(server);
+    async fn what_the_sink_does_not_take_is_handed_back_to_the_writer() {
+        let pipe = Pipe::with_room(4096);
         let queue = Queue::new(8);
-        queue.lend(Arc::clone(&server));
+        queue.lend(Arc::clone(&pipe) as Arc<dyn Sink>);
         let open = AtomicBool::new(false);
         let woken = Arc::new(Woken::default());
-        let big: Vec<u8> = (0..8 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+        let big: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
         let mut written = 0;
         start_waiting(&queue, &open, &mut written, &woken);
         assert_eq!(queue.offer(frame(1, &big)), Ok(Offered::ToFlush));
@@ -480,36 +496,23 @@ mod tests {
         assert_eq!(queue.flush(&open, Instant::now()), 0, "nothing whole");
         assert_eq!(woken.0.load(Ordering::Relaxed), 1, "the writer finishes it");
 
+        // The writer gets the rest of the frame, and event 1 does not count as written yet.
         let rest = queue.recv(&open, &mut written).await.unwrap();
         assert_eq!(rest.seq, 1);
         assert_eq!(written, 0, "event 1 is not written yet");
-        assert!(rest.bytes.len() < big.len());
-        assert!(big.ends_with(&rest.bytes));
-        let reader = tokio::spawn(async move {
-            let mut all = Vec::new();
-            client.read_to_end(&mut all).await.unwrap();
-            all
-        });
-        let mut rest = &rest.bytes[..];
-        while !rest.is_empty() {
-            server.writable().await.unwrap();
-            match server.try_write(rest) {
-                Ok(taken) => rest = &rest[taken..],
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-                Err(err) => panic!("{err}"),
-            }
-        }
+        assert_eq!(rest.bytes.len(), big.len() - 4096);
+        let mut all = pipe.taken();
+        all.extend_from_slice(&rest.bytes);
+        assert_eq!(
+            all, big,
+            "what fan-out wrote and what is left make the frame"
+        );
         assert_eq!(queue.try_recv().map(|item| item.seq), Some(2));
-        queue.take_back();
-        socket2::SockRef::from(&*server)
-            .shutdown(std::net::Shutdown::Write)
-            .unwrap();
-        assert_eq!(reader.await.unwrap(), big);
     }
 
-    #[tokio::test]
-    async fn a_closing_stream_is_left_to_its_writer() {
-        let (_client, queue) = lent_queue().await;
+    #[test]
+    fn a_closing_stream_is_left_to_its_writer() {
+        let (pipe, queue) = lent_queue();
         let closing = AtomicBool::new(false);
         let woken = Arc::new(Woken::default());
         start_waiting(&queue, &closing, &mut 0, &woken);
@@ -518,5 +521,24 @@ mod tests {
         assert_eq!(queue.flush(&closing, Instant::now()), 0);
         assert_eq!(woken.0.load(Ordering::Relaxed), 1);
         assert!(!queue.is_empty());
+        assert!(pipe.taken().is_empty());
+    }
+
+    #[test]
+    fn a_full_sink_stops_fan_out_and_wakes_the_writer() {
+        let pipe = Pipe::with_room(0);
+        let queue = Queue::new(8);
+        queue.lend(Arc::clone(&pipe) as Arc<dyn Sink>);
+        let open = AtomicBool::new(false);
+        let woken = Arc::new(Woken::default());
+        start_waiting(&queue, &open, &mut 0, &woken);
+        assert_eq!(queue.offer(item(1)), Ok(Offered::ToFlush));
+        assert_eq!(queue.flush(&open, Instant::now()), 0);
+        assert_eq!(
+            woken.0.load(Ordering::Relaxed),
+            1,
+            "the writer waits for room"
+        );
+        assert_eq!(queue.try_recv().map(|item| item.seq), Some(1));
     }
 }

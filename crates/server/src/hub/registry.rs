@@ -1,183 +1,23 @@
-//! [`Registry`]: the live connections, indexed by the streams they receive.
+//! [`Registry`]: the live connections, indexed by the streams they receive, and the one way
+//! events reach them live: [`Registry::deliver`].
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
 
-use bytes::Bytes;
 use herald_protocol::system::CloseReason;
-
 use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
 
-pub use super::queue::Queued;
-use super::queue::{Full, Offered, Queue};
-
+use super::connection::{Connection, Limits, TooManyConnections};
+use super::frames;
+use super::queue::Queued;
 use crate::ids::{ClientId, ConnectionId};
-use crate::storage::{Seq, StreamKey};
+use crate::storage::{StoredEvent, StreamKey};
 use crate::time::now_ms;
-
-/// Who holds a connection, as its credential said when it opened.
-#[derive(Debug, Clone, Default)]
-pub struct Holder {
-    /// The authenticated user; `None` for an anonymous connection.
-    pub user: Option<Arc<str>>,
-    /// Whether the credential carries `admin: true`.
-    pub admin: bool,
-    /// The topics whose private events the credential may receive.
-    pub private_topics: Vec<Arc<str>>,
-    /// When the credential expires: the connection is closed then.
-    pub expires_at: Option<SystemTime>,
-    /// The client's address, for the per-address limit.
-    pub address: Option<IpAddr>,
-}
-
-/// The registry's side of one connection.
-#[derive(Debug)]
-pub struct Connection {
-    pub id: ConnectionId,
-    pub client_id: ClientId,
-    pub holder: Holder,
-    pub topics: Vec<Arc<str>>,
-    pub connected_at: SystemTime,
-    /// The streams this connection receives: its topics (and their private events where
-    /// allowed), its client stream, its user's stream and broadcasts.
-    pub streams: Vec<StreamKey>,
-    /// Bounded: a subscriber that lets it fill up is closed rather than buffered without limit.
-    pub queue: Queue,
-    /// Set to end the stream; the writer is woken through the queue.
-    closing: AtomicBool,
-    /// Why the stream is closing; the first reason wins.
-    close_reason: OnceLock<CloseReason>,
-    /// Set when an event could not be queued: from then on the stream has a hole, and its
-    /// position must never be advanced past what it actually wrote.
-    dropped: AtomicBool,
-    /// When storage last recorded this connection's client as seen, in milliseconds since the
-    /// Unix epoch; 0 for not since the connection opened.
-    recorded_ms: AtomicU64,
-}
-
-impl Connection {
-    pub fn new(
-        client_id: ClientId,
-        topics: Vec<Arc<str>>,
-        holder: Holder,
-        capacity: usize,
-    ) -> Arc<Self> {
-        let mut streams: Vec<StreamKey> = topics.iter().cloned().map(StreamKey::Topic).collect();
-        streams.extend(
-            holder
-                .private_topics
-                .iter()
-                .cloned()
-                .map(StreamKey::Private),
-        );
-        streams.push(StreamKey::Client(client_id.clone()));
-        if let Some(user) = &holder.user {
-            streams.push(StreamKey::User(Arc::clone(user)));
-        }
-        streams.push(StreamKey::Broadcast);
-        let connection = Self {
-            id: ConnectionId::generate(),
-            client_id,
-            holder,
-            topics,
-            connected_at: SystemTime::now(),
-            streams,
-            queue: Queue::new(capacity),
-            closing: AtomicBool::new(false),
-            close_reason: OnceLock::new(),
-            dropped: AtomicBool::new(false),
-            recorded_ms: AtomicU64::new(0),
-        };
-        Arc::new(connection)
-    }
-
-    /// Queues an event without waiting; true when it is for [`Connection::flush`]. A full
-    /// queue closes the connection as a slow consumer: it resumes from its last event id, and
-    /// nobody else waits for it.
-    fn offer(&self, item: Queued) -> bool {
-        match self.queue.offer(item) {
-            Ok(offered) => offered == Offered::ToFlush,
-            Err(Full) => {
-                self.dropped.store(true, Ordering::Release);
-                self.close(CloseReason::SlowConsumer);
-                false
-            }
-        }
-    }
-
-    /// Writes what is queued straight to the socket the stream lent, if its writer waits;
-    /// returns how many events were written whole.
-    pub fn flush(&self, now: Instant) -> usize {
-        self.queue.flush(&self.closing, now)
-    }
-
-    /// Asks the stream to send `herald.closing` with `reason` and end. The first reason wins.
-    pub fn close(&self, reason: CloseReason) {
-        let _ = self.close_reason.set(reason);
-        self.closing.store(true, Ordering::Release);
-        self.queue.wake();
-    }
-
-    /// Notes that storage has just recorded this connection's client as seen (a new client id
-    /// is recorded when it is issued).
-    pub fn recorded(&self, at_ms: u64) {
-        self.recorded_ms.store(at_ms, Ordering::Relaxed);
-    }
-
-    /// Whether the stream was asked to close.
-    pub fn is_closed(&self) -> bool {
-        self.closing.load(Ordering::Acquire)
-    }
-
-    /// The next queued event, or `None` once the stream is asked to close.
-    /// `written` is the newest position the stream has written; see [`Queue::recv`].
-    pub async fn next_queued(&self, written: &mut Seq) -> Option<Queued> {
-        self.queue.recv(&self.closing, written).await
-    }
-
-    /// Whether an event for this connection was ever dropped.
-    pub fn dropped_events(&self) -> bool {
-        self.dropped.load(Ordering::Acquire)
-    }
-
-    pub fn close_reason(&self) -> CloseReason {
-        self.close_reason
-            .get()
-            .copied()
-            .unwrap_or(CloseReason::Shutdown)
-    }
-
-    /// The topics as owned strings, for API answers.
-    pub fn topic_names(&self) -> Vec<String> {
-        self.topics.iter().map(|topic| topic.to_string()).collect()
-    }
-
-    /// Whether this connection receives `stream`.
-    pub fn receives(&self, stream: &StreamKey) -> bool {
-        self.streams.contains(stream)
-    }
-}
-
-/// Refusal to register a connection: its client, user or address holds `limit` already.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TooManyConnections {
-    /// `"client"`, `"user"` or `"address"`.
-    pub scope: &'static str,
-    pub limit: usize,
-}
-
-/// The most connections one client, user and address may hold; `None` for no limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    pub per_client: usize,
-    pub per_user: usize,
-    pub per_address: Option<usize>,
-}
 
 #[derive(Debug)]
 pub struct Registry {
@@ -302,7 +142,7 @@ impl Registry {
             return;
         }
         self.removed.fetch_add(1, Ordering::Relaxed);
-        let recorded = connection.recorded_ms.load(Ordering::Relaxed);
+        let recorded = connection.recorded_ms();
         if now_ms().saturating_sub(recorded) > self.record_leaving_after_ms {
             inner.left.push(connection.client_id.clone());
         }
@@ -329,23 +169,32 @@ impl Registry {
         release_spare(&mut inner.addresses);
     }
 
-    /// Queues an event's frames for every connection receiving one of its streams. `frames[i]`
-    /// is the frame for `streams[i]`; a connection receiving several gets the first, once.
-    /// Connections whose writer waits with its socket lent are then written to by tasks of
-    /// [`FLUSH_CHUNK`] connections each, rather than each woken; the per-connection lock keeps
-    /// their writes in the order the events were queued, whichever task gets there first.
-    /// Must run inside the Tokio runtime.
-    pub fn fan_out(&self, seq: Seq, streams: &[StreamKey], frames: &[Bytes]) {
+    /// Fans `events` out, in order, to every live connection receiving one of their streams:
+    /// the one way events are delivered live, by the sequencer and by the cluster's follower
+    /// alike. An event's frame is built once for each of its streams that a live connection
+    /// receives (none for a stream nobody receives), and shared by all of them; a connection
+    /// receiving several of an event's streams gets the first, once. The whole batch is queued
+    /// before anything is written, so a connection receiving several of its events gets them
+    /// in one write. Connections whose writer waits with its sink lent are then written to by
+    /// tasks of [`FLUSH_CHUNK`] connections each, rather than each woken; the per-connection
+    /// lock keeps their writes in the order the events were queued, whichever task gets there
+    /// first. Must run inside the Tokio runtime.
+    pub fn deliver(&self, events: &[Arc<StoredEvent>]) {
         let mut to_flush = Vec::new();
-        self.queue_for(seq, streams, frames, &mut to_flush);
+        {
+            let inner = self.read();
+            for event in events {
+                inner.queue(event, &mut to_flush);
+            }
+        }
         self.flush_soon(to_flush);
     }
 
-    /// Writes to the connections [`Registry::queue_for`] collected, from tasks of
-    /// [`FLUSH_CHUNK`] connections each. A connection may be listed more than once (several
-    /// events of a batch for it): the first flush writes all it holds, in one write, and the
-    /// others find nothing left.
-    pub fn flush_soon(&self, to_flush: Vec<Arc<Connection>>) {
+    /// Writes to the connections [`Inner::queue`] collected, from tasks of [`FLUSH_CHUNK`]
+    /// connections each. A connection may be listed more than once (several events of a batch
+    /// for it): the first flush writes all it holds, in one write, and the others find nothing
+    /// left.
+    fn flush_soon(&self, to_flush: Vec<Arc<Connection>>) {
         let mut to_flush = to_flush.into_iter();
         loop {
             let chunk: Vec<_> = to_flush.by_ref().take(FLUSH_CHUNK).collect();
@@ -358,41 +207,6 @@ impl Registry {
                 let written: usize = chunk.iter().map(|connection| connection.flush(now)).sum();
                 delivered.inc_by(written as u64);
             });
-        }
-    }
-
-    /// Queues an event as [`Registry::fan_out`] does and adds the connections to write to
-    /// `to_flush`, for [`Registry::flush_soon`] once a whole batch is queued.
-    pub fn queue_for(
-        &self,
-        seq: Seq,
-        streams: &[StreamKey],
-        frames: &[Bytes],
-        to_flush: &mut Vec<Arc<Connection>>,
-    ) {
-        let inner = self.read();
-        let mut seen: HashSet<&ConnectionId> = HashSet::new();
-        let dedupe = streams.len() > 1;
-        for (stream, frame) in streams.iter().zip(frames) {
-            let targets: Box<dyn Iterator<Item = &Arc<Connection>>> = match stream {
-                StreamKey::Broadcast => Box::new(inner.connections.values()),
-                other => match inner.streams.get(other) {
-                    Some(members) => Box::new(members.values()),
-                    None => continue,
-                },
-            };
-            for connection in targets {
-                if dedupe && !seen.insert(&connection.id) {
-                    continue;
-                }
-                let item = Queued {
-                    seq,
-                    bytes: frame.clone(),
-                };
-                if connection.offer(item) {
-                    to_flush.push(Arc::clone(connection));
-                }
-            }
         }
     }
 
@@ -414,8 +228,7 @@ impl Registry {
     pub fn resync_all(&self) -> usize {
         let inner = self.read();
         for connection in inner.connections.values() {
-            connection.dropped.store(true, Ordering::Release);
-            connection.close(CloseReason::Resync);
+            connection.resync();
         }
         inner.connections.len()
     }
@@ -452,7 +265,7 @@ impl Registry {
         // The scan needs only a read lock (records are atomics), so fan-out is not held up by
         // it; a connection that goes in between is in `left` for the next call.
         for connection in self.read().connections.values() {
-            if connection.recorded_ms.load(Ordering::Relaxed) < stale_before_ms {
+            if connection.recorded_ms() < stale_before_ms {
                 connection.recorded(now_ms);
                 clients.insert(connection.client_id.clone());
             }
@@ -479,9 +292,45 @@ impl Registry {
     }
 }
 
+impl Inner {
+    /// Queues `event` for every connection receiving one of its streams, adding those to write
+    /// to (their writer waits with its sink lent) to `to_flush`.
+    fn queue(&self, event: &StoredEvent, to_flush: &mut Vec<Arc<Connection>>) {
+        let mut seen: HashSet<&ConnectionId> = HashSet::new();
+        let dedupe = event.streams.len() > 1;
+        for stream in &event.streams {
+            let targets: Box<dyn Iterator<Item = &Arc<Connection>>> = match stream {
+                StreamKey::Broadcast => Box::new(self.connections.values()),
+                other => match self.streams.get(other) {
+                    Some(members) => Box::new(members.values()),
+                    None => continue,
+                },
+            };
+            let mut targets = targets.peekable();
+            if targets.peek().is_none() {
+                continue;
+            }
+            let frame = frames::event_frame(event, stream);
+            for connection in targets {
+                if dedupe && !seen.insert(&connection.id) {
+                    continue;
+                }
+                let item = Queued {
+                    seq: event.seq,
+                    bytes: frame.clone(),
+                };
+                if connection.offer(item) {
+                    to_flush.push(Arc::clone(connection));
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hub::connection::Holder;
 
     const NO_LIMITS: Limits = Limits {
         per_client: usize::MAX,

@@ -2,13 +2,10 @@
 //! delivery follows the order of the log exactly.
 
 use std::sync::Arc;
-
-use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
-
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::frames;
+use tokio::sync::{mpsc, oneshot};
+
 use super::registry::Registry;
 use crate::metrics::Metrics;
 use crate::storage::{NewEvent, Storage, StorageError, StoredEvent};
@@ -35,7 +32,7 @@ pub struct Sequencer {
 
 impl Sequencer {
     /// Takes publishes in arrival order, appends them in batches of up to `batch` (so a durable
-    /// store commits a group at once), then fans each out and acknowledges it.
+    /// store commits a group at once), then fans the batch out and acknowledges each publish.
     pub async fn run(self, mut jobs: mpsc::Receiver<PublishJob>, batch: usize) {
         let mut pending = Vec::with_capacity(batch);
         while jobs.recv_many(&mut pending, batch).await > 0 {
@@ -45,23 +42,7 @@ impl Sequencer {
                 Ok(stored) => {
                     self.metrics.events_published.inc_by(stored.len() as u64);
                     if self.fans_out {
-                        // The whole batch is queued before anything is written, so a
-                        // connection receiving several of its events gets them in one write.
-                        let mut to_flush = Vec::new();
-                        for event in &stored {
-                            let frames: Vec<Bytes> = event
-                                .streams
-                                .iter()
-                                .map(|stream| frames::event_frame(event, stream))
-                                .collect();
-                            self.registry.queue_for(
-                                event.seq,
-                                &event.streams,
-                                &frames,
-                                &mut to_flush,
-                            );
-                        }
-                        self.registry.flush_soon(to_flush);
+                        self.registry.deliver(&stored);
                         if let Some(last) = stored.last() {
                             self.fanned_out_through.store(last.seq, Ordering::Release);
                         }

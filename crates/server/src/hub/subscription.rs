@@ -10,7 +10,9 @@ use bytes::{Bytes, BytesMut};
 use herald_protocol::system::{CloseReason, Connected, ResetReason};
 use tokio::time::{Instant, Sleep};
 
-use super::registry::{Connection, Queued};
+use super::connection::Connection;
+use super::queue::Queued;
+use super::sink::Sink;
 use super::{Hub, frames};
 use crate::storage::{Replay, Seq, StoredEvent};
 
@@ -40,8 +42,9 @@ enum Phase {
     Done,
 }
 
-/// Removes the connection from the registry when the stream is dropped, which hyper does as soon
-/// as the client goes away or the response ends: the registry never keeps a dead connection.
+/// Removes the connection from the registry when the stream is dropped, which its writer does
+/// as soon as the client goes away or the response ends: the registry never keeps a dead
+/// connection.
 #[derive(Debug)]
 pub struct Registration {
     hub: Hub,
@@ -76,6 +79,16 @@ impl Drop for Registration {
     }
 }
 
+/// A stream's output lent to fan-out; taken back when dropped.
+#[derive(Debug)]
+pub struct Loan(Arc<Connection>);
+
+impl Drop for Loan {
+    fn drop(&mut self) {
+        self.0.queue.take_back();
+    }
+}
+
 /// One subscriber's stream. Call [`Subscription::next`] until it returns `None`.
 #[derive(Debug)]
 pub struct Subscription {
@@ -86,8 +99,8 @@ pub struct Subscription {
     phase: Phase,
     /// The newest position written to the stream: replayed or live events at or before it are
     /// skipped, which is what makes the replay-to-live hand-over free of duplicates. While the
-    /// stream waits for live events with its socket lent to fan-out, the queue holds the
-    /// position and hands it back with the socket.
+    /// stream waits for live events with its sink lent to fan-out, the queue holds the
+    /// position and hands it back with the sink.
     last_sent: Seq,
     /// Events of the current replay page not written yet.
     pending: VecDeque<Arc<StoredEvent>>,
@@ -156,8 +169,16 @@ impl Subscription {
         }
     }
 
-    pub fn connection(&self) -> &Arc<Connection> {
+    fn connection(&self) -> &Arc<Connection> {
         &self.registration.connection
+    }
+
+    /// Lends the stream's output to fan-out, which writes live events to it while the stream
+    /// waits for them (see `queue.rs`), until the returned loan is dropped.
+    pub fn lend(&self, sink: Arc<dyn Sink>) -> Loan {
+        let connection = Arc::clone(self.connection());
+        connection.queue.lend(sink);
+        Loan(connection)
     }
 
     /// The next chunk of the stream, or `None` once it has ended. Idle streams get a heartbeat
@@ -195,7 +216,7 @@ impl Subscription {
                     self.registration
                         .connection
                         .queue
-                        .take_socket(&mut self.last_sent);
+                        .take_sink(&mut self.last_sent);
                     let reason = self.connection().close_reason();
                     tracing::debug!(
                         connection = self.connection().id.as_str(),
@@ -376,7 +397,7 @@ impl Subscription {
                     return None;
                 }
                 self.timer.as_mut().reset(next_deadline(now + heartbeat, self.expires));
-                connection.queue.take_socket(&mut self.last_sent);
+                connection.queue.take_sink(&mut self.last_sent);
                 let position = self.advance_position();
                 Some(frames::heartbeat(position.as_deref()))
             }

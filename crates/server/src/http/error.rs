@@ -12,6 +12,9 @@ use axum::response::{IntoResponse, Response};
 use herald_protocol::api::{ErrorBody, ErrorDetail};
 use serde::de::DeserializeOwned;
 
+use crate::app::AppError;
+use crate::auth::{CredentialError, Denied};
+use crate::hub::{PublishError, SubscribeError};
 use crate::storage::{StorageError, StorageErrorKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,7 +57,7 @@ impl ApiError {
     }
 
     /// The event store failed; the details are logged, not shown.
-    pub fn storage(err: &StorageError) -> Self {
+    fn storage(err: &StorageError) -> Self {
         tracing::error!(%err, "storage failed");
         let message = match err.kind {
             StorageErrorKind::Full => "the event store is full; the request was not carried out",
@@ -73,12 +76,75 @@ impl ApiError {
     }
 
     /// The server is shutting down and takes no more work.
-    pub fn shutting_down() -> Self {
+    fn shutting_down() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "shutting_down",
             "the server is shutting down; retry on another node or later",
         )
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(err: StorageError) -> Self {
+        Self::storage(&err)
+    }
+}
+
+impl From<CredentialError> for ApiError {
+    fn from(err: CredentialError) -> Self {
+        let code = match err {
+            CredentialError::Expired => "token_expired",
+            CredentialError::NotYetValid => "token_not_yet_valid",
+            _ => "invalid_token",
+        };
+        Self::new(StatusCode::UNAUTHORIZED, code, err.to_string())
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::Unauthenticated(message) => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+            }
+            Denied::Forbidden(message) => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+        }
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(err: PublishError) -> Self {
+        match err {
+            PublishError::Storage(err) => Self::storage(&err),
+            PublishError::ShuttingDown => Self::shutting_down(),
+        }
+    }
+}
+
+impl From<SubscribeError> for ApiError {
+    fn from(err: SubscribeError) -> Self {
+        match err {
+            SubscribeError::UnknownClient(_) => {
+                Self::bad_request("unknown_client_id", err.to_string())
+            }
+            SubscribeError::TooManyConnections { .. } => {
+                Self::too_many("too_many_connections", err.to_string())
+            }
+            SubscribeError::Storage(err) => Self::storage(&err),
+        }
+    }
+}
+
+impl From<AppError> for ApiError {
+    fn from(err: AppError) -> Self {
+        match err {
+            AppError::Invalid { code, message } => Self::bad_request(code, message),
+            AppError::NotFound { code, message } => Self::not_found(code, message),
+            AppError::Publish(err) => err.into(),
+            AppError::Subscribe(err) => err.into(),
+            AppError::Storage(err) => err.into(),
+        }
     }
 }
 

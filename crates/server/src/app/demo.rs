@@ -1,0 +1,286 @@
+//! The demos the product was specified from: a countdown and a token-by-token chat answer,
+//! each a fixed sequence of frames written at a pace; and the administrators' demo, where
+//! placing an order notifies every connected administrator.
+//!
+//! Each demo frame has an id, so a client that reconnects with `Last-Event-ID` resumes after
+//! it, and one that already saw the end gets no stream at all (the HTTP edge answers
+//! `204 No Content`, which tells `EventSource` to stop reconnecting).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use herald_protocol::api::{OrderPlaced, OrderReceipt};
+use herald_protocol::payloads::{
+    CHAT_DELTA, CHAT_DONE, CHAT_DONE_SENTINEL, CHAT_ERROR, COUNTDOWN_EVENT, ChatDelta, ChatDone,
+    ChatError, countdown_message,
+};
+use herald_protocol::sse::Frame;
+use herald_protocol::system::CloseReason;
+use serde_json::value::RawValue;
+use tokio_util::sync::CancellationToken;
+
+use super::{App, AppError, Target};
+use crate::hub::frames::{closing, encode, to_json};
+use crate::ids::random_u32;
+use crate::metrics::{DemoLabels, Metrics};
+use crate::storage::NewInboxItem;
+
+const MAX_COUNT: u32 = 1000;
+const MAX_INTERVAL_MS: u64 = 60_000;
+const MAX_PROMPT_CHARS: usize = 4000;
+
+/// The topic administrators watch in the orders demo.
+pub const ORDERS_TOPIC: &str = "admin/orders";
+/// The event type of a placed order.
+pub const ORDER_PLACED: &str = "order.placed";
+
+impl App {
+    /// `count` events named `customEvent` with data `"Message 1"` ... `"Message N"`,
+    /// `interval_ms` apart, after the frame `resume_after` names; `None` when the client saw
+    /// them all.
+    pub fn countdown(
+        &self,
+        count: u32,
+        interval_ms: u64,
+        resume_after: usize,
+    ) -> Result<Option<DemoStream>, AppError> {
+        if !(1..=MAX_COUNT).contains(&count) {
+            return Err(AppError::invalid(
+                "invalid_parameter",
+                format!("count must be between 1 and {MAX_COUNT}"),
+            ));
+        }
+        check_interval("interval_ms", interval_ms)?;
+        let frames = (1..=count)
+            .map(|n| {
+                let data = to_json(&countdown_message(n));
+                encode(
+                    Frame::new()
+                        .id(&n.to_string())
+                        .event(COUNTDOWN_EVENT)
+                        .data(&data),
+                )
+            })
+            .collect();
+        Ok(self.demo_stream("countdown", frames, interval_ms, resume_after))
+    }
+
+    /// A chat-style answer to `prompt`: `chat.delta` pieces `delay_ms` apart, then `chat.done`
+    /// and a final `data: [DONE]`; with `fail_after`, a simulated upstream failure after that
+    /// many pieces ends it with `chat.error` instead.
+    pub fn chat(
+        &self,
+        prompt: &str,
+        delay_ms: u64,
+        fail_after: Option<usize>,
+        resume_after: usize,
+    ) -> Result<Option<DemoStream>, AppError> {
+        let prompt = prompt.trim();
+        if prompt.is_empty() {
+            return Err(AppError::invalid(
+                "missing_prompt",
+                "give a prompt (?prompt=...)",
+            ));
+        }
+        if prompt.chars().count() > MAX_PROMPT_CHARS {
+            return Err(AppError::invalid(
+                "invalid_parameter",
+                format!("a prompt is at most {MAX_PROMPT_CHARS} characters"),
+            ));
+        }
+        check_interval("delay_ms", delay_ms)?;
+        let frames = chat_frames(&answer_pieces(prompt), fail_after);
+        Ok(self.demo_stream("chat", frames, delay_ms, resume_after))
+    }
+
+    fn demo_stream(
+        &self,
+        demo: &'static str,
+        frames: Vec<Bytes>,
+        interval_ms: u64,
+        resume_after: usize,
+    ) -> Option<DemoStream> {
+        let mut guard = EarlyStop {
+            demo,
+            finished: false,
+            metrics: Arc::clone(&self.inner.metrics),
+        };
+        if resume_after >= frames.len() {
+            guard.finished = true;
+            return None;
+        }
+        Some(DemoStream {
+            frames,
+            next: resume_after,
+            interval: Duration::from_millis(interval_ms),
+            shutdown: self.inner.shutdown.clone(),
+            guard,
+        })
+    }
+
+    /// Places a demo order as `customer`: publishes a private `order.placed` event on
+    /// `admin/orders`, which reaches only connections allowed to subscribe to it, and puts a
+    /// notification in the inbox of every administrator connected now.
+    pub async fn place_order(&self, customer: &str) -> Result<OrderReceipt, AppError> {
+        let order = OrderPlaced {
+            order_id: format!("{:06}", random_u32() % 1_000_000),
+            customer: customer.to_owned(),
+            total_cents: 500 + u64::from(random_u32() % 20_000),
+        };
+        let data = RawValue::from_string(to_json(&order))
+            .map_err(|_| AppError::invalid("invalid_body", "the order could not be encoded"))?;
+        let target = Target::Topics {
+            topics: vec![Arc::from(ORDERS_TOPIC)],
+            private: true,
+        };
+        self.publish(target, Some(ORDER_PLACED), Some(data)).await?;
+        let admins = self.hub().connected_admins().await?;
+        for admin in &admins {
+            let item = NewInboxItem {
+                title: format!("New order #{}", order.order_id),
+                body: format!(
+                    "{} ordered for ${}.{:02}",
+                    order.customer,
+                    order.total_cents / 100,
+                    order.total_cents % 100
+                ),
+                url: Some(format!("/?order={}", order.order_id)),
+                kind: Some("order".into()),
+                created_at: SystemTime::now(),
+            };
+            self.notify_item(admin, item).await?;
+        }
+        Ok(OrderReceipt {
+            order,
+            notified_admins: admins,
+        })
+    }
+}
+
+fn check_interval(name: &str, millis: u64) -> Result<(), AppError> {
+    if millis > MAX_INTERVAL_MS {
+        return Err(AppError::invalid(
+            "invalid_parameter",
+            format!("{name} must be at most {MAX_INTERVAL_MS}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The frames of a chat answer made of `pieces`, cut short by a failure after `fail_after`.
+fn chat_frames(pieces: &[String], fail_after: Option<usize>) -> Vec<Bytes> {
+    let mut frames: Vec<Bytes> = Vec::with_capacity(pieces.len() + 2);
+    let mut id = 0usize;
+    let mut next_id = || {
+        id += 1;
+        id.to_string()
+    };
+    let failure_point = fail_after.map(|n| n.min(pieces.len()));
+    for piece in pieces.iter().take(failure_point.unwrap_or(usize::MAX)) {
+        let data = to_json(&ChatDelta {
+            text: piece.clone(),
+        });
+        frames.push(encode(
+            Frame::new().id(&next_id()).event(CHAT_DELTA).data(&data),
+        ));
+    }
+    if failure_point.is_some() {
+        let error = ChatError {
+            code: "upstream_error".into(),
+            message: "the model stopped answering; try again".into(),
+        };
+        frames.push(encode(
+            Frame::new()
+                .id(&next_id())
+                .event(CHAT_ERROR)
+                .data(&to_json(&error)),
+        ));
+    } else {
+        let done = to_json(&ChatDone {
+            finish_reason: "stop".into(),
+        });
+        frames.push(encode(
+            Frame::new().id(&next_id()).event(CHAT_DONE).data(&done),
+        ));
+        frames.push(encode(Frame::new().id(&next_id()).data(CHAT_DONE_SENTINEL)));
+    }
+    frames
+}
+
+/// The demo's answer to `prompt`, cut into the pieces a language model would stream: words with
+/// their following space.
+fn answer_pieces(prompt: &str) -> Vec<String> {
+    let answer = format!(
+        "You asked: \u{201c}{prompt}\u{201d}. Herald streams this answer to your browser one piece at a time \
+         over Server-Sent Events, the way a language model's reply arrives, and stops the moment you do."
+    );
+    answer.split_inclusive(' ').map(str::to_owned).collect()
+}
+
+/// A fixed sequence of frames written `interval` apart; it stops producing as soon as it is
+/// dropped (the client went away) and ends with `herald.closing` at shutdown.
+#[derive(Debug)]
+pub struct DemoStream {
+    frames: Vec<Bytes>,
+    next: usize,
+    interval: Duration,
+    shutdown: CancellationToken,
+    guard: EarlyStop,
+}
+
+impl DemoStream {
+    /// The frames as they are due.
+    pub fn into_chunks(self) -> impl Stream<Item = Bytes> + Send + 'static {
+        futures_util::stream::unfold(self, |mut demo| async move {
+            let chunk = demo.next_frame().await?;
+            Some((chunk, demo))
+        })
+    }
+
+    async fn next_frame(&mut self) -> Option<Bytes> {
+        if self.guard.finished {
+            return None;
+        }
+        let Some(frame) = self.frames.get(self.next).cloned() else {
+            self.guard.finished = true;
+            return None;
+        };
+        if self.next > 0 {
+            tokio::select! {
+                () = self.shutdown.cancelled() => {
+                    self.guard.finished = true;
+                    return Some(closing(CloseReason::Shutdown, None));
+                }
+                () = tokio::time::sleep(self.interval) => {}
+            }
+        }
+        self.next += 1;
+        Some(frame)
+    }
+}
+
+/// Counts and logs a demo stream dropped before its end: the client went away, and the stream
+/// stops producing with it.
+#[derive(Debug)]
+struct EarlyStop {
+    demo: &'static str,
+    finished: bool,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for EarlyStop {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.metrics
+                .demo_streams_cancelled
+                .get_or_create(&DemoLabels { demo: self.demo })
+                .inc();
+            tracing::info!(
+                demo = self.demo,
+                "demo stream stopped: the client went away"
+            );
+        }
+    }
+}

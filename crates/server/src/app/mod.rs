@@ -1,0 +1,125 @@
+//! The use cases: what Herald does for a request, on the hub and storage, apart from HTTP.
+//!
+//! A handler in `http` parses a request, calls one method of [`App`] and shapes its answer;
+//! the use cases never see a request or a response, and call one another rather than handlers.
+
+mod demo;
+mod inbox;
+mod publish;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{Hub, PublishError, SubscribeError, SubscribeRequest, Subscription};
+use crate::ids::ClientId;
+use crate::metrics::Metrics;
+use crate::storage::{NodeRecord, Storage, StorageError};
+
+pub use demo::{DemoStream, ORDER_PLACED, ORDERS_TOPIC};
+pub use publish::Target;
+
+/// What the use cases are configured with.
+#[derive(Debug, Clone)]
+pub struct AppSettings {
+    /// Notifications kept per user; the oldest go first.
+    pub max_notifications_per_user: usize,
+}
+
+/// The use cases, on one hub and its storage; clones share them.
+#[derive(Debug, Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    hub: Hub,
+    /// The hub's storage, for what is not the hub's business: the inboxes.
+    storage: Arc<dyn Storage>,
+    metrics: Arc<Metrics>,
+    settings: AppSettings,
+    /// Cancelled on shutdown; ends the streams that do not belong to the hub (the demos).
+    shutdown: CancellationToken,
+}
+
+/// Why a use case could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The request asks for something invalid; `code` says what, for the client.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    /// The request names something that does not exist.
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Subscribe(#[from] SubscribeError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl AppError {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::NotFound {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl App {
+    pub fn new(
+        hub: Hub,
+        storage: Arc<dyn Storage>,
+        metrics: Arc<Metrics>,
+        settings: AppSettings,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                hub,
+                storage,
+                metrics,
+                settings,
+                shutdown,
+            }),
+        }
+    }
+
+    fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Opens a subscriber's stream.
+    pub async fn subscribe(&self, request: SubscribeRequest) -> Result<Subscription, AppError> {
+        Ok(self.hub().subscribe(request).await?)
+    }
+
+    /// The live connections, oldest first: in cluster mode, those of every node.
+    pub async fn connections(&self) -> Result<Vec<NodeRecord>, AppError> {
+        Ok(self.hub().connections().await?)
+    }
+
+    /// Closes every connection of `client`, on every node; how many there were.
+    pub async fn close_client(&self, client: &ClientId) -> Result<usize, AppError> {
+        Ok(self.hub().close_client(client).await?)
+    }
+
+    /// Whether this node can serve.
+    pub async fn ready(&self) -> Result<(), AppError> {
+        Ok(self.hub().ready().await?)
+    }
+}

@@ -1,0 +1,185 @@
+//! [`Connection`]: the hub's side of one subscriber's stream, and who holds it.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use herald_protocol::system::CloseReason;
+use tokio::time::Instant;
+
+use super::queue::{Full, Offered, Queue, Queued};
+use crate::ids::{ClientId, ConnectionId};
+use crate::storage::{Seq, StreamKey};
+
+/// Who holds a connection, as its credential said when it opened.
+#[derive(Debug, Clone, Default)]
+pub struct Holder {
+    /// The authenticated user; `None` for an anonymous connection.
+    pub user: Option<Arc<str>>,
+    /// Whether the credential carries `admin: true`.
+    pub admin: bool,
+    /// The topics whose private events the credential may receive.
+    pub private_topics: Vec<Arc<str>>,
+    /// When the credential expires: the connection is closed then.
+    pub expires_at: Option<SystemTime>,
+    /// The client's address, for the per-address limit.
+    pub address: Option<IpAddr>,
+}
+
+/// The registry's side of one connection.
+#[derive(Debug)]
+pub struct Connection {
+    pub id: ConnectionId,
+    pub client_id: ClientId,
+    pub holder: Holder,
+    pub topics: Vec<Arc<str>>,
+    pub connected_at: SystemTime,
+    /// The streams this connection receives: its topics (and their private events where
+    /// allowed), its client stream, its user's stream and broadcasts.
+    pub streams: Vec<StreamKey>,
+    /// Bounded: a subscriber that lets it fill up is closed rather than buffered without limit.
+    pub(super) queue: Queue,
+    /// Set to end the stream; the writer is woken through the queue.
+    closing: AtomicBool,
+    /// Why the stream is closing; the first reason wins.
+    close_reason: OnceLock<CloseReason>,
+    /// Set when an event could not be queued: from then on the stream has a hole, and its
+    /// position must never be advanced past what it actually wrote.
+    dropped: AtomicBool,
+    /// When storage last recorded this connection's client as seen, in milliseconds since the
+    /// Unix epoch; 0 for not since the connection opened.
+    recorded_ms: AtomicU64,
+}
+
+impl Connection {
+    pub fn new(
+        client_id: ClientId,
+        topics: Vec<Arc<str>>,
+        holder: Holder,
+        capacity: usize,
+    ) -> Arc<Self> {
+        let mut streams: Vec<StreamKey> = topics.iter().cloned().map(StreamKey::Topic).collect();
+        streams.extend(
+            holder
+                .private_topics
+                .iter()
+                .cloned()
+                .map(StreamKey::Private),
+        );
+        streams.push(StreamKey::Client(client_id.clone()));
+        if let Some(user) = &holder.user {
+            streams.push(StreamKey::User(Arc::clone(user)));
+        }
+        streams.push(StreamKey::Broadcast);
+        let connection = Self {
+            id: ConnectionId::generate(),
+            client_id,
+            holder,
+            topics,
+            connected_at: SystemTime::now(),
+            streams,
+            queue: Queue::new(capacity),
+            closing: AtomicBool::new(false),
+            close_reason: OnceLock::new(),
+            dropped: AtomicBool::new(false),
+            recorded_ms: AtomicU64::new(0),
+        };
+        Arc::new(connection)
+    }
+
+    /// Queues an event without waiting; true when it is for [`Connection::flush`]. A full
+    /// queue closes the connection as a slow consumer: it resumes from its last event id, and
+    /// nobody else waits for it.
+    pub(super) fn offer(&self, item: Queued) -> bool {
+        match self.queue.offer(item) {
+            Ok(offered) => offered == Offered::ToFlush,
+            Err(Full) => {
+                self.dropped.store(true, Ordering::Release);
+                self.close(CloseReason::SlowConsumer);
+                false
+            }
+        }
+    }
+
+    /// Writes what is queued straight to the socket the stream lent, if its writer waits;
+    /// returns how many events were written whole.
+    pub fn flush(&self, now: Instant) -> usize {
+        self.queue.flush(&self.closing, now)
+    }
+
+    /// Asks the stream to send `herald.closing` with `reason` and end. The first reason wins.
+    pub fn close(&self, reason: CloseReason) {
+        let _ = self.close_reason.set(reason);
+        self.closing.store(true, Ordering::Release);
+        self.queue.wake();
+    }
+
+    /// Notes that storage has just recorded this connection's client as seen (a new client id
+    /// is recorded when it is issued).
+    pub fn recorded(&self, at_ms: u64) {
+        self.recorded_ms.store(at_ms, Ordering::Relaxed);
+    }
+
+    /// Whether the stream was asked to close.
+    pub fn is_closed(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// The next queued event, or `None` once the stream is asked to close.
+    /// `written` is the newest position the stream has written; see [`Queue::recv`].
+    pub async fn next_queued(&self, written: &mut Seq) -> Option<Queued> {
+        self.queue.recv(&self.closing, written).await
+    }
+
+    /// Whether an event for this connection was ever dropped.
+    pub fn dropped_events(&self) -> bool {
+        self.dropped.load(Ordering::Acquire)
+    }
+
+    pub fn close_reason(&self) -> CloseReason {
+        self.close_reason
+            .get()
+            .copied()
+            .unwrap_or(CloseReason::Shutdown)
+    }
+
+    /// The topics as owned strings, for API answers.
+    pub fn topic_names(&self) -> Vec<String> {
+        self.topics.iter().map(|topic| topic.to_string()).collect()
+    }
+
+    /// Closes the connection with `resync`, as having missed events: its position may then
+    /// never move past what it wrote, so its client resumes from the last event it received.
+    pub fn resync(&self) {
+        self.dropped.store(true, Ordering::Release);
+        self.close(CloseReason::Resync);
+    }
+
+    /// When storage last recorded this connection's client as seen, in milliseconds since the
+    /// Unix epoch; 0 for not since the connection opened.
+    pub fn recorded_ms(&self) -> u64 {
+        self.recorded_ms.load(Ordering::Relaxed)
+    }
+
+    /// Whether this connection receives `stream`.
+    pub fn receives(&self, stream: &StreamKey) -> bool {
+        self.streams.contains(stream)
+    }
+}
+
+/// Refusal to register a connection: its client, user or address holds `limit` already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooManyConnections {
+    /// `"client"`, `"user"` or `"address"`.
+    pub scope: &'static str,
+    pub limit: usize,
+}
+
+/// The most connections one client, user and address may hold; `None` for no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub per_client: usize,
+    pub per_user: usize,
+    pub per_address: Option<usize>,
+}

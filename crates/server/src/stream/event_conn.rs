@@ -1,0 +1,173 @@
+//! Connections whose first request is `GET /events`: Herald's own writer for event streams.
+//!
+//! Through hyper, every connection keeps a read buffer and a write buffer of 8 KiB each for as
+//! long as it is open, which for an idle event stream is most of what it costs. Here the request
+//! head is read into a buffer that is freed once parsed, the request goes through the same
+//! [`Router`] (authentication, CORS, tracing, metrics and the `/events` handler all apply), and
+//! the stream's frames are then written straight from the bytes shared by every subscriber.
+//! While the stream waits for live events, its socket is lent to fan-out, which writes events
+//! to it without waking the connection's task (see `hub/queue.rs`).
+//! The body is delimited by closing the connection (`Connection: close`), which spares the
+//! chunk framing on every write; EventSource and proxies read such bodies as any other.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use tokio::net::TcpStream;
+use tower::ServiceExt;
+
+use super::head::{read_request, response_head};
+use super::peer::PeerAddress;
+use super::slot::EventStreamSlot;
+use super::socket::{close, configure_stream, peer_gone, write_all};
+use crate::hub::Subscription;
+use crate::metrics::Metrics;
+
+/// How long a client has to send its request head.
+pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest non-stream answer (an error) read back from the router.
+const MAX_ANSWER: usize = 64 * 1024;
+
+/// What a connection needs from the server.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The routes: the request is answered by the same handlers as any other.
+    pub app: Router,
+    pub write_timeout: Duration,
+    /// The kernel send buffer of each stream (`stream_send_buffer`); `None` leaves it alone.
+    pub send_buffer: Option<usize>,
+    /// The most each stream leaves unsent in the kernel (`stream_unsent_limit`); `None`: no limit.
+    pub unsent_limit: Option<usize>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Serves one `GET /events` request on `stream` and closes it. `read` holds what was read to
+/// route the connection here.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, read: Vec<u8>, settings: Settings) {
+    let stream = Arc::new(stream);
+    configure_stream(&stream, settings.send_buffer, settings.unsent_limit);
+    let Some(subscription) = open(&stream, peer, read, &settings).await else {
+        return;
+    };
+    if stream_events(&stream, subscription, &settings).await {
+        close(&stream);
+    }
+}
+
+/// Reads the request and runs it through the router. A stream's subscription is returned;
+/// any other answer (an error) is written whole and the connection closed.
+async fn open(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    read: Vec<u8>,
+    settings: &Settings,
+) -> Option<Subscription> {
+    let mut request = match tokio::time::timeout(HEAD_TIMEOUT, read_request(stream, read)).await {
+        Ok(Ok(Ok(request))) => request,
+        Ok(Ok(Err(refusal))) => {
+            let _ = write_all(stream, &refusal, settings.write_timeout, &settings.metrics).await;
+            close(stream);
+            return None;
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(%err, "reading an event-stream request failed");
+            return None;
+        }
+        Err(_) => {
+            tracing::debug!("no request head within the timeout");
+            return None;
+        }
+    };
+    request
+        .extensions_mut()
+        .insert(ConnectInfo(PeerAddress(peer)));
+    let Ok(mut response) = settings.app.clone().oneshot(request).await;
+    let subscription = response
+        .extensions_mut()
+        .remove::<EventStreamSlot>()
+        .and_then(|slot| slot.take());
+    let mut head = response_head(&response);
+    if let Some(mut subscription) = subscription {
+        // The head and the stream's first frame (its greeting, ready at once) leave in one
+        // write.
+        head.extend_from_slice(b"\r\n");
+        if let Some(greeting) = subscription.next().await {
+            head.extend_from_slice(&greeting);
+        }
+        let written = write_all(stream, &head, settings.write_timeout, &settings.metrics).await;
+        return written.is_ok().then_some(subscription);
+    }
+    // Not a stream (an error, say): send the whole answer and close.
+    let body = axum::body::to_bytes(response.into_body(), MAX_ANSWER)
+        .await
+        .unwrap_or_default();
+    head.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+    head.extend_from_slice(&body);
+    let _ = write_all(stream, &head, settings.write_timeout, &settings.metrics).await;
+    close(stream);
+    None
+}
+
+/// Writes the stream's chunks until it ends (true) or the client goes (false), with the
+/// socket lent to fan-out whenever the stream waits for events.
+async fn stream_events(
+    stream: &Arc<TcpStream>,
+    mut subscription: Subscription,
+    settings: &Settings,
+) -> bool {
+    let _loan = subscription.lend(Arc::clone(stream) as Arc<dyn crate::hub::Sink>);
+    loop {
+        tokio::select! {
+            chunk = subscription.next() => match chunk {
+                Some(chunk) => {
+                    if write_all(stream, &chunk, settings.write_timeout, &settings.metrics)
+                        .await
+                        .is_err()
+                    {
+                        return false;
+                    }
+                }
+                None => return true,
+            },
+            // The client sends nothing more on an event stream: readable means it has gone
+            // (end of file or an error), or sent bytes that are read and ignored.
+            ready = stream.readable() => {
+                if ready.is_err() || peer_gone(stream) {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection's task holds its future for as long as the stream is open, sized for the
+    /// largest state it can be in: a read buffer kept across an await would cost every idle
+    /// subscriber its size.
+    #[tokio::test]
+    async fn an_open_stream_holds_a_small_future() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(address).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let settings = Settings {
+            app: Router::new(),
+            write_timeout: Duration::from_secs(1),
+            send_buffer: None,
+            unsent_limit: None,
+            metrics: Arc::new(Metrics::default()),
+        };
+        let serving = serve(stream, peer, Vec::new(), settings);
+        let size = std::mem::size_of_val(&serving);
+        assert!(
+            size < 2048,
+            "the event-stream task's future takes {size} bytes"
+        );
+    }
+}

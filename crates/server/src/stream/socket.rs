@@ -1,0 +1,119 @@
+//! The socket side of an event stream: the options every accepted connection gets, Herald's
+//! socket as the hub's [`Sink`], and writing with the write timeout.
+
+use std::io::{self, IoSlice};
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::hub::Sink;
+use crate::metrics::Metrics;
+
+/// Fan-out writes to the socket of a stream waiting for events.
+impl Sink for TcpStream {
+    fn try_write_vectored(&self, frames: &[IoSlice<'_>]) -> io::Result<usize> {
+        TcpStream::try_write_vectored(self, frames)
+    }
+}
+
+/// The policy every accepted connection gets.
+pub fn configure_accepted(stream: &TcpStream, write_timeout: Duration) {
+    // Events are small writes that must leave at once rather than wait to be coalesced.
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(%err, "could not set TCP_NODELAY");
+    }
+    // A peer that vanished without closing never acknowledges what we send: the kernel
+    // gives up on it after the same write timeout instead of retrying for many minutes.
+    if let Err(err) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(write_timeout)) {
+        tracing::debug!(%err, "could not set TCP_USER_TIMEOUT");
+    }
+}
+
+/// The kernel buffers of an event stream: its send buffer (`None` leaves it to the kernel)
+/// and the most it leaves unsent (`None`: no limit).
+pub fn configure_stream(
+    stream: &TcpStream,
+    send_buffer: Option<usize>,
+    unsent_limit: Option<usize>,
+) {
+    let socket = socket2::SockRef::from(stream);
+    if let Some(bytes) = send_buffer
+        && let Err(err) = socket.set_send_buffer_size(bytes)
+    {
+        tracing::debug!(%err, "could not set SO_SNDBUF");
+    }
+    // Validated at start-up to fit.
+    if let Some(bytes) = unsent_limit.and_then(|bytes| u32::try_from(bytes).ok())
+        && let Err(err) = socket.set_tcp_notsent_lowat(bytes)
+    {
+        tracing::debug!(%err, "could not set TCP_NOTSENT_LOWAT");
+    }
+}
+
+/// Appends the next bytes the client sends to `buf`; the end of the stream is an error.
+pub async fn read_more(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<()> {
+    loop {
+        stream.readable().await?;
+        // Declared after the await, so it lives on the stack and not in the future: every
+        // connection's task is sized for its largest state, for as long as it lives.
+        let mut chunk = [0u8; 2048];
+        match stream.try_read(&mut chunk) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(read) => {
+                buf.extend_from_slice(&chunk[..read]);
+                return Ok(());
+            }
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+/// Reads whatever the client sent; true when it closed its side or the connection failed.
+pub fn peer_gone(stream: &TcpStream) -> bool {
+    let mut sink = [0u8; 64];
+    match stream.try_read(&mut sink) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(err) => err.kind() != io::ErrorKind::WouldBlock,
+    }
+}
+
+/// Writes all of `bytes`. The first attempt is a plain non-blocking write, which is all an
+/// event takes while the client keeps up; a write that then makes no progress for
+/// `write_timeout` fails, which ends the connection and frees what it held.
+pub async fn write_all(
+    stream: &TcpStream,
+    mut bytes: &[u8],
+    write_timeout: Duration,
+    metrics: &Metrics,
+) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match stream.try_write(bytes) {
+            Ok(written) => bytes = &bytes[written..],
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(write_timeout, stream.writable()).await {
+                    Ok(ready) => ready?,
+                    Err(_) => {
+                        metrics.write_timeouts.inc();
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                }
+            }
+            Err(err) => {
+                if err.kind() == io::ErrorKind::TimedOut {
+                    // The kernel gave up on the peer (TCP_USER_TIMEOUT).
+                    metrics.write_timeouts.inc();
+                }
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ends the connection after everything written so far: the write side is shut first so the
+/// last frames are delivered before the close.
+pub fn close(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+}
