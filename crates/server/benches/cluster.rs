@@ -10,7 +10,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../tests/support/mod.rs"]
+#[allow(
+    dead_code,
+    unused_imports,
+    reason = "the benchmark starts servers as the integration tests do, with a few of their helpers"
+)]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::sync::{Arc, LazyLock, Mutex};

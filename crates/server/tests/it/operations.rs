@@ -1,11 +1,9 @@
 //! Health, readiness, metrics, the OpenAPI document, and behaviour when storage fails.
 
-mod support;
-
 use std::sync::atomic::Ordering;
 
 use serde_json::json;
-use support::TestServer;
+use crate::support::TestServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness_answer() {

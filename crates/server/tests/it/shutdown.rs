@@ -1,12 +1,10 @@
 //! Graceful shutdown: every stream is told, and the process exits promptly even when thousands
 //! of connections are open.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use herald_protocol::system::CloseReason;
-use support::TestServer;
+use crate::support::TestServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -48,7 +46,7 @@ async fn open_raw(address: &str, n: usize) -> TcpStream {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&seen).contains("herald.connected") {
-        let read = tokio::time::timeout(support::TIMEOUT, socket.read(&mut buf))
+        let read = tokio::time::timeout(crate::support::TIMEOUT, socket.read(&mut buf))
             .await
             .expect("data in time")
             .expect("read");
@@ -62,8 +60,8 @@ async fn open_raw(address: &str, n: usize) -> TcpStream {
 async fn the_binary_exits_within_two_seconds_of_sigterm_with_thousands_of_streams() {
     // This process holds one socket per stream.
     rlimit::increase_nofile_limit(u64::MAX).expect("the open files limit can be raised");
-    let data_dir = support::fresh_data_dir();
-    let herald = support::HeraldProcess::start(&data_dir, &[]).await;
+    let data_dir = crate::support::fresh_data_dir();
+    let herald = crate::support::HeraldProcess::start(&data_dir, &[]).await;
     let address = herald.base.trim_start_matches("http://").to_owned();
 
     let mut sockets = Vec::with_capacity(CONNECTIONS);
@@ -84,7 +82,7 @@ async fn the_binary_exits_within_two_seconds_of_sigterm_with_thousands_of_stream
     let mut told = 0;
     for mut socket in sockets {
         let mut rest = Vec::new();
-        let _ = tokio::time::timeout(support::TIMEOUT, socket.read_to_end(&mut rest))
+        let _ = tokio::time::timeout(crate::support::TIMEOUT, socket.read_to_end(&mut rest))
             .await
             .unwrap();
         if String::from_utf8_lossy(&rest).contains(r#""reason":"shutdown""#) {

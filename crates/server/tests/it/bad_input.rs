@@ -1,10 +1,8 @@
 //! Hostile input: every class of client mistake gets its status and the JSON error body, never
 //! a panic or a 500.
 
-mod support;
-
 use serde_json::{Value, json};
-use support::TestServer;
+use crate::support::TestServer;
 
 /// Checks status, the error body's shape and its code.
 #[track_caller]
@@ -215,7 +213,7 @@ async fn odd_bytes_in_the_query_and_headers_never_break_the_server() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let mut stream = support::SseStream::new(response);
+    let mut stream = crate::support::SseStream::new(response);
     stream.connected().await;
     stream.expect("herald.reset").await;
     let (status, _) = server.get_json("/healthz").await;

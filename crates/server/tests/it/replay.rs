@@ -1,12 +1,10 @@
 //! Replay after a reconnect: exact, ordered, and with no duplicate or gap at the hand-over.
 
-mod support;
-
 use std::time::Duration;
 
 use herald_protocol::system::{Reset, ResetReason};
 use serde_json::json;
-use support::TestServer;
+use crate::support::{TestServer, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_missed_events_after_reconnect() {
@@ -95,8 +93,7 @@ async fn an_id_older_than_the_retained_history_is_announced_with_reset() {
     }
     let first = &acks[0];
     // Retention runs in the background; once it has, the first id is too old.
-    server
-        .eventually("retention trims topic a to 3 events", || async {
+    eventually("retention trims topic a to 3 events", || async {
             let mut stream = server.subscribe_after("topic=a", Some(&first.id)).await;
             stream.connected().await;
             let event = stream.next_event().await;
@@ -130,8 +127,7 @@ async fn history_older_than_the_maximum_age_is_dropped() {
     let start = stream.last_event_id().to_owned();
     drop(stream);
     server.publish("a", "message", json!("old")).await;
-    server
-        .eventually("the old event ages out", || async {
+    eventually("the old event ages out", || async {
             let mut stream = server.subscribe_after("topic=a", Some(&start)).await;
             stream.connected().await;
             stream.next_event().await.event == "herald.reset"
@@ -198,7 +194,7 @@ async fn an_event_published_right_after_the_last_replay_read_is_delivered_live()
     let (has_read, let_answer) = storage.hold_next_read();
     let mut resumed = server.subscribe_after("topic=a", Some(&seen.id)).await;
     resumed.connected().await;
-    tokio::time::timeout(support::TIMEOUT, has_read)
+    tokio::time::timeout(crate::support::TIMEOUT, has_read)
         .await
         .expect("the replay reads")
         .unwrap();

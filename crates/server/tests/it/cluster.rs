@@ -3,9 +3,6 @@
 //! Redis and nodes fail and come back without losing an acknowledged event; nginx in front
 //! streams unbuffered.
 
-#![allow(clippy::unwrap_used)] // Helpers outside #[test] functions fail the test on any surprise.
-
-mod support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -17,11 +14,8 @@ use herald_protocol::payloads::{Notification, NotificationRead};
 use herald_protocol::sse::Item;
 use herald_protocol::system::{CloseReason, Reset, ResetReason};
 use serde_json::{Value, json};
-use support::services::{Nginx, RedisServer};
-use support::{
-    HeraldProcess, SseStream, TIMEOUT, TestServer, client_with_token, fresh_data_dir,
-    herald_refuses, operator_client, token,
-};
+use crate::support::services::{Nginx, RedisServer};
+use crate::support::{HeraldProcess, SseStream, TIMEOUT, TestServer, client_with_token, fresh_data_dir, herald_refuses, operator_client, token, eventually};
 use tokio::sync::{mpsc, watch};
 
 /// `n` nodes on one Redis, each ready.
@@ -202,7 +196,7 @@ async fn the_client_list_and_closing_a_client_span_the_cluster() {
         assert_eq!(status, 200);
         serde_json::from_value::<Vec<ClientInfo>>(body).unwrap()
     };
-    a.eventually("node A lists the client connected to B", || async {
+    eventually("node A lists the client connected to B", || async {
         listed()
             .await
             .iter()
@@ -219,7 +213,7 @@ async fn the_client_list_and_closing_a_client_span_the_cluster() {
     assert_eq!(closing.reason, CloseReason::AdminClose);
     assert!(!closing.reconnect);
 
-    a.eventually("the client is gone from the list", || async {
+    eventually("the client is gone from the list", || async {
         !listed()
             .await
             .iter()
@@ -322,8 +316,7 @@ async fn history_in_redis_is_kept_by_length_and_by_age() {
     .await;
     let old = by_age.publish("aging", "n", json!("old")).await;
     let before_old = (seq(&old.id) - 1).to_string();
-    by_age
-        .eventually(
+    eventually(
             "the event ages out and a replay from before it is a reset",
             || async {
                 let mut stream = by_age
@@ -625,16 +618,13 @@ async fn node_process(redis: &RedisServer) -> HeraldProcess {
     std::fs::create_dir_all(&data_dir).unwrap();
     let node = HeraldProcess::start(&data_dir, &["--redis", &redis.url()]).await;
     let http = reqwest::Client::new();
-    let deadline = Instant::now() + TIMEOUT;
-    while !http
-        .get(node.url("/readyz"))
-        .send()
-        .await
-        .is_ok_and(|response| response.status() == 200)
-    {
-        assert!(Instant::now() < deadline, "node ready in time");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the node is ready", || async {
+        http.get(node.url("/readyz"))
+            .send()
+            .await
+            .is_ok_and(|response| response.status() == 200)
+    })
+    .await;
     node
 }
 

@@ -1,12 +1,10 @@
 //! Subscribing and receiving: headers, the greeting, live events, topics, heartbeats, clean-up.
 
-mod support;
-
 use std::time::Duration;
 
 use herald_protocol::sse::Item;
 use serde_json::json;
-use support::TestServer;
+use crate::support::{TestServer, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_and_connected_arrive_before_any_publish() {
@@ -182,8 +180,7 @@ async fn the_registry_is_empty_after_all_clients_leave() {
     assert_eq!(server.metric("herald_connections").await, 3.0);
 
     drop(streams);
-    server
-        .eventually("every connection is released", || async {
+    eventually("every connection is released", || async {
             server.get_json("/api/clients").await.1 == json!([])
                 && server.metric("herald_connections").await == 0.0
         })
@@ -205,8 +202,7 @@ async fn a_connection_is_closed_at_its_maximum_lifetime() {
     );
     assert!(closing.reconnect);
     stream.assert_ends().await;
-    server
-        .eventually("the connection is released", || async {
+    eventually("the connection is released", || async {
             server.metric("herald_connections").await == 0.0
         })
         .await;

@@ -1,8 +1,6 @@
 //! The durable event log: nothing acknowledged is lost to a crash, ids survive restarts, history
 //! is read in pages, and storage failures are answered with 503 without dropping subscribers.
 
-mod support;
-
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,7 +8,7 @@ use std::time::Duration;
 use herald_protocol::api::PublishResponse;
 use herald_protocol::sse::Item;
 use serde_json::{Value, json};
-use support::{HeraldProcess, SseStream, TestServer, fresh_data_dir, herald_refuses};
+use crate::support::{HeraldProcess, SseStream, TestServer, fresh_data_dir, herald_refuses, eventually};
 
 async fn subscribe(
     http: &reqwest::Client,
@@ -48,7 +46,7 @@ async fn acknowledged_events_survive_a_crash_exactly_once_and_in_order() {
     const PUBLISHERS: usize = 8;
     const ACKS_BEFORE_CRASH: usize = 1500;
     let data_dir = fresh_data_dir();
-    let http = support::operator_client();
+    let http = crate::support::operator_client();
     // History large enough to hold the whole run, so only the crash is under test.
     let args = ["--history-max-events", "1000000"];
     let herald = HeraldProcess::start(&data_dir, &args).await;
@@ -75,18 +73,14 @@ async fn acknowledged_events_survive_a_crash_exactly_once_and_in_order() {
         }));
     }
     let herald_pid = herald.pid();
-    let deadline = std::time::Instant::now() + support::TIMEOUT;
-    while acked.lock().unwrap().len() < ACKS_BEFORE_CRASH {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "publishers were too slow"
-        );
+    eventually("the publishers are acknowledged enough times", || async {
         assert!(
             !publishers.iter().all(|p| p.is_finished()),
             "every publisher stopped before the crash"
         );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        acked.lock().unwrap().len() >= ACKS_BEFORE_CRASH
+    })
+    .await;
     herald.crash().await;
     for publisher in publishers {
         publisher.await.unwrap();
@@ -169,7 +163,7 @@ async fn acknowledged_events_survive_a_crash_exactly_once_and_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_and_client_ids_survive_a_restart() {
     let data_dir = fresh_data_dir();
-    let http = support::operator_client();
+    let http = crate::support::operator_client();
     let herald = HeraldProcess::start(&data_dir, &[]).await;
     let mut stream = subscribe(&http, &herald.base, "topic=a", None).await;
     let client_id = stream.connected().await.client_id;
@@ -290,7 +284,7 @@ async fn a_full_database_refuses_publishes_with_503_and_subscribers_stay() {
 async fn memory_stays_flat_while_replaying_a_large_history() {
     const EVENTS: usize = 12_000;
     let data_dir = fresh_data_dir();
-    let http = support::operator_client();
+    let http = crate::support::operator_client();
     let herald = HeraldProcess::start(&data_dir, &["--history-max-events", "100000"]).await;
     let mut probe = subscribe(&http, &herald.base, "topic=big", None).await;
     probe.connected().await;

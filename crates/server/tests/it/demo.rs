@@ -1,10 +1,8 @@
 //! The demo streams: countdown and chat.
 
-mod support;
-
 use herald_protocol::payloads::{ChatDelta, ChatDone};
 use serde_json::json;
-use support::TestServer;
+use crate::support::{TestServer, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn countdown_sends_exactly_count_messages_then_ends() {
@@ -34,7 +32,7 @@ async fn countdown_resumes_after_the_last_event_id_and_says_when_it_is_over() {
         .send()
         .await
         .unwrap();
-    let mut stream = support::SseStream::new(response);
+    let mut stream = crate::support::SseStream::new(response);
     assert_eq!(
         stream.expect("customEvent").await.data,
         json!("Message 4").to_string()
@@ -69,8 +67,7 @@ async fn countdown_stops_producing_when_the_client_goes_away() {
     stream.expect("customEvent").await;
     stream.expect("customEvent").await;
     drop(stream);
-    server
-        .eventually("the countdown notices", || async {
+    eventually("the countdown notices", || async {
             server.metric(cancelled).await == 1.0
         })
         .await;

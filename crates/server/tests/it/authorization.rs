@@ -1,9 +1,6 @@
 //! Authorization: who may publish, subscribe and administer, with which credential, and that no
 //! event ever reaches a connection not allowed to see it.
 
-#![allow(clippy::unwrap_used)] // Helpers outside #[test] functions fail the test on any surprise.
-
-mod support;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -12,7 +9,7 @@ use herald_protocol::auth::{Claims, Grants};
 use herald_server::auth::claims_for;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use support::{TEST_SECRET, TestServer, client_with_token, herald_refuses_with, token, token_with};
+use crate::support::{TEST_SECRET, TestServer, client_with_token, herald_refuses_with, token, token_with, eventually};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
@@ -472,8 +469,7 @@ async fn connections_per_user_and_per_address_are_limited() {
     );
     drop(held);
     drop(fourth);
-    server
-        .eventually("the connections are released", || async {
+    eventually("the connections are released", || async {
             bob.get(server.url("/events"))
                 .send()
                 .await

@@ -1,10 +1,8 @@
 //! Audiences: one client, everyone, and closing a client.
 
-mod support;
-
 use herald_protocol::system::CloseReason;
 use serde_json::json;
-use support::TestServer;
+use crate::support::{TestServer, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_targeted_event_reaches_only_that_client() {
@@ -145,8 +143,7 @@ async fn admin_close_ends_the_clients_streams_without_reconnect() {
 
     server.publish("a", "message", json!("still here")).await;
     assert_eq!(bystander.envelope().await.data, json!("still here"));
-    server
-        .eventually("only the bystander is listed", || async {
+    eventually("only the bystander is listed", || async {
             server.live_connections().await == 1
         })
         .await;
@@ -190,8 +187,7 @@ async fn a_client_away_from_every_tab_is_still_sent_to_and_catches_up() {
     stream.envelope().await;
     let last_seen = stream.last_event_id().to_owned();
     drop(stream);
-    server
-        .eventually("the client has no live connection", || async {
+    eventually("the client has no live connection", || async {
             server.live_connections().await == 0
         })
         .await;

@@ -2,14 +2,11 @@
 //! other connection goes to hyper with the bytes read to tell them apart put back. These tests
 //! speak raw HTTP/1.1 over TCP to check both sides of that split.
 
-#![allow(clippy::unwrap_used)]
-
-mod support;
 
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{SseStream, TestServer};
+use crate::support::{SseStream, TestServer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -8,7 +8,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::{TIMEOUT, fresh_data_dir};
+use super::{TIMEOUT, fresh_data_dir, holds_within};
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
@@ -217,18 +217,17 @@ impl Nginx {
             child,
         };
         // nginx prints nothing when it is ready: wait until it accepts connections.
-        let deadline = tokio::time::Instant::now() + TIMEOUT;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "nginx did not start: {}",
-                std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        let accepting = holds_within(TIMEOUT, || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        assert!(
+            accepting,
+            "nginx did not start: {}",
+            std::fs::read_to_string(nginx.dir.join("error.log")).unwrap_or_default()
+        );
         nginx
     }
 

@@ -1,12 +1,10 @@
 //! A subscriber that falls behind is closed as a slow consumer; the others do not notice.
 
-mod support;
-
 use std::time::Duration;
 
 use herald_protocol::system::{CloseReason, Closing};
 use serde_json::json;
-use support::TestServer;
+use crate::support::{TestServer, eventually};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -28,8 +26,7 @@ async fn a_subscriber_that_stops_reading_is_dropped_while_a_fast_one_keeps_recei
     let mut stalled = TcpStream::connect(address).await.unwrap();
     let request = format!("GET /events?topic=feed HTTP/1.1\r\nHost: {address}\r\n\r\n");
     stalled.write_all(request.as_bytes()).await.unwrap();
-    server
-        .eventually("both subscribers are registered", || async {
+    eventually("both subscribers are registered", || async {
             server.live_connections().await == 2
         })
         .await;
@@ -112,8 +109,7 @@ async fn a_lagging_subscriber_is_told_why_and_resumes_from_its_last_event_id() {
         (1..=EVENTS).collect::<Vec<_>>(),
         "every event exactly once, in order"
     );
-    server
-        .eventually("the lagging connection is counted", || async {
+    eventually("the lagging connection is counted", || async {
             server.metric(SLOW_CLOSED).await == 1.0
         })
         .await;
@@ -136,8 +132,7 @@ async fn a_stalled_subscriber_holds_little_in_the_kernel_before_its_queue_fills(
     let mut stalled = socket.connect(address).await.unwrap();
     let request = format!("GET /events?topic=feed HTTP/1.1\r\nHost: {address}\r\n\r\n");
     stalled.write_all(request.as_bytes()).await.unwrap();
-    server
-        .eventually("the stalled subscriber is registered", || async {
+    eventually("the stalled subscriber is registered", || async {
             server.live_connections().await == 1
         })
         .await;
@@ -150,8 +145,7 @@ async fn a_stalled_subscriber_holds_little_in_the_kernel_before_its_queue_fills(
             .publish("feed", "message", json!({"n": n, "pad": payload}))
             .await;
     }
-    server
-        .eventually(
+    eventually(
             "the stalled subscriber is closed as a slow consumer",
             || async { server.metric(SLOW_CLOSED).await == 1.0 },
         )

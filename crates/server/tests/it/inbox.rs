@@ -1,14 +1,11 @@
 //! The notification inbox: stored, pushed to every connection of the user, paged, marked read,
 //! and private to its user — on every storage backend.
 
-#![allow(clippy::unwrap_used)] // Helpers outside #[test] functions fail the test on any surprise.
-
-mod support;
 
 use herald_protocol::api::NotificationPage;
 use herald_protocol::payloads::{Notification, NotificationRead};
 use serde_json::{Value, json};
-use support::{Store, TestServer, client_with_token, token};
+use crate::support::{Store, TestServer, client_with_token, token};
 
 async fn server(store: Store) -> TestServer {
     TestServer::start_in(store, |_| {}).await

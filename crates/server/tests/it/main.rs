@@ -1,0 +1,24 @@
+//! Herald's integration tests: the real server, over real sockets, one module per feature. The
+//! support code (`support`) compiles once for all of them.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fails on any surprise, helpers outside #[test] functions included"
+)]
+
+mod support;
+
+mod authorization;
+mod bad_input;
+mod cluster;
+mod demo;
+mod durability;
+mod event_connections;
+mod inbox;
+mod operations;
+mod replay;
+mod shutdown;
+mod slow_consumer;
+mod streaming;
+mod targeting;

@@ -1,0 +1,117 @@
+//! The real `herald` binary in a child process: started, crashed, terminated, or expected to
+//! refuse to start.
+
+use std::time::Duration;
+
+use super::TIMEOUT;
+use super::tokens::TEST_SECRET;
+
+/// The real `herald` binary running in a child process.
+pub struct HeraldProcess {
+    pub base: String,
+    pub child: tokio::process::Child,
+}
+
+impl HeraldProcess {
+    /// Starts `herald --listen 127.0.0.1:0 --data-dir <data_dir> ARGS` and waits until it listens.
+    pub async fn start(data_dir: &std::path::Path, args: &[&str]) -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .arg("--static-dir")
+            .arg(data_dir.join("no-web-app"))
+            .args(args)
+            .env("HERALD_LOG", "info")
+            .env("HERALD_JWT_SECRET", TEST_SECRET)
+            .env("HERALD_PUBLISH_RATE", "0")
+            .env("HERALD_MAX_CONNECTIONS_PER_ADDRESS", "0")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let address = loop {
+            let line = tokio::time::timeout(TIMEOUT, log.next_line())
+                .await
+                .expect("herald logs in time")
+                .unwrap()
+                .expect("herald starts listening before its log ends");
+            if let Some((_, address)) = line.split_once("listening on ") {
+                break address.trim().to_owned();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+        Self {
+            base: format!("http://{address}"),
+            child,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the process is running")
+    }
+
+    /// Resident memory of the process, in KiB, from `/proc`.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status")
+    }
+
+    /// Kills the process with SIGKILL, as a crash would, and waits for it to be gone.
+    pub async fn crash(mut self) {
+        self.child.start_kill().unwrap();
+        self.child.wait().await.unwrap();
+    }
+
+    /// Sends SIGTERM and waits for the exit.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.pid().to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap()
+    }
+}
+
+/// Runs `herald ARGS` (with [`TEST_SECRET`] as its key) expecting it to refuse to start;
+/// returns what it printed on stderr.
+pub async fn herald_refuses(args: &[&str]) -> String {
+    herald_refuses_with(args, &[("HERALD_JWT_SECRET", TEST_SECRET)]).await
+}
+
+/// Runs `herald ARGS` with only the environment variables `env` of Herald's own, expecting it
+/// to refuse to start; returns what it printed on stderr.
+pub async fn herald_refuses_with(args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("HERALD_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .args(args)
+        .env("HERALD_LOG", "info")
+        .envs(env.iter().copied());
+    let output = tokio::time::timeout(TIMEOUT, command.output())
+        .await
+        .expect("herald exits in time")
+        .unwrap();
+    assert!(!output.status.success(), "herald started with {args:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
