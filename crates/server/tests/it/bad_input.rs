@@ -1,8 +1,8 @@
 //! Hostile input: every class of client mistake gets its status and the JSON error body, never
 //! a panic or a 500.
 
-use serde_json::{Value, json};
 use crate::support::TestServer;
+use serde_json::{Value, json};
 
 /// Checks status, the error body's shape and its code.
 #[track_caller]

@@ -1,8 +1,8 @@
 //! The demo streams: countdown and chat.
 
+use crate::support::{TestServer, eventually};
 use herald_protocol::payloads::{ChatDelta, ChatDone};
 use serde_json::json;
-use crate::support::{TestServer, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn countdown_sends_exactly_count_messages_then_ends() {
@@ -68,9 +68,9 @@ async fn countdown_stops_producing_when_the_client_goes_away() {
     stream.expect("customEvent").await;
     drop(stream);
     eventually("the countdown notices", || async {
-            server.metric(cancelled).await == 1.0
-        })
-        .await;
+        server.metric(cancelled).await == 1.0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

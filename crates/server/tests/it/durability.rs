@@ -5,10 +5,12 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{
+    HeraldProcess, SseStream, TestServer, eventually, fresh_data_dir, herald_refuses,
+};
 use herald_protocol::api::PublishResponse;
 use herald_protocol::sse::Item;
 use serde_json::{Value, json};
-use crate::support::{HeraldProcess, SseStream, TestServer, fresh_data_dir, herald_refuses, eventually};
 
 async fn subscribe(
     http: &reqwest::Client,
@@ -38,24 +40,19 @@ async fn publish(http: &reqwest::Client, base: &str, body: &Value) -> Option<Pub
     response.json().await.ok()
 }
 
-/// Eight publishers race while the server is killed with SIGKILL; after a restart on the same
-/// data directory, a client resuming from before the run receives every acknowledged event
-/// exactly once, in order, and new ids continue above the old ones.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_events_survive_a_crash_exactly_once_and_in_order() {
-    const PUBLISHERS: usize = 8;
-    const ACKS_BEFORE_CRASH: usize = 1500;
-    let data_dir = fresh_data_dir();
-    let http = crate::support::operator_client();
-    // History large enough to hold the whole run, so only the crash is under test.
-    let args = ["--history-max-events", "1000000"];
-    let herald = HeraldProcess::start(&data_dir, &args).await;
-    let mut probe = subscribe(&http, &herald.base, "topic=crash", None).await;
-    probe.connected().await;
-    let start = probe.last_event_id().to_owned();
-    drop(probe);
+/// An acknowledged publish: its id, its publisher and that publisher's count.
+type Ack = (u64, usize, u64);
 
-    let acked: Arc<Mutex<Vec<(u64, usize, u64)>>> = Arc::default();
+const PUBLISHERS: usize = 8;
+
+/// `PUBLISHERS` publishers race on topic `crash` until at least `acks` publishes are
+/// acknowledged, then the server is killed with SIGKILL; returns what was acknowledged.
+async fn publish_until_crash(
+    herald: HeraldProcess,
+    http: &reqwest::Client,
+    acks: usize,
+) -> Vec<Ack> {
+    let acked: Arc<Mutex<Vec<Ack>>> = Arc::default();
     let mut publishers = Vec::new();
     for publisher in 0..PUBLISHERS {
         let (http, base, acked) = (http.clone(), herald.base.clone(), Arc::clone(&acked));
@@ -78,7 +75,7 @@ async fn acknowledged_events_survive_a_crash_exactly_once_and_in_order() {
             !publishers.iter().all(|p| p.is_finished()),
             "every publisher stopped before the crash"
         );
-        acked.lock().unwrap().len() >= ACKS_BEFORE_CRASH
+        acked.lock().unwrap().len() >= acks
     })
     .await;
     herald.crash().await;
@@ -87,49 +84,30 @@ async fn acknowledged_events_survive_a_crash_exactly_once_and_in_order() {
     }
     let acked = std::mem::take(&mut *acked.lock().unwrap());
     assert!(
-        acked.len() >= ACKS_BEFORE_CRASH,
+        acked.len() >= acks,
         "publishers were acknowledged before the crash"
     );
     assert!(
         !std::path::Path::new(&format!("/proc/{herald_pid}")).exists(),
         "the first process is gone"
     );
+    acked
+}
 
-    let herald = HeraldProcess::start(&data_dir, &args).await;
-    let mut resumed = subscribe(&http, &herald.base, "topic=crash", Some(&start)).await;
-    resumed.connected().await;
-    let wanted: HashSet<u64> = acked.iter().map(|(id, ..)| *id).collect();
-    let mut missing = wanted.clone();
-    let mut received: Vec<(u64, usize, u64)> = Vec::new();
-    while !missing.is_empty() {
-        let envelope = resumed.envelope().await;
-        let id: u64 = envelope.id.parse().unwrap();
-        missing.remove(&id);
-        let publisher = usize::try_from(envelope.data["publisher"].as_u64().unwrap()).unwrap();
-        received.push((id, publisher, envelope.data["n"].as_u64().unwrap()));
-    }
-    let marker = publish(
-        &http,
-        &herald.base,
-        &json!({"topic": "crash", "data": "after restart"}),
+/// The event of an envelope, as its publisher numbered it.
+fn ack_of(envelope: &herald_protocol::Envelope) -> Ack {
+    let publisher = usize::try_from(envelope.data["publisher"].as_u64().unwrap()).unwrap();
+    (
+        envelope.id.parse().unwrap(),
+        publisher,
+        envelope.data["n"].as_u64().unwrap(),
     )
-    .await
-    .unwrap();
-    let marker_id: u64 = marker.id.parse().unwrap();
-    loop {
-        let envelope = resumed.envelope().await;
-        if envelope.id == marker.id {
-            break;
-        }
-        // Published and committed just before the crash, but never acknowledged: allowed once.
-        let publisher = usize::try_from(envelope.data["publisher"].as_u64().unwrap()).unwrap();
-        received.push((
-            envelope.id.parse().unwrap(),
-            publisher,
-            envelope.data["n"].as_u64().unwrap(),
-        ));
-    }
+}
 
+/// Every acknowledged event arrives once, with its data; ids strictly increase, and each
+/// publisher's events come in the order it sent them.
+#[track_caller]
+fn assert_exactly_once_in_order(received: &[Ack], acked: &[Ack]) {
     assert!(
         received.windows(2).all(|pair| pair[0].0 < pair[1].0),
         "ids strictly increase: no duplicate, in order"
@@ -145,12 +123,57 @@ async fn acknowledged_events_survive_a_crash_exactly_once_and_in_order() {
             "publisher {publisher}'s events in order"
         );
     }
-    for (id, publisher, n) in &acked {
+    for (id, publisher, n) in acked {
         assert!(
             received.contains(&(*id, *publisher, *n)),
             "acknowledged event {id} delivered with its data"
         );
     }
+}
+
+/// Eight publishers race while the server is killed with SIGKILL; after a restart on the same
+/// data directory, a client resuming from before the run receives every acknowledged event
+/// exactly once, in order, and new ids continue above the old ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_survive_a_crash_exactly_once_and_in_order() {
+    let data_dir = fresh_data_dir();
+    let http = crate::support::operator_client();
+    // History large enough to hold the whole run, so only the crash is under test.
+    let args = ["--history-max-events", "1000000"];
+    let herald = HeraldProcess::start(&data_dir, &args).await;
+    let mut probe = subscribe(&http, &herald.base, "topic=crash", None).await;
+    probe.connected().await;
+    let start = probe.last_event_id().to_owned();
+    drop(probe);
+    let acked = publish_until_crash(herald, &http, 1500).await;
+
+    let herald = HeraldProcess::start(&data_dir, &args).await;
+    let mut resumed = subscribe(&http, &herald.base, "topic=crash", Some(&start)).await;
+    resumed.connected().await;
+    let mut missing: HashSet<u64> = acked.iter().map(|(id, ..)| *id).collect();
+    let mut received: Vec<Ack> = Vec::new();
+    while !missing.is_empty() {
+        let event = ack_of(&resumed.envelope().await);
+        missing.remove(&event.0);
+        received.push(event);
+    }
+    let marker = publish(
+        &http,
+        &herald.base,
+        &json!({"topic": "crash", "data": "after restart"}),
+    )
+    .await
+    .unwrap();
+    let marker_id: u64 = marker.id.parse().unwrap();
+    loop {
+        let envelope = resumed.envelope().await;
+        if envelope.id == marker.id {
+            break;
+        }
+        // Published and committed just before the crash, but never acknowledged: allowed once.
+        received.push(ack_of(&envelope));
+    }
+    assert_exactly_once_in_order(&received, &acked);
     let newest_before = received.iter().map(|(id, ..)| *id).max().unwrap();
     assert!(
         marker_id > newest_before,

@@ -2,11 +2,10 @@
 //! other connection goes to hyper with the bytes read to tell them apart put back. These tests
 //! speak raw HTTP/1.1 over TCP to check both sides of that split.
 
-
 use std::time::Duration;
 
-use serde_json::Value;
 use crate::support::{SseStream, TestServer};
+use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -1,11 +1,10 @@
 //! The notification inbox: stored, pushed to every connection of the user, paged, marked read,
 //! and private to its user — on every storage backend.
 
-
+use crate::support::{Store, TestServer, client_with_token, token};
 use herald_protocol::api::NotificationPage;
 use herald_protocol::payloads::{Notification, NotificationRead};
 use serde_json::{Value, json};
-use crate::support::{Store, TestServer, client_with_token, token};
 
 async fn server(store: Store) -> TestServer {
     TestServer::start_in(store, |_| {}).await

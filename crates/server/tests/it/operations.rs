@@ -2,8 +2,8 @@
 
 use std::sync::atomic::Ordering;
 
-use serde_json::json;
 use crate::support::TestServer;
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness_answer() {

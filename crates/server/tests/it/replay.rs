@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use crate::support::{TestServer, eventually};
 use herald_protocol::system::{Reset, ResetReason};
 use serde_json::json;
-use crate::support::{TestServer, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replays_missed_events_after_reconnect() {
@@ -94,17 +94,17 @@ async fn an_id_older_than_the_retained_history_is_announced_with_reset() {
     let first = &acks[0];
     // Retention runs in the background; once it has, the first id is too old.
     eventually("retention trims topic a to 3 events", || async {
-            let mut stream = server.subscribe_after("topic=a", Some(&first.id)).await;
-            stream.connected().await;
-            let event = stream.next_event().await;
-            if event.event != "herald.reset" {
-                return false;
-            }
-            let reset: Reset = serde_json::from_str(&event.data).unwrap();
-            assert_eq!(reset.reason, ResetReason::HistoryExpired);
-            true
-        })
-        .await;
+        let mut stream = server.subscribe_after("topic=a", Some(&first.id)).await;
+        stream.connected().await;
+        let event = stream.next_event().await;
+        if event.event != "herald.reset" {
+            return false;
+        }
+        let reset: Reset = serde_json::from_str(&event.data).unwrap();
+        assert_eq!(reset.reason, ResetReason::HistoryExpired);
+        true
+    })
+    .await;
     // The three newest are still replayed from the id before them, then live events follow.
     let mut stream = server.subscribe_after("topic=a", Some(&acks[2].id)).await;
     stream.connected().await;
@@ -128,11 +128,11 @@ async fn history_older_than_the_maximum_age_is_dropped() {
     drop(stream);
     server.publish("a", "message", json!("old")).await;
     eventually("the old event ages out", || async {
-            let mut stream = server.subscribe_after("topic=a", Some(&start)).await;
-            stream.connected().await;
-            stream.next_event().await.event == "herald.reset"
-        })
-        .await;
+        let mut stream = server.subscribe_after("topic=a", Some(&start)).await;
+        stream.connected().await;
+        stream.next_event().await.event == "herald.reset"
+    })
+    .await;
 }
 
 /// Reconnects many times while a publisher keeps publishing; across all the connections the

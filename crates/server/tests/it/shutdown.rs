@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use herald_protocol::system::CloseReason;
 use crate::support::TestServer;
+use herald_protocol::system::CloseReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

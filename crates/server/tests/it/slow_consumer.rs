@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use crate::support::{TestServer, eventually};
 use herald_protocol::system::{CloseReason, Closing};
 use serde_json::json;
-use crate::support::{TestServer, eventually};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -27,9 +27,9 @@ async fn a_subscriber_that_stops_reading_is_dropped_while_a_fast_one_keeps_recei
     let request = format!("GET /events?topic=feed HTTP/1.1\r\nHost: {address}\r\n\r\n");
     stalled.write_all(request.as_bytes()).await.unwrap();
     eventually("both subscribers are registered", || async {
-            server.live_connections().await == 2
-        })
-        .await;
+        server.live_connections().await == 2
+    })
+    .await;
 
     // Publish large events, reading each on the fast connection, until the server lets go of
     // the stalled one.
@@ -110,9 +110,9 @@ async fn a_lagging_subscriber_is_told_why_and_resumes_from_its_last_event_id() {
         "every event exactly once, in order"
     );
     eventually("the lagging connection is counted", || async {
-            server.metric(SLOW_CLOSED).await == 1.0
-        })
-        .await;
+        server.metric(SLOW_CLOSED).await == 1.0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,9 +133,9 @@ async fn a_stalled_subscriber_holds_little_in_the_kernel_before_its_queue_fills(
     let request = format!("GET /events?topic=feed HTTP/1.1\r\nHost: {address}\r\n\r\n");
     stalled.write_all(request.as_bytes()).await.unwrap();
     eventually("the stalled subscriber is registered", || async {
-            server.live_connections().await == 1
-        })
-        .await;
+        server.live_connections().await == 1
+    })
+    .await;
 
     // 384 KiB: far less than the 4 MiB the kernel would let one stream's send buffer grow to,
     // far more than 8 queued events plus the unsent limit and the small receive window.
@@ -146,9 +146,9 @@ async fn a_stalled_subscriber_holds_little_in_the_kernel_before_its_queue_fills(
             .await;
     }
     eventually(
-            "the stalled subscriber is closed as a slow consumer",
-            || async { server.metric(SLOW_CLOSED).await == 1.0 },
-        )
-        .await;
+        "the stalled subscriber is closed as a slow consumer",
+        || async { server.metric(SLOW_CLOSED).await == 1.0 },
+    )
+    .await;
     drop(stalled);
 }

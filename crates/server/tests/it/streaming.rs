@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use crate::support::{TestServer, eventually};
 use herald_protocol::sse::Item;
 use serde_json::json;
-use crate::support::{TestServer, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_and_connected_arrive_before_any_publish() {
@@ -181,10 +181,10 @@ async fn the_registry_is_empty_after_all_clients_leave() {
 
     drop(streams);
     eventually("every connection is released", || async {
-            server.get_json("/api/clients").await.1 == json!([])
-                && server.metric("herald_connections").await == 0.0
-        })
-        .await;
+        server.get_json("/api/clients").await.1 == json!([])
+            && server.metric("herald_connections").await == 0.0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,9 +203,9 @@ async fn a_connection_is_closed_at_its_maximum_lifetime() {
     assert!(closing.reconnect);
     stream.assert_ends().await;
     eventually("the connection is released", || async {
-            server.metric("herald_connections").await == 0.0
-        })
-        .await;
+        server.metric("herald_connections").await == 0.0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,8 @@
 //! Audiences: one client, everyone, and closing a client.
 
+use crate::support::{TestServer, eventually};
 use herald_protocol::system::CloseReason;
 use serde_json::json;
-use crate::support::{TestServer, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_targeted_event_reaches_only_that_client() {
@@ -144,9 +144,9 @@ async fn admin_close_ends_the_clients_streams_without_reconnect() {
     server.publish("a", "message", json!("still here")).await;
     assert_eq!(bystander.envelope().await.data, json!("still here"));
     eventually("only the bystander is listed", || async {
-            server.live_connections().await == 1
-        })
-        .await;
+        server.live_connections().await == 1
+    })
+    .await;
     let response = server
         .http
         .delete(server.url(&format!("/api/clients/{client_id}")))
@@ -188,9 +188,9 @@ async fn a_client_away_from_every_tab_is_still_sent_to_and_catches_up() {
     let last_seen = stream.last_event_id().to_owned();
     drop(stream);
     eventually("the client has no live connection", || async {
-            server.live_connections().await == 0
-        })
-        .await;
+        server.live_connections().await == 0
+    })
+    .await;
 
     let response = server
         .post_json(
