@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use bytes::Bytes;
 use tokio::net::TcpStream;
 use tower::ServiceExt;
 
@@ -23,7 +24,7 @@ use super::head::{read_request, response_head};
 use super::peer::PeerAddress;
 use super::slot::EventStreamSlot;
 use super::socket::{close, configure_stream, peer_gone, write_all};
-use crate::hub::Subscription;
+use crate::hub::{Sink, Subscription};
 use crate::metrics::Metrics;
 
 /// How long a client has to send its request head.
@@ -118,25 +119,43 @@ async fn stream_events(
     mut subscription: Subscription,
     settings: &Settings,
 ) -> bool {
-    let _loan = subscription.lend(Arc::clone(stream) as Arc<dyn crate::hub::Sink>);
+    let _loan = subscription.lend(Arc::clone(stream) as Arc<dyn Sink>);
+    loop {
+        let chunk = match next_chunk(stream, &mut subscription).await {
+            Next::Chunk(chunk) => chunk,
+            Next::Ended => return true,
+            Next::ClientGone => return false,
+        };
+        if write_all(stream, &chunk, settings.write_timeout, &settings.metrics)
+            .await
+            .is_err()
+        {
+            return false;
+        }
+    }
+}
+
+/// What happened while waiting for the stream's next chunk.
+enum Next {
+    Chunk(Bytes),
+    /// The stream ended.
+    Ended,
+    ClientGone,
+}
+
+/// Waits for the stream's next chunk while watching the client. It sends nothing more on an
+/// event stream: readable means it has gone (end of file or an error), or sent bytes that are
+/// read and ignored while the same wait goes on, so a replay read in progress is not started
+/// again.
+async fn next_chunk(stream: &TcpStream, subscription: &mut Subscription) -> Next {
+    let next = subscription.next();
+    tokio::pin!(next);
     loop {
         tokio::select! {
-            chunk = subscription.next() => match chunk {
-                Some(chunk) => {
-                    if write_all(stream, &chunk, settings.write_timeout, &settings.metrics)
-                        .await
-                        .is_err()
-                    {
-                        return false;
-                    }
-                }
-                None => return true,
-            },
-            // The client sends nothing more on an event stream: readable means it has gone
-            // (end of file or an error), or sent bytes that are read and ignored.
+            chunk = &mut next => return chunk.map_or(Next::Ended, Next::Chunk),
             ready = stream.readable() => {
                 if ready.is_err() || peer_gone(stream) {
-                    return false;
+                    return Next::ClientGone;
                 }
             }
         }
