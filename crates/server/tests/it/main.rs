@@ -9,6 +9,7 @@
 
 mod support;
 
+mod architecture;
 mod authorization;
 mod bad_input;
 mod cluster;
