@@ -2,13 +2,22 @@
 //! directory of client ids the server has issued, and the users' notification inboxes.
 //!
 //! The hub talks only to [`Storage`]. [`SqliteStorage`], the default, is the durable log in the
-//! data directory; [`MemoryStorage`] keeps everything in this process. Another backend (a
-//! clustered one, say) implements the same trait. An implementation must keep these promises:
-//! - `append` assigns increasing sequence numbers in the order of the batch and returns only
-//!   once the events are stored as durably as the implementation promises;
-//! - `read_after` returns the events after a position in sequence order (saying whether that
-//!   is all of them as of the read), or
-//!   [`Replay::Expired`] when some of them are no longer retained: never a silent gap.
+//! data directory; [`MemoryStorage`] keeps everything in this process; [`RedisStorage`] shares
+//! it between the nodes of a cluster. Every implementation keeps these promises, which the
+//! contract suite (`tests/it/storage_contract.rs`) checks on each:
+//! - `append` assigns increasing sequence numbers in the order of the batch, above any it
+//!   assigned before, and returns only once the events are stored as durably as the
+//!   implementation promises; `latest` is the newest of them;
+//! - `read_after` returns the events after a position of the streams asked for, each once, in
+//!   sequence order, at most `limit` (saying whether that is all of them as of the read), or
+//!   [`Replay::Expired`] when some of them are no longer retained: never a silent gap. A
+//!   position from before the log began is expired;
+//! - `expire` keeps at most the configured number of events per stream and none older than
+//!   the age limit, and forgets clients not seen since the cutoff with their streams' events
+//!   (the hub never replays an unknown client's stream, so a store may answer `Expired` or
+//!   nothing for one);
+//! - a client id is known from `register_client` until it expires; the inbox keeps a user's
+//!   newest notifications, newest first, and every call names the user.
 
 mod inbox;
 mod memory;

@@ -21,5 +21,6 @@ mod operations;
 mod replay;
 mod shutdown;
 mod slow_consumer;
+mod storage_contract;
 mod streaming;
 mod targeting;
