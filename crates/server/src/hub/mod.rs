@@ -15,6 +15,8 @@ mod registry;
 mod sequencer;
 mod sink;
 mod subscription;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -62,3 +62,119 @@ impl Sequencer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, SystemTime};
+
+    use prometheus_client::metrics::counter::Counter;
+    use serde_json::value::to_raw_value;
+
+    use super::*;
+    use crate::hub::connection::{Connection, Holder, Limits};
+    use crate::ids::ClientId;
+    use crate::storage::testing::Instrumented;
+    use crate::storage::{MemoryStorage, StreamKey};
+
+    /// A sequencer on `storage` for a registry holding one connection to topic `a`.
+    fn sequencer(storage: Arc<Instrumented>, fans_out: bool) -> (Sequencer, Arc<Connection>) {
+        let registry = Arc::new(Registry::new(Duration::from_secs(10), Counter::default()));
+        let connection = Connection::new(
+            ClientId::generate(),
+            vec![Arc::from("a")],
+            Holder::default(),
+            16,
+        );
+        let limits = Limits {
+            per_client: 1,
+            per_user: 1,
+            per_address: None,
+        };
+        registry.insert(&connection, limits).unwrap();
+        let sequencer = Sequencer {
+            storage,
+            registry,
+            metrics: Arc::new(Metrics::new()),
+            fanned_out_through: Arc::new(AtomicU64::new(0)),
+            fans_out,
+        };
+        (sequencer, connection)
+    }
+
+    /// Queues `n` publishes to topic `a`, runs the sequencer until they are all taken, and
+    /// returns their answers in order.
+    async fn run(sequencer: Sequencer, n: u64) -> Vec<Result<Arc<StoredEvent>, StorageError>> {
+        let (jobs, queue) = mpsc::channel(16);
+        let mut answers = Vec::new();
+        for value in 0..n {
+            let (reply, answer) = oneshot::channel();
+            let event = NewEvent {
+                streams: vec![StreamKey::Topic(Arc::from("a"))],
+                kind: "message".into(),
+                data: to_raw_value(&value).unwrap(),
+                time: SystemTime::now(),
+            };
+            jobs.send(PublishJob { event, reply }).await.unwrap();
+            answers.push(answer);
+        }
+        drop(jobs);
+        // With every job queued before it runs, the sequencer takes them as one batch.
+        sequencer.run(queue, 256).await;
+        let mut results = Vec::new();
+        for answer in answers {
+            results.push(answer.await.unwrap());
+        }
+        results
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_stored_then_fanned_out_in_log_order_then_acknowledged() {
+        let storage = Arc::new(Instrumented::new(MemoryStorage::new(100)));
+        let (sequencer, connection) = sequencer(storage, true);
+        let fanned_out = Arc::clone(&sequencer.fanned_out_through);
+        let stored: Vec<Arc<StoredEvent>> = run(sequencer, 3)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        assert!(stored.windows(2).all(|pair| pair[0].seq < pair[1].seq));
+        assert_eq!(
+            stored[0].data.get(),
+            "0",
+            "acknowledged in the order published"
+        );
+        let queued: Vec<_> = std::iter::from_fn(|| connection.queue.try_recv())
+            .map(|item| item.seq)
+            .collect();
+        let seqs: Vec<_> = stored.iter().map(|event| event.seq).collect();
+        assert_eq!(queued, seqs, "fanned out in log order");
+        assert_eq!(fanned_out.load(Ordering::Acquire), stored[2].seq);
+    }
+
+    #[tokio::test]
+    async fn a_failed_append_is_answered_to_every_publish_of_the_batch_and_fans_out_nothing() {
+        let storage = Arc::new(Instrumented::new(MemoryStorage::new(100)));
+        storage.down.store(true, Ordering::SeqCst);
+        let (sequencer, connection) = sequencer(storage, true);
+        let fanned_out = Arc::clone(&sequencer.fanned_out_through);
+        let results = run(sequencer, 3).await;
+        assert!(results.iter().all(Result::is_err), "{results:?}");
+        assert!(connection.queue.is_empty());
+        assert_eq!(fanned_out.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn in_a_cluster_the_sequencer_stores_and_leaves_delivery_to_the_feed() {
+        let storage = Arc::new(Instrumented::new(MemoryStorage::new(100)));
+        let (sequencer, connection) = sequencer(storage, false);
+        let fanned_out = Arc::clone(&sequencer.fanned_out_through);
+        let results = run(sequencer, 2).await;
+        assert!(results.iter().all(Result::is_ok));
+        assert!(
+            connection.queue.is_empty(),
+            "the follower delivers, in feed order"
+        );
+        assert_eq!(fanned_out.load(Ordering::Acquire), 0);
+    }
+}

@@ -23,6 +23,8 @@ mod inbox;
 mod memory;
 mod redis;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::fmt;
 use std::future::Future;

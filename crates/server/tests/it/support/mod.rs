@@ -8,7 +8,6 @@ pub mod process;
 pub mod server;
 pub mod services;
 pub mod sse;
-pub mod storage;
 pub mod tokens;
 
 use std::future::Future;

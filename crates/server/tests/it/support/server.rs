@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use herald_protocol::api::PublishResponse;
 use herald_server::Config;
 use herald_server::storage::Storage;
+use herald_server::storage::testing::Instrumented;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -16,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use super::sse::SseStream;
 use super::tokens::{TEST_SECRET, operator_client};
-use super::{TIMEOUT, eventually, fresh_data_dir, services, storage};
+use super::{TIMEOUT, eventually, fresh_data_dir, services};
 
 /// A Herald server running in this test's runtime.
 pub struct TestServer {
@@ -76,9 +77,9 @@ impl TestServer {
         .await
     }
 
-    /// A server on memory storage wrapped in [`storage::Instrumented`], to inject faults.
-    pub async fn start_instrumented() -> (Self, Arc<storage::Instrumented>) {
-        let storage = Arc::new(storage::Instrumented::new(
+    /// A server on memory storage wrapped in [`Instrumented`], to inject faults.
+    pub async fn start_instrumented() -> (Self, Arc<Instrumented>) {
+        let storage = Arc::new(Instrumented::new(
             herald_server::storage::MemoryStorage::new(100),
         ));
         let server = Self::start_on(Self::config(), Arc::clone(&storage) as Arc<dyn Storage>).await;

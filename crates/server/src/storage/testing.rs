@@ -1,14 +1,15 @@
-//! A storage wrapper for tests that inject faults and races into the hub's use of storage.
+//! [`Instrumented`]: a storage wrapper for tests that inject faults and races into the hub's use
+//! of storage. Built only with the `testing` feature, which the crate's own tests turn on.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use herald_server::ids::ClientId;
-use herald_server::storage::{
+use super::{
     BoxFuture, InboxItem, InboxPage, InboxQuery, MemoryStorage, NewEvent, NewInboxItem, ReadChange,
     ReadTarget, Replay, Seq, Storage, StorageError, StoredEvent, StreamKey,
 };
+use crate::ids::ClientId;
 use tokio::sync::oneshot;
 
 /// Memory storage with faults to inject: while `down` is set its writes and pings fail,
@@ -42,7 +43,10 @@ impl Instrumented {
     pub fn hold_next_read(&self) -> (oneshot::Receiver<()>, oneshot::Sender<()>) {
         let (read, has_read) = oneshot::channel();
         let (let_answer, answer) = oneshot::channel();
-        *self.held_read.lock().unwrap() = Some(HeldRead { read, answer });
+        *self
+            .held_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(HeldRead { read, answer });
         (has_read, let_answer)
     }
 
@@ -74,7 +78,11 @@ impl Storage for Instrumented {
         after: Seq,
         limit: usize,
     ) -> BoxFuture<'a, Result<Replay, StorageError>> {
-        let held = self.held_read.lock().unwrap().take();
+        let held = self
+            .held_read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
         let read = self.inner.read_after(streams, after, limit);
         Box::pin(async move {
             let replay = read.await;
