@@ -8,13 +8,13 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpSocket;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::procfs;
 
@@ -74,43 +74,10 @@ pub fn run(args: &FloorArgs) -> Result<Floor> {
         socket.bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         socket.listen(4096)
     })?;
-    let addr = listener.local_addr()?;
-
-    let exe = std::env::current_exe().context("locating herald-load")?;
-    let mut command = match &args.reader_cpu {
-        Some(cpu) => {
-            let mut command = Command::new("taskset");
-            command.args(["-c", cpu]).arg(exe);
-            command
-        }
-        None => Command::new(exe),
-    };
     let expected = (args.events * args.frame) as u64;
-    let mut reader = command
-        .args(["floor-read", "--addr", &addr.to_string()])
-        .args(["--connections", &args.connections.to_string()])
-        .args(["--bytes", &expected.to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting the floor reader")?;
+    let mut reader = start_reader(args, listener.local_addr()?, expected)?;
     let mut lines = BufReader::new(reader.stdout.take().context("reader's stdout")?).lines();
-
-    let accepting = runtime.block_on(async {
-        tokio::time::timeout(ACCEPT_TIMEOUT, async {
-            let mut sockets = Vec::with_capacity(args.connections);
-            while sockets.len() < args.connections {
-                let (stream, _) = listener.accept().await?;
-                stream.set_nodelay(true)?;
-                let stream = stream.into_std()?;
-                // Blocking: a write waits for the reader rather than being cut short.
-                stream.set_nonblocking(false)?;
-                sockets.push(stream);
-            }
-            std::io::Result::Ok(sockets)
-        })
-        .await
-    });
-    let sockets = match accepting {
+    let sockets = match runtime.block_on(accept_all(&listener, args.connections)) {
         Ok(sockets) => sockets?,
         Err(_) => {
             let _ = reader.kill();
@@ -124,26 +91,8 @@ pub fn run(args: &FloorArgs) -> Result<Floor> {
         .context("the reader ended before connecting")??;
     anyhow::ensure!(ready == "ready", "the reader said {ready:?}");
 
-    let mut frame = vec![b'x'; args.frame];
-    frame[args.frame - 1] = b'\n';
-    let mut fan_outs = Vec::with_capacity(args.events);
-    let mut writes = 0u64;
     let cpu_before = procfs::own_cpu_ns();
-    let started = Instant::now();
-    for event in 0..args.events {
-        let due = started + Duration::from_secs_f64(event as f64 / args.rate);
-        if let Some(wait) = due.checked_duration_since(Instant::now()) {
-            std::thread::sleep(wait);
-        }
-        let begun = Instant::now();
-        for mut socket in &sockets {
-            socket
-                .write_all(&frame)
-                .context("writing to a connection")?;
-            writes += 1;
-        }
-        fan_outs.push(begun.elapsed());
-    }
+    let (mut fan_outs, writes) = write_events(args, &sockets)?;
     let cpu = procfs::own_cpu_ns().saturating_sub(cpu_before);
     drop(sockets);
     let read = lines.next().context("the reader ended without a count")??;
@@ -163,6 +112,75 @@ pub fn run(args: &FloorArgs) -> Result<Floor> {
         fan_out_median_ms: fan_outs[fan_outs.len() / 2].as_secs_f64() * 1e3,
         fan_out_max_ms: fan_outs.last().map_or(0.0, Duration::as_secs_f64) * 1e3,
     })
+}
+
+/// Starts the reader process (pinned to `--reader-cpu` when given), to connect to `addr` and
+/// read `expected` bytes on each connection.
+fn start_reader(args: &FloorArgs, addr: SocketAddr, expected: u64) -> Result<Child> {
+    let exe = std::env::current_exe().context("locating herald-load")?;
+    let mut command = match &args.reader_cpu {
+        Some(cpu) => {
+            let mut command = Command::new("taskset");
+            command.args(["-c", cpu]).arg(exe);
+            command
+        }
+        None => Command::new(exe),
+    };
+    command
+        .args(["floor-read", "--addr", &addr.to_string()])
+        .args(["--connections", &args.connections.to_string()])
+        .args(["--bytes", &expected.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the floor reader")
+}
+
+/// The reader's `connections` connections as blocking sockets, or a timeout.
+async fn accept_all(
+    listener: &TcpListener,
+    connections: usize,
+) -> Result<std::io::Result<Vec<std::net::TcpStream>>, tokio::time::error::Elapsed> {
+    tokio::time::timeout(ACCEPT_TIMEOUT, async {
+        let mut sockets = Vec::with_capacity(connections);
+        while sockets.len() < connections {
+            let (stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            let stream = stream.into_std()?;
+            // Blocking: a write waits for the reader rather than being cut short.
+            stream.set_nonblocking(false)?;
+            sockets.push(stream);
+        }
+        std::io::Result::Ok(sockets)
+    })
+    .await
+}
+
+/// Writes each event, when due, to every socket; returns how long each event's fan-out took
+/// and how many writes there were.
+fn write_events(
+    args: &FloorArgs,
+    sockets: &[std::net::TcpStream],
+) -> Result<(Vec<Duration>, u64)> {
+    let mut frame = vec![b'x'; args.frame];
+    frame[args.frame - 1] = b'\n';
+    let mut fan_outs = Vec::with_capacity(args.events);
+    let mut writes = 0u64;
+    let started = Instant::now();
+    for event in 0..args.events {
+        let due = started + Duration::from_secs_f64(event as f64 / args.rate);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let begun = Instant::now();
+        for mut socket in sockets {
+            socket
+                .write_all(&frame)
+                .context("writing to a connection")?;
+            writes += 1;
+        }
+        fan_outs.push(begun.elapsed());
+    }
+    Ok((fan_outs, writes))
 }
 
 /// The reader: opens `connections` to `addr`, says `ready`, reads until each has delivered
