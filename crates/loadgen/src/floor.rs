@@ -157,10 +157,7 @@ async fn accept_all(
 
 /// Writes each event, when due, to every socket; returns how long each event's fan-out took
 /// and how many writes there were.
-fn write_events(
-    args: &FloorArgs,
-    sockets: &[std::net::TcpStream],
-) -> Result<(Vec<Duration>, u64)> {
+fn write_events(args: &FloorArgs, sockets: &[std::net::TcpStream]) -> Result<(Vec<Duration>, u64)> {
     let mut frame = vec![b'x'; args.frame];
     frame[args.frame - 1] = b'\n';
     let mut fan_outs = Vec::with_capacity(args.events);
