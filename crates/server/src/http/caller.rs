@@ -14,9 +14,9 @@ use crate::auth::{Credential, Principal};
 use crate::stream::PeerAddress;
 
 /// The cookie a credential may travel in.
-pub const COOKIE: &str = "herald_token";
+const COOKIE: &str = "herald_token";
 /// The query parameter a credential may travel in (`EventSource` cannot set headers).
-pub const QUERY: &str = "access_token";
+const QUERY: &str = "access_token";
 
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;

@@ -175,11 +175,6 @@ impl Hub {
         &self.inner.metrics
     }
 
-    /// A shared handle to the metrics, for objects that outlive a borrow of the hub.
-    pub fn metrics_handle(&self) -> Arc<Metrics> {
-        Arc::clone(&self.inner.metrics)
-    }
-
     /// How many connections have closed since the start.
     pub fn connections_closed(&self) -> u64 {
         self.inner.registry.removed()
