@@ -215,17 +215,20 @@ fn read_public_key(path: &Path) -> Result<(DecodingKey, Algorithm), String> {
     ))
 }
 
+/// Grants for tests: publish to `rooms/*`, subscribe to anything, no admin.
+#[cfg(test)]
+fn test_grants() -> Grants {
+    Grants {
+        publish: vec!["rooms/*".into()],
+        subscribe: vec!["*".into()],
+        admin: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_grants as grants;
     use super::*;
-
-    fn grants() -> Grants {
-        Grants {
-            publish: vec!["rooms/*".into()],
-            subscribe: vec!["*".into()],
-            admin: false,
-        }
-    }
 
     #[test]
     fn signed_tokens_verify_and_others_do_not() {

@@ -93,17 +93,8 @@ impl Principal {
 mod tests {
     use std::time::SystemTime;
 
-    use herald_protocol::auth::Grants;
-
     use super::*;
-
-    fn grants() -> Grants {
-        Grants {
-            publish: vec!["rooms/*".into()],
-            subscribe: vec!["*".into()],
-            admin: false,
-        }
-    }
+    use crate::auth::test_grants as grants;
 
     #[test]
     fn anonymous_callers_are_unauthenticated_and_others_forbidden() {
