@@ -60,8 +60,7 @@ async fn open_raw(address: &str, n: usize) -> TcpStream {
 async fn the_binary_exits_within_two_seconds_of_sigterm_with_thousands_of_streams() {
     // This process holds one socket per stream.
     rlimit::increase_nofile_limit(u64::MAX).expect("the open files limit can be raised");
-    let data_dir = crate::support::fresh_data_dir();
-    let herald = crate::support::HeraldProcess::start(&data_dir, &[]).await;
+    let herald = crate::support::HeraldProcess::start_fresh(&[]).await;
     let address = herald.base.trim_start_matches("http://").to_owned();
 
     let mut sockets = Vec::with_capacity(CONNECTIONS);
@@ -90,5 +89,4 @@ async fn the_binary_exits_within_two_seconds_of_sigterm_with_thousands_of_stream
         }
     }
     assert_eq!(told, CONNECTIONS, "every stream received herald.closing");
-    let _ = std::fs::remove_dir_all(data_dir);
 }

@@ -7,7 +7,7 @@ mod delivery;
 mod failures;
 
 use crate::support::services::RedisServer;
-use crate::support::{HeraldProcess, SseStream, TestServer, eventually, fresh_data_dir};
+use crate::support::{HeraldProcess, SseStream, TestServer, eventually};
 
 /// `n` nodes on one Redis, each ready.
 pub(super) async fn nodes(
@@ -41,9 +41,7 @@ pub(super) async fn receive_exactly(stream: &mut SseStream, expected: &[String],
 
 /// A node running as its own process, ready to serve.
 pub(super) async fn node_process(redis: &RedisServer) -> HeraldProcess {
-    let data_dir = fresh_data_dir();
-    std::fs::create_dir_all(&data_dir).unwrap();
-    let node = HeraldProcess::start(&data_dir, &["--redis", &redis.url()]).await;
+    let node = HeraldProcess::start_fresh(&["--redis", &redis.url()]).await;
     let http = reqwest::Client::new();
     eventually("the node is ready", || async {
         http.get(node.url("/readyz"))

@@ -10,9 +10,20 @@ use super::tokens::TEST_SECRET;
 pub struct HeraldProcess {
     pub base: String,
     pub child: tokio::process::Child,
+    /// A data directory of the process's own, removed with it.
+    own_data_dir: Option<std::path::PathBuf>,
 }
 
 impl HeraldProcess {
+    /// Starts `herald` as [`HeraldProcess::start`] does, in a data directory of its own that
+    /// is removed when the process is dropped.
+    pub async fn start_fresh(args: &[&str]) -> Self {
+        let data_dir = super::fresh_data_dir();
+        let mut herald = Self::start(&data_dir, args).await;
+        herald.own_data_dir = Some(data_dir);
+        herald
+    }
+
     /// Starts `herald --listen 127.0.0.1:0 --data-dir <data_dir> ARGS` and waits until it listens.
     pub async fn start(data_dir: &std::path::Path, args: &[&str]) -> Self {
         use tokio::io::AsyncBufReadExt;
@@ -47,6 +58,7 @@ impl HeraldProcess {
         Self {
             base: format!("http://{address}"),
             child,
+            own_data_dir: None,
         }
     }
 
@@ -114,4 +126,14 @@ pub async fn herald_refuses_with(args: &[&str], env: &[(&str, &str)]) -> String 
         .unwrap();
     assert!(!output.status.success(), "herald started with {args:?}");
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+impl Drop for HeraldProcess {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.own_data_dir {
+            // The child is killed on drop too; what it wrote meanwhile is removed either way.
+            let _ = self.child.start_kill();
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
