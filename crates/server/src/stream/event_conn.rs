@@ -108,25 +108,25 @@ async fn open(
         .remove::<EventStreamSlot>()
         .and_then(|slot| slot.take());
     let mut head = response_head(&response);
-    if let Some(mut subscription) = subscription {
-        // The head and the stream's first frame (its greeting, ready at once) leave in one
-        // write.
-        head.extend_from_slice(b"\r\n");
-        if let Some(greeting) = subscription.next().await {
-            head.extend_from_slice(&greeting);
-        }
-        let written = write_all(stream, &head, settings.write_timeout, &settings.metrics).await;
-        return written.is_ok().then_some(subscription);
+    let Some(mut subscription) = subscription else {
+        // Not a stream (an error, say): send the whole answer and close.
+        let body = axum::body::to_bytes(response.into_body(), MAX_ANSWER)
+            .await
+            .unwrap_or_default();
+        head.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+        head.extend_from_slice(&body);
+        let _ = write_all(stream, &head, settings.write_timeout, &settings.metrics).await;
+        close(stream);
+        return None;
+    };
+    drop(response);
+    // The head and the stream's first frame (its greeting, ready at once) leave in one write.
+    head.extend_from_slice(b"\r\n");
+    if let Some(greeting) = subscription.next().await {
+        head.extend_from_slice(&greeting);
     }
-    // Not a stream (an error, say): send the whole answer and close.
-    let body = axum::body::to_bytes(response.into_body(), MAX_ANSWER)
-        .await
-        .unwrap_or_default();
-    head.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
-    head.extend_from_slice(&body);
-    let _ = write_all(stream, &head, settings.write_timeout, &settings.metrics).await;
-    close(stream);
-    None
+    let written = write_all(stream, &head, settings.write_timeout, &settings.metrics).await;
+    written.is_ok().then_some(subscription)
 }
 
 /// What happened while waiting for the stream's next chunk.
