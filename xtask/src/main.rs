@@ -48,8 +48,14 @@ fn main() -> Result<()> {
     }
 }
 
+/// The checkout this command was run in. `cargo xtask` runs this binary through `cargo run`,
+/// which names the package's directory at run time: the path compiled in is only a fallback,
+/// because checkouts sharing one `CARGO_TARGET_DIR` (as CI's clones do) may run a build made
+/// in another, older one.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
