@@ -77,6 +77,9 @@ impl Server {
             data_dir: data_dir.clone(),
             dev: true,
             jwt_secret: Some(SECRET.to_owned()),
+            // Tokens are signed with the server's own clock: no leeway, so an expired
+            // credential closes its stream when it expires.
+            jwt_leeway: std::time::Duration::ZERO,
             publish_rate: 0,
             ..Config::default()
         };

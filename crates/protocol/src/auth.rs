@@ -17,6 +17,9 @@ pub struct Claims {
     /// Not valid before, in seconds since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<u64>,
+    /// When the token was issued, in seconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
     #[serde(default)]
     pub herald: Grants,
 }

@@ -42,7 +42,13 @@ pub struct Authenticator {
     public: Option<(DecodingKey, Algorithm)>,
     /// Topics whose subscribers need a `subscribe` selector.
     private_topics: Vec<String>,
+    /// How far `exp`, `nbf` and `iat` may be off, in seconds.
+    leeway: u64,
 }
+
+/// The last second a token's times may name: 9999-12-31T23:59:59Z, the end of what RFC 3339
+/// (and so every timestamp Herald shows) can write.
+const LATEST_TIME: u64 = 253_402_300_799;
 
 impl std::fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,6 +56,7 @@ impl std::fmt::Debug for Authenticator {
             .field("hs256", &self.hmac.is_some())
             .field("public_key", &self.public.as_ref().map(|(_, alg)| alg))
             .field("private_topics", &self.private_topics)
+            .field("leeway", &self.leeway)
             .finish()
     }
 }
@@ -67,6 +74,10 @@ pub enum CredentialError {
     WrongAlgorithm(String),
     #[error("the token is malformed: {0}")]
     Malformed(String),
+    #[error("the token's {0} is not a time Herald can handle (after the year 9999)")]
+    OutOfRange(&'static str),
+    #[error("the token was issued in the future (iat)")]
+    IssuedInFuture,
 }
 
 impl Authenticator {
@@ -94,19 +105,24 @@ impl Authenticator {
             hmac: secret.as_deref().map(hmac_keys),
             public,
             private_topics: config.private_topics.clone(),
+            leeway: config.jwt_leeway.as_secs(),
         })
     }
 
-    /// An authenticator with one HS256 secret and no private topics, for tools and tests.
+    /// An authenticator with one HS256 secret, no private topics and no leeway, for tools and
+    /// tests.
     pub fn with_secret(secret: &str) -> Self {
         Self {
             hmac: Some(hmac_keys(secret)),
             public: None,
             private_topics: Vec::new(),
+            leeway: 0,
         }
     }
 
-    /// Checks a token's algorithm, signature, `exp`, `nbf` and `sub`.
+    /// Checks a token's algorithm, signature, `exp`, `nbf`, `iat` and `sub`. Every time must be
+    /// one Herald can show (no later than the year 9999), and the token is good until `exp`
+    /// plus the leeway: its connections are closed then.
     pub fn verify(&self, token: &str) -> Result<Credential, CredentialError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|err| CredentialError::Malformed(err.to_string()))?;
@@ -116,8 +132,7 @@ impl Authenticator {
             _ => return Err(CredentialError::WrongAlgorithm(format!("{:?}", header.alg))),
         };
         let mut validation = Validation::new(header.alg);
-        // `exp` is enforced to the second: a connection is closed exactly when it passes.
-        validation.leeway = 0;
+        validation.leeway = self.leeway;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         let data =
@@ -135,11 +150,35 @@ impl Authenticator {
         let claims = data.claims;
         validate_user_id(&claims.sub)
             .map_err(|err| CredentialError::Malformed(format!("sub: {err}")))?;
+        self.check_times(&claims)?;
+        let good_until = claims.exp.saturating_add(self.leeway).min(LATEST_TIME);
         Ok(Credential {
             user: Arc::from(claims.sub),
             grants: claims.herald,
-            expires_at: UNIX_EPOCH + Duration::from_secs(claims.exp),
+            expires_at: UNIX_EPOCH + Duration::from_secs(good_until),
         })
+    }
+
+    /// Refuses times beyond [`LATEST_TIME`] (`exp` in milliseconds, say), and an `iat` later
+    /// than now and the leeway.
+    fn check_times(&self, claims: &Claims) -> Result<(), CredentialError> {
+        for (name, time) in [
+            ("exp", Some(claims.exp)),
+            ("nbf", claims.nbf),
+            ("iat", claims.iat),
+        ] {
+            if time.is_some_and(|time| time > LATEST_TIME) {
+                return Err(CredentialError::OutOfRange(name));
+            }
+        }
+        let now = crate::time::now_ms() / 1000;
+        if claims
+            .iat
+            .is_some_and(|iat| iat > now.saturating_add(self.leeway))
+        {
+            return Err(CredentialError::IssuedInFuture);
+        }
+        Ok(())
     }
 
     /// Signs `claims` with the shared secret, if there is one.
@@ -178,6 +217,7 @@ pub fn claims_for(user: &str, grants: Grants, ttl: Duration) -> Claims {
         sub: user.to_owned(),
         exp: (now + ttl).as_secs(),
         nbf: None,
+        iat: Some(now.as_secs()),
         herald: grants,
     }
 }

@@ -78,6 +78,18 @@ pub struct Config {
     )]
     pub jwt_secret: Option<String>,
 
+    /// How far a token's `exp`, `nbf` and `iat` may be off for clocks that disagree: a token is
+    /// accepted this long after it expired (and its stream closed then), or this long before
+    /// it becomes valid. At most 5 minutes.
+    #[arg(
+        long,
+        env = "HERALD_JWT_LEEWAY",
+        value_name = "DURATION",
+        default_value = "5s",
+        value_parser = parse_duration
+    )]
+    pub jwt_leeway: Duration,
+
     /// PEM file with the RS256 or ES256 public key for JSON Web Tokens.
     #[arg(long, env = "HERALD_JWT_PUBLIC_KEY", value_name = "PEM_FILE")]
     pub jwt_public_key: Option<PathBuf>,

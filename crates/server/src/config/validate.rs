@@ -89,6 +89,12 @@ impl Config {
             ("client_ttl", self.client_ttl, false, CENTURY),
             ("dev_token_ttl", self.dev_token_ttl, false, CENTURY),
             (
+                "jwt_leeway",
+                self.jwt_leeway,
+                true,
+                Duration::from_secs(300),
+            ),
+            (
                 "max_connection_lifetime",
                 self.max_connection_lifetime,
                 true,

@@ -95,7 +95,7 @@ impl From<CredentialError> for ApiError {
     fn from(err: CredentialError) -> Self {
         let code = match err {
             CredentialError::Expired => "token_expired",
-            CredentialError::NotYetValid => "token_not_yet_valid",
+            CredentialError::NotYetValid | CredentialError::IssuedInFuture => "token_not_yet_valid",
             _ => "invalid_token",
         };
         Self::new(StatusCode::UNAUTHORIZED, code, err.to_string())

@@ -23,7 +23,7 @@ use utoipa::{Modify, OpenApi};
                        back-ends publish over HTTP. Every error body is `{\"error\": {\"code\", \"message\"}}`.\n\n\
                        Credentials are JSON Web Tokens (HS256, RS256 or ES256) sent as `Authorization: Bearer`, \
                        the `herald_token` cookie or the `access_token` query parameter. Claims: `sub` (user id), \
-                       `exp`, optional `nbf`, and `herald: {publish, subscribe, admin}` where publish and subscribe \
+                       `exp`, optional `nbf` and `iat` (times after the year 9999 are refused), and `herald: {publish, subscribe, admin}` where publish and subscribe \
                        list topic selectors: an exact topic, a prefix `rooms/*`, or `*`. Publishing needs a `publish` \
                        selector for the topic (or `users/<id>`, `clients/<id>` for direct sends); private topics and \
                        private events need a `subscribe` selector; listing and closing clients and broadcasting need \

@@ -58,13 +58,15 @@ impl TestServer {
     }
 
     /// Settings for a test server: a fresh data directory, no web app, tokens signed with
-    /// [`TEST_SECRET`], and no publish rate limit (tests publish in bursts).
+    /// [`TEST_SECRET`] and checked to the second (the tests sign with the server's own clock),
+    /// and no publish rate limit (tests publish in bursts).
     pub fn config() -> Config {
         let data_dir = fresh_data_dir();
         Config {
             static_dir: data_dir.join("no-web-app"),
             data_dir,
             jwt_secret: Some(TEST_SECRET.into()),
+            jwt_leeway: Duration::ZERO,
             publish_rate: 0,
             ..Config::default()
         }
