@@ -226,7 +226,10 @@ pub fn claims_for(user: &str, grants: Grants, ttl: Duration) -> Claims {
 fn dev_secret(data_dir: &Path) -> Result<String, String> {
     let path = data_dir.join(DEV_SECRET_FILE);
     match std::fs::read_to_string(&path) {
-        Ok(secret) if !secret.trim().is_empty() => return Ok(secret.trim().to_owned()),
+        Ok(secret) if !secret.trim().is_empty() => {
+            owner_only(&path)?;
+            return Ok(secret.trim().to_owned());
+        }
         Ok(_) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
         Err(err) => return Err(format!("cannot read {}: {err}", path.display())),
@@ -234,9 +237,39 @@ fn dev_secret(data_dir: &Path) -> Result<String, String> {
     std::fs::create_dir_all(data_dir)
         .map_err(|err| format!("cannot create {}: {err}", data_dir.display()))?;
     let secret = crate::ids::random_secret();
-    std::fs::write(&path, &secret)
-        .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    // Created readable by its owner alone: anyone who reads it can sign credentials.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(
+        &mut options
+            .open(&path)
+            .map_err(|err| format!("cannot create {}: {err}", path.display()))?,
+        secret.as_bytes(),
+    )
+    .map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+    owner_only(&path)?;
     Ok(secret)
+}
+
+/// Makes the key file readable by its owner alone, as one written by an older Herald may not
+/// be.
+#[cfg(unix)]
+fn owner_only(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let metadata =
+        std::fs::metadata(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    if metadata.permissions().mode() & 0o077 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|err| format!("cannot restrict {}: {err}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn owner_only(_path: &Path) -> Result<(), String> {
+    Ok(())
 }
 
 /// Reads an RSA or EC (P-256) public key from a PEM file.
@@ -297,5 +330,25 @@ mod tests {
         claims.exp -= 5;
         let token = auth.sign(&claims).unwrap();
         assert_eq!(auth.verify(&token).unwrap_err(), CredentialError::Expired);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_development_key_is_readable_by_its_owner_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "herald-dev-key-{}-{}",
+            std::process::id(),
+            crate::ids::random_u32()
+        ));
+        let key = dir.join(DEV_SECRET_FILE);
+        let mode = || std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+        let created = dev_secret(&dir).unwrap();
+        assert_eq!(mode(), 0o600, "created for its owner alone");
+        // A key left readable by everyone (by an older Herald, say) is restricted when read.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(dev_secret(&dir).unwrap(), created, "the same key is kept");
+        assert_eq!(mode(), 0o600, "restricted when found open");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -10,6 +10,7 @@ use axum::http::{StatusCode, header};
 
 use super::AppState;
 use super::error::ApiError;
+use super::origin::require_allowed_origin;
 use crate::auth::{Credential, Principal};
 use crate::stream::PeerAddress;
 
@@ -21,15 +22,20 @@ const QUERY: &str = "access_token";
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    /// Anonymous without a token, 401 with a bad one: a bad credential is never anonymous.
+    /// Anonymous without a token, 401 with a bad one: a bad credential is never anonymous. A
+    /// change authenticated by the cookie must also come from an allowed origin.
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        match AccessToken::find(parts)? {
-            None => Ok(Principal(None)),
-            Some(token) => Ok(Principal(Some(state.auth.verify(token.token())?))),
+        let Some(token) = AccessToken::find(parts)? else {
+            return Ok(Principal(None));
+        };
+        let credential = state.auth.verify(token.token())?;
+        if matches!(token, AccessToken::Cookie(_)) {
+            require_allowed_origin(parts, &state.config)?;
         }
+        Ok(Principal(Some(credential)))
     }
 }
 

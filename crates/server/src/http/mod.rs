@@ -10,6 +10,7 @@ mod events;
 mod notifications;
 mod openapi;
 mod ops;
+mod origin;
 mod publish;
 mod responses;
 
@@ -81,15 +82,22 @@ pub fn router(state: AppState) -> Router {
     let api = match cors(&state.config.cors_origins) {
         Some(cors) => api.layer(cors),
         None => api,
-    }
-    .with_state(state);
+    };
+    let dev = state.config.dev.then(|| state.clone());
     let app = ServeDir::new(&static_dir)
         .append_index_html_on_directories(true)
         .fallback(ServeFile::new(static_dir.join("index.html")));
     let web_app = Router::new()
         .fallback_service(app)
         .layer(axum::middleware::map_response(static_answer));
-    api.fallback_service(web_app)
+    let routes = api.with_state(state).fallback_service(web_app);
+    match dev {
+        Some(state) => routes.layer(axum::middleware::from_fn_with_state(
+            state,
+            origin::loopback_host_only,
+        )),
+        None => routes,
+    }
 }
 
 /// The CORS policy for the configured origins: named origins may send credentials (cookies,

@@ -13,6 +13,7 @@ mod architecture;
 mod authorization;
 mod bad_input;
 mod cluster;
+mod cross_site;
 mod demo;
 mod durability;
 mod event_connections;
