@@ -253,6 +253,38 @@ async fn retention_drops_what_is_older_than_the_age_limit(backend: Backend) {
     );
 }
 
+async fn a_forgotten_stream_comes_back_without_replaying_from_before(backend: Backend) {
+    let store = open(backend).await;
+    let storage = &*store.storage;
+    let before = storage.latest().await.unwrap();
+    append(storage, &[&[topic("a")], &[topic("a")]]).await;
+    let in_a_minute = SystemTime::now() + Duration::from_secs(60);
+    eventually("topic a is forgotten", || async {
+        storage
+            .expire(SystemTime::UNIX_EPOCH, in_a_minute)
+            .await
+            .unwrap();
+        matches!(
+            storage.read_after(&[topic("a")], before, 10).await.unwrap(),
+            Replay::Expired
+        )
+    })
+    .await;
+    let forgotten_at = storage.latest().await.unwrap();
+    let back = append(storage, &[&[topic("a")]]).await;
+    assert!(
+        matches!(
+            storage.read_after(&[topic("a")], before, 10).await.unwrap(),
+            Replay::Expired
+        ),
+        "coming back, it still cannot replay what it lost"
+    );
+    assert_eq!(
+        read_all(storage, &[topic("a")], forgotten_at).await,
+        [back[0].seq]
+    );
+}
+
 async fn client_ids_are_known_until_they_expire_with_their_stream(backend: Backend) {
     let store = open(backend).await;
     let storage = &*store.storage;
@@ -432,6 +464,7 @@ contract!(
     a_position_before_the_log_cannot_be_replayed,
     retention_keeps_the_newest_of_each_stream,
     retention_drops_what_is_older_than_the_age_limit,
+    a_forgotten_stream_comes_back_without_replaying_from_before,
     client_ids_are_known_until_they_expire_with_their_stream,
     the_inbox_keeps_the_newest_and_counts_unread,
     marking_read_changes_only_the_owners_inbox_once,

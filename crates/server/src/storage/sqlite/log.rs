@@ -24,6 +24,7 @@ pub(super) fn append_batch(
         .map_err(&failed)?;
     let mut stored = Vec::with_capacity(events.len());
     let mut touched = HashSet::new();
+    start_fresh_streams(inner, &tx, &events).map_err(&failed)?;
     {
         let mut insert_event = tx
             .prepare_cached(
@@ -60,6 +61,39 @@ pub(super) fn append_batch(
     Ok(stored)
 }
 
+/// Gives each stream of `events` that has no history (new, or forgotten by retention) a trim
+/// record at the floor of forgotten streams, so that no replay from before that floor passes
+/// over what the stream lost. Streams appended to since the last retention pass have history
+/// and are not looked up.
+fn start_fresh_streams(
+    inner: &Inner,
+    tx: &Connection,
+    events: &[NewEvent],
+) -> rusqlite::Result<()> {
+    let forgotten = inner.forgotten.load(Ordering::Acquire);
+    if forgotten == 0 {
+        return Ok(());
+    }
+    let candidates: HashSet<String> = {
+        let touched = lock(&inner.touched);
+        events
+            .iter()
+            .flat_map(|event| &event.streams)
+            .map(StreamKey::encode)
+            .filter(|key| !touched.contains(key))
+            .collect()
+    };
+    let mut start = tx.prepare_cached(
+        "INSERT INTO trims (stream, trimmed_through)
+             SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM event_streams WHERE stream = ?1)
+         ON CONFLICT (stream) DO NOTHING",
+    )?;
+    for key in candidates {
+        start.execute(params![key, to_sql(forgotten)])?;
+    }
+    Ok(())
+}
+
 pub(super) fn read_page(
     inner: &Inner,
     reader: &mut Connection,
@@ -82,12 +116,25 @@ pub(super) fn read_page(
         let mut page = tx
             .prepare_cached("SELECT seq FROM event_streams WHERE stream = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
             .map_err(&failed)?;
+        let mut forgotten = None;
         for key in keys {
             let through: Option<i64> = trimmed
                 .query_row([key], |row| row.get(0))
                 .optional()
                 .map_err(&failed)?;
-            if through.is_some_and(|through| to_seq(through) > after) {
+            let lost = match through {
+                Some(through) => to_seq(through) > after,
+                // No record: a stream with history never lost any; one without may have been
+                // forgotten, and cannot be replayed from before the floor of those.
+                None => {
+                    let floor = match forgotten {
+                        Some(floor) => floor,
+                        None => *forgotten.insert(forgotten_floor(&tx).map_err(&failed)?),
+                    };
+                    floor > after && !has_history(&tx, key).map_err(&failed)?
+                }
+            };
+            if lost {
                 return Ok(Replay::Expired);
             }
             let rows = page
@@ -135,4 +182,27 @@ pub(super) fn read_page(
         }
     }
     Ok(Replay::Events { events, complete })
+}
+
+/// The floor of forgotten streams, as of the reader's snapshot.
+fn forgotten_floor(tx: &Connection) -> rusqlite::Result<Seq> {
+    let value: Option<String> = tx
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'forgotten'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()?;
+    Ok(value.and_then(|value| value.parse().ok()).unwrap_or(0))
+}
+
+/// Whether the stream holds any event.
+fn has_history(tx: &Connection, key: &str) -> rusqlite::Result<bool> {
+    tx.query_row(
+        "SELECT 1 FROM event_streams WHERE stream = ?1 LIMIT 1",
+        [key],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|found| found.is_some())
 }

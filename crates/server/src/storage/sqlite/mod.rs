@@ -81,6 +81,9 @@ struct Inner {
     latest: AtomicU64,
     /// The position before the first event of this database: ids below it are from elsewhere.
     floor: Seq,
+    /// The newest position removed from a stream that was then forgotten for having no events
+    /// left: a stream without history cannot be replayed from before it (`meta.forgotten`).
+    forgotten: AtomicU64,
 }
 
 fn storage_error(context: &str) -> impl Fn(rusqlite::Error) -> StorageError + '_ {
@@ -148,6 +151,15 @@ impl SqliteStorage {
             readers.push(pool::open_reader(&path).map_err(storage_error(&context))?);
         }
         let touched = retention::over_limit(&writer, &settings).map_err(storage_error(&context))?;
+        let forgotten: Option<String> = writer
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'forgotten'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(storage_error(&context))?;
+        let forgotten = forgotten.and_then(|value| value.parse().ok()).unwrap_or(0);
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -161,6 +173,7 @@ impl SqliteStorage {
                 touched: Mutex::new(touched),
                 latest: AtomicU64::new(to_seq(latest)),
                 floor,
+                forgotten: AtomicU64::new(forgotten),
             }),
         })
     }

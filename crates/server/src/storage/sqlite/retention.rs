@@ -1,13 +1,21 @@
 //! Retention: history trimmed by count and by age, and expired clients forgotten with their
 //! streams. Every stream records the newest position removed from it (`trims`), so a replay
-//! from before it is refused rather than silently short.
+//! from before it is refused rather than silently short. A stream left with no events is
+//! forgotten, its record with it: its position folds into one floor (`meta.forgotten`) below
+//! which a stream without history cannot be replayed, and a stream appended to again starts
+//! from that floor (see `log.rs`). Records of expired clients go with them: an unknown client is
+//! never replayed.
 
 use std::collections::HashSet;
 use std::time::SystemTime;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Inner, SqliteSettings, SqliteStorage, StorageError, lock, millis, storage_error};
+use std::sync::atomic::Ordering;
+
+use super::{
+    Inner, SqliteSettings, SqliteStorage, StorageError, lock, millis, storage_error, to_seq, to_sql,
+};
 
 /// Streams whose count limit one retention transaction applies. A pass over many active
 /// streams (each client stream of a busy unicast) otherwise held the writer for tens of
@@ -22,7 +30,7 @@ impl SqliteStorage {
         cutoff: SystemTime,
         oldest_kept: SystemTime,
     ) -> Result<(), StorageError> {
-        self.write(move |_, writer| retain_by_age(writer, cutoff, oldest_kept))
+        self.write(move |inner, writer| retain_by_age(inner, writer, cutoff, oldest_kept))
             .await?;
         // A slice of the streams per transaction, so publishes commit in between rather
         // than wait for every active stream to be counted.
@@ -60,9 +68,10 @@ pub(super) fn over_limit(
 }
 
 /// Forgets expired clients and their streams and applies the age limit, in one transaction,
-/// recording in `trims` the newest position removed from each stream. The count limit is
-/// [`retain_by_count`]'s.
+/// recording in `trims` the newest position removed from each stream and forgetting the streams
+/// left empty. The count limit is [`retain_by_count`]'s.
 fn retain_by_age(
+    inner: &Inner,
     writer: &mut Connection,
     cutoff: SystemTime,
     oldest_kept: SystemTime,
@@ -71,37 +80,35 @@ fn retain_by_age(
     let tx = writer
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(&failed)?;
-    // Expired clients: a trim record for their stream (so no replay can skip its events
-    // silently), their events that no other stream holds, their stream and their entry.
+    // Expired clients: their events that no other stream holds, their stream, its trim record
+    // and their entry. Their streams are forgotten: the newest position they held raises the
+    // floor of forgotten streams.
     let expired = "SELECT 'c:' || client_id FROM clients WHERE last_seen_ms < ?1";
-    tx.execute(
-        &format!(
-            "INSERT INTO trims (stream, trimmed_through)
-                 SELECT stream, max(seq) FROM event_streams WHERE stream IN ({expired}) GROUP BY stream
-             ON CONFLICT (stream) DO UPDATE SET trimmed_through = max(trimmed_through, excluded.trimmed_through)"
-        ),
-        [millis(cutoff)],
-    )
-    .map_err(&failed)?;
-    tx.execute(
-        &format!(
+    let newest: Option<i64> = tx
+        .query_row(
+            &format!(
+                "SELECT max(position) FROM (
+                     SELECT max(seq) AS position FROM event_streams WHERE stream IN ({expired})
+                     UNION ALL
+                     SELECT max(trimmed_through) FROM trims WHERE stream IN ({expired}))"
+            ),
+            [millis(cutoff)],
+            |row| row.get(0),
+        )
+        .map_err(&failed)?;
+    let mut floor = newest.map(to_seq);
+    for statement in [
+        format!(
             "DELETE FROM events WHERE seq IN (SELECT seq FROM event_streams WHERE stream IN ({expired}))
                  AND NOT EXISTS (SELECT 1 FROM event_streams others
                                  WHERE others.seq = events.seq AND others.stream NOT IN ({expired}))"
         ),
-        [millis(cutoff)],
-    )
-    .map_err(&failed)?;
-    tx.execute(
-        &format!("DELETE FROM event_streams WHERE stream IN ({expired})"),
-        [millis(cutoff)],
-    )
-    .map_err(&failed)?;
-    tx.execute(
-        "DELETE FROM clients WHERE last_seen_ms < ?1",
-        [millis(cutoff)],
-    )
-    .map_err(&failed)?;
+        format!("DELETE FROM event_streams WHERE stream IN ({expired})"),
+        format!("DELETE FROM trims WHERE stream IN ({expired})"),
+        "DELETE FROM clients WHERE last_seen_ms < ?1".to_owned(),
+    ] {
+        tx.execute(&statement, [millis(cutoff)]).map_err(&failed)?;
+    }
 
     // Age: everything up to the newest event older than the limit, in every stream.
     let too_old: Option<i64> = tx
@@ -112,20 +119,52 @@ fn retain_by_age(
         )
         .map_err(&failed)?;
     if let Some(through) = too_old {
-        tx.execute(
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS aged (stream TEXT PRIMARY KEY) WITHOUT ROWID;
+             DELETE FROM aged;",
+        )
+        .map_err(&failed)?;
+        for statement in [
+            "INSERT INTO aged SELECT DISTINCT stream FROM event_streams WHERE seq <= ?1",
             "INSERT INTO trims (stream, trimmed_through)
                  SELECT stream, max(seq) FROM event_streams WHERE seq <= ?1 GROUP BY stream
              ON CONFLICT (stream) DO UPDATE SET trimmed_through = max(trimmed_through, excluded.trimmed_through)",
-            [through],
+            "DELETE FROM event_streams WHERE seq <= ?1",
+            "DELETE FROM events WHERE seq <= ?1",
+        ] {
+            tx.execute(statement, [through]).map_err(&failed)?;
+        }
+        floor = floor.max(forget_empty_streams(&tx).map_err(&failed)?);
+    }
+    let floor = floor.filter(|floor| *floor > inner.forgotten.load(Ordering::Acquire));
+    if let Some(floor) = floor {
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('forgotten', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [to_sql(floor).to_string()],
         )
         .map_err(&failed)?;
-        tx.execute("DELETE FROM event_streams WHERE seq <= ?1", [through])
-            .map_err(&failed)?;
-        tx.execute("DELETE FROM events WHERE seq <= ?1", [through])
-            .map_err(&failed)?;
     }
+    tx.commit().map_err(&failed)?;
+    if let Some(floor) = floor {
+        inner.forgotten.store(floor, Ordering::Release);
+    }
+    Ok(())
+}
 
-    tx.commit().map_err(&failed)
+/// Forgets the streams the age limit left without events (listed in `aged`): their trim
+/// records go. Returns the newest position among them, to raise the floor below which a stream
+/// without history cannot be replayed.
+fn forget_empty_streams(tx: &Connection) -> rusqlite::Result<Option<u64>> {
+    let empty = "stream IN (SELECT stream FROM aged)
+                 AND NOT EXISTS (SELECT 1 FROM event_streams WHERE event_streams.stream = trims.stream)";
+    let newest: Option<i64> = tx.query_row(
+        &format!("SELECT max(trimmed_through) FROM trims WHERE {empty}"),
+        [],
+        |row| row.get(0),
+    )?;
+    tx.execute(&format!("DELETE FROM trims WHERE {empty}"), [])?;
+    Ok(newest.map(to_seq))
 }
 
 /// Applies the count limit to `streams` (appended to since the last pass: only they can have

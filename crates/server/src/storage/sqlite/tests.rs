@@ -298,3 +298,57 @@ fn a_database_from_a_newer_herald_is_refused() {
     assert!(err.message.contains("schema version 99"), "{err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+fn trim_records(storage: &SqliteStorage) -> i64 {
+    lock(&storage.inner.writer)
+        .query_row("SELECT count(*) FROM trims", [], |row| row.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn retention_forgets_empty_streams_and_expired_clients_with_their_trim_records() {
+    let dir = temp_dir();
+    let storage = SqliteStorage::open(&dir, settings()).unwrap();
+    let floor = storage.inner.floor;
+    let client = ClientId::generate();
+    storage.register_client(&client).await.unwrap();
+    let direct = NewEvent {
+        streams: vec![StreamKey::Client(client.clone())],
+        ..event("unused", 0)
+    };
+    let events = (1..=5).map(|n| event(&format!("t{n}"), n)).chain([direct]);
+    storage.append(events.collect()).await.unwrap();
+    let long_ago = SystemTime::UNIX_EPOCH;
+    let in_a_minute = SystemTime::now() + Duration::from_secs(60);
+    storage.expire(in_a_minute, in_a_minute).await.unwrap();
+    assert_eq!(count_events(&storage), 0);
+    assert_eq!(trim_records(&storage), 0, "no record outlives its stream");
+    let newest = floor + 6;
+    assert_eq!(storage.inner.forgotten.load(Ordering::Acquire), newest);
+
+    let mut reader = lock(&storage.inner.readers).pop().unwrap();
+    assert!(
+        matches!(
+            read_page(&storage.inner, &mut reader, &topic("t1"), floor, 10).unwrap(),
+            Replay::Expired
+        ),
+        "a forgotten stream cannot be replayed from before it was forgotten"
+    );
+    // The stream comes back, starting at the floor: still nothing from before it.
+    let again = storage.append(vec![event("t1", 9)]).await.unwrap();
+    assert!(matches!(
+        read_page(&storage.inner, &mut reader, &topic("t1"), floor, 10).unwrap(),
+        Replay::Expired
+    ));
+    assert_eq!(
+        seqs(read_page(&storage.inner, &mut reader, &topic("t1"), newest, 10).unwrap()),
+        [again[0].seq]
+    );
+    drop(reader);
+    drop(storage);
+    // The floor survives a restart.
+    let reopened = SqliteStorage::open(&dir, settings()).unwrap();
+    assert_eq!(reopened.inner.forgotten.load(Ordering::Acquire), newest);
+    reopened.expire(long_ago, long_ago).await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
