@@ -190,6 +190,7 @@ fn start_app(
     ));
     let settings = AppSettings {
         max_notifications_per_user: config.max_notifications_per_user,
+        connection_lifetime: config.connection_lifetime(),
     };
     App::new(
         hub,

@@ -49,10 +49,10 @@ pub fn CountdownPanel() -> impl IntoView {
             .trim()
             .parse::<u64>()
             .ok()
-            .filter(|ms| *ms <= 60_000);
+            .filter(|ms| (10..=60_000).contains(ms));
         let (Some(expected), Some(every)) = (expected, every) else {
             status.set(Status::Failed(
-                "count is 1 to 1000 and the interval 0 to 60000 ms".into(),
+                "count is 1 to 1000 and the interval 10 to 60000 ms".into(),
             ));
             return;
         };

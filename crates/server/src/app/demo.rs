@@ -28,8 +28,9 @@ use crate::metrics::{DemoLabels, Metrics};
 use crate::storage::NewInboxItem;
 
 const MAX_COUNT: u32 = 1000;
+const MIN_INTERVAL_MS: u64 = 10;
 const MAX_INTERVAL_MS: u64 = 60_000;
-const MAX_PROMPT_CHARS: usize = 4000;
+const MAX_PROMPT_BYTES: usize = 4096;
 
 /// The topic administrators watch in the orders demo.
 pub const ORDERS_TOPIC: &str = "admin/orders";
@@ -77,17 +78,17 @@ impl App {
         fail_after: Option<usize>,
         resume_after: usize,
     ) -> Result<Option<DemoStream>, AppError> {
+        if prompt.len() > MAX_PROMPT_BYTES {
+            return Err(AppError::invalid(
+                "invalid_parameter",
+                format!("a prompt is at most {MAX_PROMPT_BYTES} bytes"),
+            ));
+        }
         let prompt = prompt.trim();
         if prompt.is_empty() {
             return Err(AppError::invalid(
                 "missing_prompt",
                 "give a prompt (?prompt=...)",
-            ));
-        }
-        if prompt.chars().count() > MAX_PROMPT_CHARS {
-            return Err(AppError::invalid(
-                "invalid_parameter",
-                format!("a prompt is at most {MAX_PROMPT_CHARS} characters"),
             ));
         }
         check_interval("delay_ms", delay_ms)?;
@@ -115,6 +116,11 @@ impl App {
             frames,
             next: resume_after,
             interval: Duration::from_millis(interval_ms),
+            ends_at: self
+                .inner
+                .settings
+                .connection_lifetime
+                .map(|lifetime| tokio::time::Instant::now() + lifetime),
             shutdown: self.inner.shutdown.clone(),
             guard,
         })
@@ -160,10 +166,10 @@ impl App {
 }
 
 fn check_interval(name: &str, millis: u64) -> Result<(), AppError> {
-    if millis > MAX_INTERVAL_MS {
+    if !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&millis) {
         return Err(AppError::invalid(
             "invalid_parameter",
-            format!("{name} must be at most {MAX_INTERVAL_MS}"),
+            format!("{name} must be between {MIN_INTERVAL_MS} and {MAX_INTERVAL_MS}"),
         ));
     }
     Ok(())
@@ -220,12 +226,15 @@ fn answer_pieces(prompt: &str) -> Vec<String> {
 }
 
 /// A fixed sequence of frames written `interval` apart; it stops producing as soon as it is
-/// dropped (the client went away) and ends with `herald.closing` at shutdown.
+/// dropped (the client went away), and ends with `herald.closing` at shutdown or at the
+/// connection's maximum lifetime, as an event stream does.
 #[derive(Debug)]
 pub struct DemoStream {
     frames: Vec<Bytes>,
     next: usize,
     interval: Duration,
+    /// When the connection reaches its maximum lifetime, if it has one.
+    ends_at: Option<tokio::time::Instant>,
     shutdown: CancellationToken,
     guard: EarlyStop,
 }
@@ -248,10 +257,20 @@ impl DemoStream {
             return None;
         };
         if self.next > 0 {
+            let lifetime = async {
+                match self.ends_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = self.shutdown.cancelled() => {
                     self.guard.finished = true;
                     return Some(closing(CloseReason::Shutdown, None));
+                }
+                () = lifetime => {
+                    self.guard.finished = true;
+                    return Some(closing(CloseReason::MaxLifetime, None));
                 }
                 () = tokio::time::sleep(self.interval) => {}
             }

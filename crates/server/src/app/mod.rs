@@ -8,6 +8,7 @@ mod inbox;
 mod publish;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +25,8 @@ pub use publish::Target;
 pub struct AppSettings {
     /// Notifications kept per user; the oldest go first.
     pub max_notifications_per_user: usize,
+    /// How long a demo stream may live, as any connection; `None` for ever.
+    pub connection_lifetime: Option<Duration>,
 }
 
 /// The use cases, on one hub and its storage; clones share them.

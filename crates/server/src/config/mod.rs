@@ -69,6 +69,21 @@ pub struct Config {
     )]
     pub dev: bool,
 
+    /// Serve the demos (`/demo/countdown`, `/demo/chat`, `/demo/orders`) outside development
+    /// mode too; development mode always serves them.
+    #[arg(
+        long,
+        env = "HERALD_DEMOS",
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub demos: bool,
+
     /// HS256 key for JSON Web Tokens.
     #[arg(
         long,

@@ -1,5 +1,6 @@
 //! The demos: a countdown and a chat answer streamed as events, and the administrators' orders
-//! demo. What they do is in `app::demo`; here their parameters are read and their answers shaped.
+//! demo, served in development mode or with `--demos`. What they do is in `app::demo`; here
+//! their parameters are read and their answers shaped.
 
 use axum::Json;
 use axum::extract::State;
@@ -13,7 +14,7 @@ use super::AppState;
 use super::caller::limit_publish_rate;
 use super::error::{ApiError, ApiQuery};
 use super::events::event_stream_response;
-use super::responses::{RateLimited, Unauthorized, Unavailable};
+use super::responses::{NotAdmin, RateLimited, Unauthorized, Unavailable};
 use crate::app::DemoStream;
 use crate::auth::Principal;
 
@@ -21,7 +22,7 @@ use crate::auth::Principal;
 pub struct CountdownParams {
     /// How many messages, 1 to 1000. Default 10.
     count: Option<u32>,
-    /// Milliseconds between messages, 0 to 60000. Default 1000.
+    /// Milliseconds between messages, 10 to 60000. Default 1000.
     interval_ms: Option<u64>,
 }
 
@@ -53,9 +54,9 @@ pub async fn countdown(
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ChatParams {
-    /// The question, 1 to 4000 characters.
+    /// The question, 1 to 4096 bytes.
     prompt: Option<String>,
-    /// Milliseconds between pieces of the answer, 0 to 60000. Default 40.
+    /// Milliseconds between pieces of the answer, 10 to 60000. Default 40.
     delay_ms: Option<u64>,
     /// Simulates an upstream failure after this many pieces.
     fail_after: Option<usize>,
@@ -105,9 +106,9 @@ fn respond(demo: Option<DemoStream>) -> Response {
     }
 }
 
-/// Places a demo order as the caller: publishes a private `order.placed` event on
-/// `admin/orders`, which reaches only connections allowed to subscribe to it, and puts a
-/// notification in the inbox of every administrator connected now.
+/// Places a demo order as the caller, an administrator: publishes a private `order.placed`
+/// event on `admin/orders`, which reaches only connections allowed to subscribe to it, and puts
+/// a notification in the inbox of every administrator connected now.
 #[utoipa::path(
     post,
     path = "/demo/orders",
@@ -115,6 +116,7 @@ fn respond(demo: Option<DemoStream>) -> Response {
     responses(
         (status = 200, description = "The order and the administrators notified", body = OrderReceipt),
         (status = 401, response = Unauthorized),
+        (status = 403, response = NotAdmin),
         (status = 429, response = RateLimited),
         (status = 503, response = Unavailable),
     ),
@@ -124,7 +126,7 @@ pub async fn place_order(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<Json<OrderReceipt>, ApiError> {
-    let credential = principal.require_credential("placing an order")?;
+    let credential = principal.require_admin()?;
     limit_publish_rate(&state, credential)?;
     Ok(Json(state.app.place_order(&credential.user).await?))
 }

@@ -71,14 +71,20 @@ pub fn router(state: AppState) -> Router {
         .route("/api/dev/token", post(dev::token))
         .route("/api/openapi.json", get(openapi::document))
         .route("/api/{*rest}", axum::routing::any(route_not_found))
-        .route("/demo/countdown", get(demo::countdown))
-        .route("/demo/chat", get(demo::chat))
-        .route("/demo/orders", post(demo::place_order))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+        .method_not_allowed_fallback(method_not_allowed);
+    // The demos hold streams open and write to administrators' inboxes: served only when
+    // asked for.
+    let api = if state.config.dev || state.config.demos {
+        api.route("/demo/countdown", get(demo::countdown))
+            .route("/demo/chat", get(demo::chat))
+            .route("/demo/orders", post(demo::place_order))
+    } else {
+        api.route("/demo/{*rest}", axum::routing::any(route_not_found))
+    };
+    let api = api.layer(DefaultBodyLimit::max(state.config.max_body_bytes));
     let api = match cors(&state.config.cors_origins) {
         Some(cors) => api.layer(cors),
         None => api,

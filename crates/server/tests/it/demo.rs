@@ -1,14 +1,24 @@
-//! The demo streams: countdown and chat.
+//! The demo streams, countdown and chat: served only in development mode or with `--demos`,
+//! their parameters bounded, their lifetime that of any connection.
+
+use std::time::Duration;
+
+use herald_protocol::payloads::{ChatDelta, ChatDone};
+use herald_protocol::system::CloseReason;
+use serde_json::json;
 
 use crate::support::{TestServer, eventually};
-use herald_protocol::payloads::{ChatDelta, ChatDone};
-use serde_json::json;
+
+/// A server with the demos on.
+pub async fn demo_server() -> TestServer {
+    TestServer::start_with(|config| config.demos = true).await
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn countdown_sends_exactly_count_messages_then_ends() {
-    let server = TestServer::start().await;
+    let server = demo_server().await;
     let mut stream = server
-        .get_stream("/demo/countdown?count=10&interval_ms=5")
+        .get_stream("/demo/countdown?count=10&interval_ms=10")
         .await;
     assert_eq!(stream.headers["content-type"], "text/event-stream");
     for n in 1..=10 {
@@ -24,10 +34,10 @@ async fn countdown_sends_exactly_count_messages_then_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn countdown_resumes_after_the_last_event_id_and_says_when_it_is_over() {
-    let server = TestServer::start().await;
+    let server = demo_server().await;
     let response = server
         .http
-        .get(server.url("/demo/countdown?count=5&interval_ms=0"))
+        .get(server.url("/demo/countdown?count=5&interval_ms=10"))
         .header("Last-Event-ID", "3")
         .send()
         .await
@@ -59,7 +69,7 @@ async fn countdown_resumes_after_the_last_event_id_and_says_when_it_is_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn countdown_stops_producing_when_the_client_goes_away() {
-    let server = TestServer::start().await;
+    let server = demo_server().await;
     let cancelled = r#"herald_demo_streams_cancelled_total{demo="countdown"}"#;
     let mut stream = server
         .get_stream("/demo/countdown?count=1000&interval_ms=20")
@@ -75,9 +85,9 @@ async fn countdown_stops_producing_when_the_client_goes_away() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_streams_deltas_then_done_then_the_done_sentinel() {
-    let server = TestServer::start().await;
+    let server = demo_server().await;
     let mut stream = server
-        .get_stream("/demo/chat?prompt=What%20is%20Herald%3F&delay_ms=1")
+        .get_stream("/demo/chat?prompt=What%20is%20Herald%3F&delay_ms=10")
         .await;
     let mut answer = String::new();
     let mut deltas = 0;
@@ -105,9 +115,9 @@ async fn chat_streams_deltas_then_done_then_the_done_sentinel() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_failure_ends_the_chat_with_chat_error() {
-    let server = TestServer::start().await;
+    let server = demo_server().await;
     let mut stream = server
-        .get_stream("/demo/chat?prompt=hello&delay_ms=0&fail_after=2")
+        .get_stream("/demo/chat?prompt=hello&delay_ms=10&fail_after=2")
         .await;
     stream.expect("chat.delta").await;
     stream.expect("chat.delta").await;
@@ -119,13 +129,15 @@ async fn an_upstream_failure_ends_the_chat_with_chat_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_parameters_are_checked() {
-    let server = TestServer::start().await;
+    let server = demo_server().await;
     for path in [
         "/demo/countdown?count=0",
         "/demo/countdown?count=1001",
         "/demo/countdown?count=abc",
         "/demo/countdown?interval_ms=-1",
+        "/demo/countdown?interval_ms=9",
         "/demo/countdown?interval_ms=600000",
+        "/demo/chat?prompt=hi&delay_ms=0",
         "/demo/chat",
         "/demo/chat?prompt=%20",
         "/demo/chat?prompt=hi&delay_ms=x",
@@ -134,9 +146,63 @@ async fn demo_parameters_are_checked() {
         assert_eq!(status, 400, "{path}");
         assert!(body["error"]["code"].is_string(), "{path}: {body}");
     }
-    let long_prompt = "x".repeat(4001);
+    let long_prompt = "x".repeat(4097);
     let (status, _) = server
         .get_json(&format!("/demo/chat?prompt={long_prompt}"))
         .await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 400, "a prompt is at most 4 KiB");
+    let (status, _) = server
+        .get_json(&format!("/demo/chat?prompt={}", "é".repeat(2049)))
+        .await;
+    assert_eq!(status, 400, "counted in bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demos_are_served_only_when_asked_for() {
+    let server = TestServer::start().await;
+    for path in [
+        "/demo/countdown?count=1",
+        "/demo/chat?prompt=hi",
+        "/demo/anything",
+    ] {
+        let (status, body) = server.get_json(path).await;
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(body["error"]["code"], "not_found", "{path}");
+    }
+    let (status, _) = server.post_raw("/demo/orders", None, "").await;
+    assert_eq!(status, 404);
+    let dev = TestServer::start_with(|config| {
+        config.dev = true;
+        config.jwt_secret = None;
+    })
+    .await;
+    let mut countdown = dev
+        .get_stream("/demo/countdown?count=1&interval_ms=10")
+        .await;
+    countdown.expect("customEvent").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_stream_ends_at_the_maximum_lifetime_of_a_connection() {
+    let server = TestServer::start_with(|config| {
+        config.demos = true;
+        config.max_connection_lifetime = Duration::from_millis(300);
+    })
+    .await;
+    let mut stream = server
+        .get_stream("/demo/countdown?count=1000&interval_ms=50")
+        .await;
+    let mut received = 0;
+    loop {
+        let event = stream.next_event().await;
+        if event.event == "herald.closing" {
+            let closing: herald_protocol::system::Closing =
+                serde_json::from_str(&event.data).unwrap();
+            assert_eq!(closing.reason, CloseReason::MaxLifetime);
+            break;
+        }
+        received += 1;
+    }
+    assert!(received < 1000, "closed before the countdown ended");
+    stream.assert_ends().await;
 }

@@ -1,10 +1,11 @@
 //! The notification inbox: stored, pushed to every connection of the user, paged, marked read,
 //! and private to its user — on every storage backend.
 
-use crate::support::{Store, TestServer, client_with_token, token};
 use herald_protocol::api::NotificationPage;
 use herald_protocol::payloads::{Notification, NotificationRead};
 use serde_json::{Value, json};
+
+use crate::support::{Store, TestServer, client_with_token, token};
 
 async fn server(store: Store) -> TestServer {
     TestServer::start_in(store, |_| {}).await
@@ -215,12 +216,22 @@ async fn bad_inbox_requests_are_refused_with_clear_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn placing_a_demo_order_notifies_every_connected_administrator() {
-    let server = server(Store::Sqlite).await;
+    let server = TestServer::start_with(|config| config.demos = true).await;
     let admin = client_with_token(&token("ada", &[], &["*"], true));
     let mut admin_tab = server.connected_as(&admin, "topic=admin/orders").await;
     let customer = client_with_token(&token("alice", &[], &["rooms/*"], false));
     let mut customer_tab = server.connected_as(&customer, "topic=admin/orders").await;
-    let receipt: Value = customer
+    let refused = customer
+        .post(server.url("/demo/orders"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.status(),
+        403,
+        "only an administrator places demo orders"
+    );
+    let receipt: Value = admin
         .post(server.url("/demo/orders"))
         .send()
         .await

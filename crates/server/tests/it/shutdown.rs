@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::TestServer;
 use herald_protocol::system::CloseReason;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -12,7 +11,7 @@ const CONNECTIONS: usize = 2000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stream_gets_herald_closing_on_shutdown() {
-    let server = TestServer::start().await;
+    let server = crate::demo::demo_server().await;
     let streams = server.connected_streams(&["a", "b", "c"]).await;
     let mut countdown = server
         .get_stream("/demo/countdown?count=100&interval_ms=50")
