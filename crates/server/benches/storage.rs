@@ -64,6 +64,7 @@ impl Bench {
             jwt_secret: Some(SECRET.into()),
             publish_rate: 0,
             max_connections_per_address: 0,
+            new_client_rate: 0,
             ..Config::default()
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -35,6 +35,7 @@ pub struct Metrics {
     pub publish_latency: Histogram,
     pub write_timeouts: Counter,
     pub demo_streams_cancelled: Family<DemoLabels, Counter>,
+    pub client_ids_forgotten: Counter,
 }
 
 impl Default for Metrics {
@@ -106,6 +107,12 @@ impl Metrics {
             "Demo streams stopped early because their client went away",
             demo_streams_cancelled.clone(),
         );
+        let client_ids_forgotten = Counter::default();
+        registry.register(
+            "client_ids_forgotten",
+            "Client ids forgotten to keep their number under --max-client-ids, the oldest first",
+            client_ids_forgotten.clone(),
+        );
         Self {
             registry,
             connections,
@@ -118,6 +125,7 @@ impl Metrics {
             publish_latency,
             write_timeouts,
             demo_streams_cancelled,
+            client_ids_forgotten,
         }
     }
 

@@ -94,6 +94,7 @@ fn hub_settings(config: &Config) -> HubSettings {
         client_ttl: config.client_ttl,
         history_max_age: config.history_max_age,
         retention_interval: config.retention_interval,
+        max_client_ids: config.max_client_ids,
     }
 }
 
@@ -119,6 +120,10 @@ async fn serve(
         config: Arc::clone(&config),
         auth: Arc::new(auth),
         publish_rate: Arc::new(RateLimiter::new(config.publish_rate, config.publish_burst)),
+        new_clients: Arc::new(RateLimiter::new(
+            config.new_client_rate,
+            config.new_client_burst,
+        )),
     });
     let stream_settings = stream::Settings {
         app: routes.clone(),

@@ -337,6 +337,35 @@ pub struct Config {
     )]
     pub history_max_age: Duration,
 
+    /// New client ids one address (an IPv6 /64) may be issued per second; past it a connection
+    /// without a client id is refused with 429. 0 for no limit.
+    #[arg(
+        long,
+        env = "HERALD_NEW_CLIENT_RATE",
+        value_name = "PER_SECOND",
+        default_value = "10"
+    )]
+    pub new_client_rate: u32,
+
+    /// New client ids one address may be issued at once before the rate applies.
+    #[arg(
+        long,
+        env = "HERALD_NEW_CLIENT_BURST",
+        value_name = "N",
+        default_value = "100"
+    )]
+    pub new_client_burst: u32,
+
+    /// Most client ids kept: past it, retention forgets those seen longest ago (never one with
+    /// a live connection), with their streams.
+    #[arg(
+        long,
+        env = "HERALD_MAX_CLIENT_IDS",
+        value_name = "N",
+        default_value = "1000000"
+    )]
+    pub max_client_ids: u64,
+
     /// How long a client id stays valid after its last connection ends.
     #[arg(
         long,

@@ -52,6 +52,11 @@ impl Config {
                 self.max_notifications_per_user,
             ),
             ("publish_burst", self.publish_burst as usize),
+            ("new_client_burst", self.new_client_burst as usize),
+            (
+                "max_client_ids",
+                usize::try_from(self.max_client_ids).unwrap_or(usize::MAX),
+            ),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be at least 1")));

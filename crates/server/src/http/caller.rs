@@ -39,8 +39,9 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
-/// The address a request comes from: the peer, or with `trust_forwarded_for` the last
-/// `X-Forwarded-For` entry (the one the trusted proxy appended).
+/// The address a request comes from, as the per-address limits count it: the peer, or with
+/// `trust_forwarded_for` the last `X-Forwarded-For` entry (the one the trusted proxy appended).
+/// An IPv6 address stands for its /64, which one subscriber line usually holds whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddress(pub Option<IpAddr>);
 
@@ -62,14 +63,28 @@ impl FromRequestParts<AppState> for ClientAddress {
                 .next_back()
                 .and_then(|entry| entry.trim().parse::<IpAddr>().ok());
             if forwarded.is_some() {
-                return Ok(Self(forwarded));
+                return Ok(Self(forwarded.map(limited_address)));
             }
         }
         let peer = parts
             .extensions
             .get::<ConnectInfo<PeerAddress>>()
-            .map(|ConnectInfo(PeerAddress(address))| address.ip());
+            .map(|ConnectInfo(PeerAddress(address))| limited_address(address.ip()));
         Ok(Self(peer))
+    }
+}
+
+/// The address a limit counts for `ip`: an IPv4 address (also one mapped into IPv6) as it is,
+/// an IPv6 address as its /64 network.
+pub fn limited_address(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
+                v6.to_bits() & !((1u128 << 64) - 1),
+            )),
+        },
     }
 }
 

@@ -40,7 +40,7 @@ use crate::stream::EventStreamSlot;
         (status = 401, description = "A private topic without a credential, or a bad, expired or not-yet-valid credential", body = herald_protocol::api::ErrorBody),
         (status = 403, description = "The credential may not subscribe to a private topic asked for", body = herald_protocol::api::ErrorBody),
         (status = 431, description = "The request head is larger than 16 KiB or has more than 64 headers", body = herald_protocol::api::ErrorBody),
-        (status = 429, description = "Too many connections for this client id, user or address", body = herald_protocol::api::ErrorBody),
+        (status = 429, description = "Too many connections for this client id, user or address, or too many new client ids from this address (see `Retry-After`)", body = herald_protocol::api::ErrorBody),
         (status = 503, response = Unavailable),
     )
 )]
@@ -51,9 +51,54 @@ pub async fn subscribe(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let request = checked_request(&state, &principal, address, query.as_deref(), &headers)?;
+    if request.client_id.is_none() {
+        // A new client id is stored for a day: how fast one address may have them is limited.
+        let key: Arc<str> = address.map_or_else(
+            || Arc::from("unknown"),
+            |address| Arc::from(address.to_string()),
+        );
+        state.new_clients.check(&key).map_err(|limited| {
+            ApiError::too_many(
+                "too_many_new_clients",
+                "this address starts new clients faster than this server allows; keep the \
+                 client id from herald.connected, or retry later",
+            )
+            .retry_after(limited.retry_after)
+        })?;
+    }
+    let slot = EventStreamSlot::new(state.app.subscribe(request).await?);
+    let mut response = event_stream_response(slot.chunks());
+    // Herald's own event-stream writer takes the subscription from here; hyper streams the
+    // body, which takes it from the same slot.
+    response.extensions_mut().insert(slot);
+    Ok(response)
+}
+
+/// `HEAD /events`: what `GET` would answer, checked the same way, without opening a stream or
+/// issuing a client id.
+pub async fn probe(
+    State(state): State<AppState>,
+    principal: Principal,
+    ClientAddress(address): ClientAddress,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    checked_request(&state, &principal, address, query.as_deref(), &headers)?;
+    Ok(event_stream_response(futures_util::stream::empty()))
+}
+
+/// The subscription the query asks for, once the caller may have it.
+fn checked_request(
+    state: &AppState,
+    principal: &Principal,
+    address: Option<std::net::IpAddr>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<SubscribeRequest, ApiError> {
     let mut request = parse_request(
-        query.as_deref().unwrap_or(""),
-        &headers,
+        query.unwrap_or(""),
+        headers,
         state.config.max_topics_per_connection,
     )?;
     for topic in &request.topics {
@@ -73,12 +118,7 @@ pub async fn subscribe(
             .map(|credential| credential.expires_at),
         address,
     };
-    let slot = EventStreamSlot::new(state.app.subscribe(request).await?);
-    let mut response = event_stream_response(slot.chunks());
-    // Herald's own event-stream writer takes the subscription from here; hyper streams the
-    // body, which takes it from the same slot.
-    response.extensions_mut().insert(slot);
-    Ok(response)
+    Ok(request)
 }
 
 fn parse_request(

@@ -41,12 +41,14 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// Publishes per credential.
     pub publish_rate: Arc<RateLimiter>,
+    /// New client ids per address.
+    pub new_clients: Arc<RateLimiter>,
 }
 
 pub fn router(state: AppState) -> Router {
     let static_dir = state.config.static_dir.clone();
     let api = Router::new()
-        .route("/events", get(events::subscribe))
+        .route("/events", get(events::subscribe).head(events::probe))
         .route("/api/publish", post(publish::publish))
         .route("/api/broadcast", post(publish::broadcast))
         .route("/api/clients", get(clients::list))

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
 
 use super::Hub;
+use crate::storage::StorageError;
 use crate::time::now_ms;
 
 impl Hub {
@@ -57,6 +58,30 @@ impl Hub {
             if let Err(err) = storage.expire(cutoff, oldest_kept).await {
                 tracing::warn!(%err, "applying retention failed; will retry");
             }
+            if let Err(err) = self.cap_clients().await {
+                tracing::warn!(%err, "keeping client ids under their cap failed; will retry");
+            }
         }
+    }
+
+    /// Keeps the stored client ids under `max_client_ids`, forgetting those seen longest ago.
+    /// The clients with a live connection are marked as seen first, so none of them is.
+    async fn cap_clients(&self) -> Result<(), StorageError> {
+        let storage = &self.inner.storage;
+        let max = self.inner.settings.max_client_ids;
+        if storage.client_count().await? <= max {
+            return Ok(());
+        }
+        storage
+            .touch_clients(&self.inner.registry.live_clients())
+            .await?;
+        let forgotten = storage.forget_oldest_clients(max).await?;
+        self.inner.metrics.client_ids_forgotten.inc_by(forgotten);
+        tracing::warn!(
+            forgotten,
+            max,
+            "more client ids than --max-client-ids: forgot those seen longest ago"
+        );
+        Ok(())
     }
 }

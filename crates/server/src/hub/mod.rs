@@ -57,6 +57,8 @@ pub struct HubSettings {
     pub history_max_age: Duration,
     /// How often client activity is recorded and retention runs.
     pub retention_interval: Duration,
+    /// Most client ids kept: past it, retention forgets the oldest idle ones.
+    pub max_client_ids: u64,
 }
 
 /// Why a publish failed.

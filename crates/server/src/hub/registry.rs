@@ -210,6 +210,18 @@ impl Registry {
         }
     }
 
+    /// Every client with a live connection, once each.
+    pub fn live_clients(&self) -> Vec<ClientId> {
+        self.read()
+            .streams
+            .keys()
+            .filter_map(|stream| match stream {
+                StreamKey::Client(client) => Some(client.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Closes every connection of a client; returns how many there were.
     pub fn close_client(&self, client: &ClientId, reason: CloseReason) -> usize {
         let inner = self.read();

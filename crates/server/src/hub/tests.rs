@@ -32,6 +32,7 @@ fn settings() -> HubSettings {
         client_ttl: Duration::from_secs(3600),
         history_max_age: Duration::from_secs(3600),
         retention_interval: Duration::from_secs(10),
+        max_client_ids: 1000,
     }
 }
 

@@ -131,6 +131,25 @@ impl MemoryStorage {
         }
     }
 
+    fn forget_oldest_now(&self, keep: u64) -> u64 {
+        let mut state = self.state();
+        let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+        let Some(excess) = state.clients.len().checked_sub(keep).filter(|n| *n > 0) else {
+            return 0;
+        };
+        let mut by_age: Vec<(SystemTime, ClientId)> = state
+            .clients
+            .iter()
+            .map(|(client, seen)| (*seen, client.clone()))
+            .collect();
+        by_age.sort_unstable();
+        for (_, client) in by_age.into_iter().take(excess) {
+            state.clients.remove(&client);
+            state.streams.remove(&StreamKey::Client(client));
+        }
+        excess as u64
+    }
+
     fn expire_now(&self, cutoff: SystemTime, oldest_kept: SystemTime) {
         let mut state = self.state();
         let State {
@@ -217,6 +236,16 @@ impl Storage for MemoryStorage {
             state.clients.insert(client.clone(), now);
         }
         Box::pin(async { Ok(()) })
+    }
+
+    fn client_count(&self) -> BoxFuture<'_, Result<u64, StorageError>> {
+        let count = self.state().clients.len() as u64;
+        Box::pin(async move { Ok(count) })
+    }
+
+    fn forget_oldest_clients(&self, keep: u64) -> BoxFuture<'_, Result<u64, StorageError>> {
+        let forgotten = self.forget_oldest_now(keep);
+        Box::pin(async move { Ok(forgotten) })
     }
 
     fn expire(

@@ -16,8 +16,9 @@
 //!   the age limit, and forgets clients not seen since the cutoff with their streams' events
 //!   (the hub never replays an unknown client's stream, so a store may answer `Expired` or
 //!   nothing for one);
-//! - a client id is known from `register_client` until it expires; the inbox keeps a user's
-//!   newest notifications, newest first, and every call names the user.
+//! - a client id is known from `register_client` until it expires or is among the oldest
+//!   forgotten to keep their number under a cap; the inbox keeps a user's newest
+//!   notifications, newest first, and every call names the user.
 
 mod inbox;
 mod memory;
@@ -231,6 +232,13 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
         &'a self,
         clients: &'a [ClientId],
     ) -> BoxFuture<'a, Result<(), StorageError>>;
+
+    /// How many client ids are stored.
+    fn client_count(&self) -> BoxFuture<'_, Result<u64, StorageError>>;
+
+    /// Forgets the clients seen longest ago, with their streams, until at most `keep` remain;
+    /// returns how many it forgot.
+    fn forget_oldest_clients(&self, keep: u64) -> BoxFuture<'_, Result<u64, StorageError>>;
 
     /// Forgets clients not seen since `cutoff`, with their streams, and drops events stamped
     /// before `oldest_kept` from every stream.

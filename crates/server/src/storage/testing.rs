@@ -111,6 +111,12 @@ impl Storage for Instrumented {
     ) -> BoxFuture<'a, Result<(), StorageError>> {
         self.inner.touch_clients(clients)
     }
+    fn client_count(&self) -> BoxFuture<'_, Result<u64, StorageError>> {
+        self.inner.client_count()
+    }
+    fn forget_oldest_clients(&self, keep: u64) -> BoxFuture<'_, Result<u64, StorageError>> {
+        self.inner.forget_oldest_clients(keep)
+    }
     fn expire(
         &self,
         cutoff: SystemTime,

@@ -322,6 +322,40 @@ async fn client_ids_are_known_until_they_expire_with_their_stream(backend: Backe
     }
 }
 
+async fn the_clients_seen_longest_ago_are_forgotten_past_a_cap(backend: Backend) {
+    let store = open(backend).await;
+    let storage = &*store.storage;
+    let clients: Vec<ClientId> = (0..5).map(|_| ClientId::generate()).collect();
+    for client in &clients {
+        storage.register_client(client).await.unwrap();
+    }
+    let registered = herald_server::time::now_ms();
+    // Seen later than the others: the clock has to move past their registration first.
+    eventually("the clock moves on", || async {
+        herald_server::time::now_ms() > registered
+    })
+    .await;
+    storage.touch_clients(&clients[3..]).await.unwrap();
+    assert_eq!(storage.client_count().await.unwrap(), 5);
+    let before = storage.latest().await.unwrap();
+    let direct = [StreamKey::Client(clients[0].clone())];
+    append(storage, &[&direct]).await;
+    assert_eq!(
+        storage.forget_oldest_clients(5).await.unwrap(),
+        0,
+        "under the cap"
+    );
+    assert_eq!(storage.forget_oldest_clients(2).await.unwrap(), 3);
+    assert_eq!(storage.client_count().await.unwrap(), 2);
+    for (n, client) in clients.iter().enumerate() {
+        let kept = storage.client_exists(client).await.unwrap();
+        assert_eq!(kept, n >= 3, "client {n}: the two seen last are kept");
+    }
+    if let Replay::Events { events, .. } = storage.read_after(&direct, before, 10).await.unwrap() {
+        assert!(events.is_empty(), "a forgotten client's events go with it");
+    }
+}
+
 fn notification(title: &str) -> NewInboxItem {
     NewInboxItem {
         title: title.into(),
@@ -466,6 +500,7 @@ contract!(
     retention_drops_what_is_older_than_the_age_limit,
     a_forgotten_stream_comes_back_without_replaying_from_before,
     client_ids_are_known_until_they_expire_with_their_stream,
+    the_clients_seen_longest_ago_are_forgotten_past_a_cap,
     the_inbox_keeps_the_newest_and_counts_unread,
     marking_read_changes_only_the_owners_inbox_once,
     answers_a_ping,

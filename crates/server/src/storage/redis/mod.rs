@@ -18,6 +18,7 @@
 //! build from arguments, which a single Redis server (with replicas or Sentinel) allows and
 //! Redis Cluster does not: Herald needs one primary.
 
+mod clients;
 mod codec;
 mod inbox;
 mod node;
@@ -149,6 +150,7 @@ struct Scripts {
     cutoff: Script,
     trim: Script,
     expire_clients: Script,
+    forget_oldest: Script,
     notify: Script,
     inbox: Script,
     mark_read: Script,
@@ -164,6 +166,7 @@ impl Scripts {
             cutoff: Script::new(include_str!("lua/cutoff.lua")),
             trim: Script::new(include_str!("lua/trim.lua")),
             expire_clients: Script::new(include_str!("lua/expire_clients.lua")),
+            forget_oldest: Script::new(include_str!("lua/forget_oldest.lua")),
             notify: Script::new(include_str!("lua/notify.lua")),
             inbox: Script::new(include_str!("lua/inbox.lua")),
             mark_read: Script::new(include_str!("lua/mark_read.lua")),
@@ -479,56 +482,29 @@ impl Storage for RedisStorage {
         &'a self,
         client: &'a ClientId,
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(async move {
-            let mut connection = self.connection();
-            Self::call(
-                "registering a client",
-                redis::cmd("ZADD")
-                    .arg(&self.keys().clients)
-                    .arg(time::now_ms())
-                    .arg(client.as_str())
-                    .exec_async(&mut connection),
-            )
-            .await
-        })
+        Box::pin(self.register(client))
     }
 
     fn client_exists<'a>(
         &'a self,
         client: &'a ClientId,
     ) -> BoxFuture<'a, Result<bool, StorageError>> {
-        Box::pin(async move {
-            let mut connection = self.connection();
-            let seen: Option<String> = Self::call(
-                "looking up a client",
-                redis::cmd("ZSCORE")
-                    .arg(&self.keys().clients)
-                    .arg(client.as_str())
-                    .query_async(&mut connection),
-            )
-            .await?;
-            Ok(seen.is_some())
-        })
+        Box::pin(self.exists(client))
     }
 
     fn touch_clients<'a>(
         &'a self,
         clients: &'a [ClientId],
     ) -> BoxFuture<'a, Result<(), StorageError>> {
-        Box::pin(async move {
-            let now = time::now_ms();
-            let mut connection = self.connection();
-            for chunk in clients.chunks(RETENTION_CHUNK) {
-                // XX: a client forgotten meanwhile stays forgotten.
-                let mut command = redis::cmd("ZADD");
-                command.arg(&self.keys().clients).arg("XX");
-                for client in chunk {
-                    command.arg(now).arg(client.as_str());
-                }
-                Self::call("marking live clients", command.exec_async(&mut connection)).await?;
-            }
-            Ok(())
-        })
+        Box::pin(self.touch(clients))
+    }
+
+    fn client_count(&self) -> BoxFuture<'_, Result<u64, StorageError>> {
+        Box::pin(self.count_clients())
+    }
+
+    fn forget_oldest_clients(&self, keep: u64) -> BoxFuture<'_, Result<u64, StorageError>> {
+        Box::pin(self.forget_oldest(keep))
     }
 
     fn expire(

@@ -78,25 +78,82 @@ impl SqliteStorage {
         clients: &[ClientId],
     ) -> BoxFuture<'static, Result<(), StorageError>> {
         let clients: Vec<String> = clients.iter().map(ToString::to_string).collect();
-        self.write(move |_, writer| {
+        self.write(move |inner, writer| {
             let failed = storage_error("cannot record client activity");
             let tx = writer.transaction().map_err(&failed)?;
-            {
-                // An upsert: a live client stays known even if expiry raced its connection.
-                let mut touch = tx
-                    .prepare_cached(
-                        "INSERT INTO clients (client_id, last_seen_ms) VALUES (?1, ?2)
-                         ON CONFLICT (client_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
-                    )
-                    .map_err(&failed)?;
-                let now = to_sql(time::now_ms());
-                for client in &clients {
-                    touch.execute(params![client, now]).map_err(&failed)?;
-                }
-            }
-            tx.commit().map_err(&failed)
+            // A live client stays known even if expiry raced its connection.
+            let added = record_seen(&tx, clients.iter().map(String::as_str)).map_err(&failed)?;
+            tx.commit().map_err(&failed)?;
+            inner.client_count.fetch_add(added, Ordering::AcqRel);
+            Ok(())
         })
     }
+
+    /// Forgets the clients seen longest ago, with their streams, until at most `keep` remain.
+    pub(super) fn forget_oldest(&self, keep: u64) -> BoxFuture<'static, Result<u64, StorageError>> {
+        self.write(move |inner, writer| {
+            let excess = inner.client_count.load(Ordering::Acquire).saturating_sub(keep);
+            if excess == 0 {
+                return Ok(0);
+            }
+            let failed = storage_error("cannot forget clients");
+            let tx = writer
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(&failed)?;
+            tx.execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS evicted (client_id TEXT PRIMARY KEY) WITHOUT ROWID;
+                 DELETE FROM evicted;",
+            )
+            .map_err(&failed)?;
+            tx.execute(
+                "INSERT INTO evicted SELECT client_id FROM clients ORDER BY last_seen_ms LIMIT ?1",
+                [to_sql(excess)],
+            )
+            .map_err(&failed)?;
+            let streams = "SELECT 'c:' || client_id FROM evicted";
+            for statement in [
+                format!(
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM event_streams WHERE stream IN ({streams}))
+                         AND NOT EXISTS (SELECT 1 FROM event_streams others
+                                         WHERE others.seq = events.seq AND others.stream NOT IN ({streams}))"
+                ),
+                format!("DELETE FROM event_streams WHERE stream IN ({streams})"),
+                format!("DELETE FROM trims WHERE stream IN ({streams})"),
+            ] {
+                tx.execute(&statement, []).map_err(&failed)?;
+            }
+            let forgotten = tx
+                .execute(
+                    "DELETE FROM clients WHERE client_id IN (SELECT client_id FROM evicted)",
+                    [],
+                )
+                .map_err(&failed)?;
+            tx.commit().map_err(&failed)?;
+            let forgotten = forgotten as u64;
+            inner.client_count.fetch_sub(forgotten, Ordering::AcqRel);
+            Ok(forgotten)
+        })
+    }
+}
+
+/// Marks `clients` as seen now, adding those the table lacks; returns how many it added.
+fn record_seen<'a>(
+    tx: &Connection,
+    clients: impl Iterator<Item = &'a str>,
+) -> rusqlite::Result<u64> {
+    let mut update =
+        tx.prepare_cached("UPDATE clients SET last_seen_ms = ?2 WHERE client_id = ?1")?;
+    let mut insert =
+        tx.prepare_cached("INSERT INTO clients (client_id, last_seen_ms) VALUES (?1, ?2)")?;
+    let now = to_sql(time::now_ms());
+    let mut added = 0;
+    for client in clients {
+        if update.execute(params![client, now])? == 0 {
+            insert.execute(params![client, now])?;
+            added += 1;
+        }
+    }
+    Ok(added)
 }
 
 /// Records every client id waiting in `pending` in one transaction and answers each waiter, so
@@ -117,7 +174,10 @@ fn commit_pending_clients(inner: &Inner, writer: &mut Connection) {
     let committed = writer
         .pragma_update(None, "synchronous", "NORMAL")
         .map_err(&failed)
-        .and_then(|()| insert_clients(writer, &waiting, &failed));
+        .and_then(|()| insert_clients(writer, &waiting, &failed))
+        .map(|added| {
+            inner.client_count.fetch_add(added, Ordering::AcqRel);
+        });
     // Whatever happened, the next commit waits for the disk again; if that cannot be set now,
     // the next write sets it before anything else, or fails.
     let result = committed.and(schema::restore_full_sync(inner, writer).map_err(&failed));
@@ -127,25 +187,17 @@ fn commit_pending_clients(inner: &Inner, writer: &mut Connection) {
     }
 }
 
+/// Records the waiting ids in one transaction; returns how many the table did not hold yet.
 fn insert_clients(
     writer: &mut Connection,
     waiting: &[PendingClient],
     failed: &impl Fn(rusqlite::Error) -> StorageError,
-) -> Result<(), StorageError> {
+) -> Result<u64, StorageError> {
     let tx = writer
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(failed)?;
-    {
-        let mut insert = tx
-            .prepare_cached(
-                "INSERT INTO clients (client_id, last_seen_ms) VALUES (?1, ?2)
-                 ON CONFLICT (client_id) DO UPDATE SET last_seen_ms = excluded.last_seen_ms",
-            )
-            .map_err(failed)?;
-        let now = to_sql(time::now_ms());
-        for (client, _) in waiting {
-            insert.execute(params![client, now]).map_err(failed)?;
-        }
-    }
-    tx.commit().map_err(failed)
+    let added =
+        record_seen(&tx, waiting.iter().map(|(client, _)| client.as_str())).map_err(failed)?;
+    tx.commit().map_err(failed)?;
+    Ok(added)
 }

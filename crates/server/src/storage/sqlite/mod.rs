@@ -79,6 +79,9 @@ struct Inner {
     touched: Mutex<HashSet<String>>,
     /// The newest committed position, so `latest` needs no query.
     latest: AtomicU64,
+    /// How many client ids are stored: counted at open, then kept by every change to the table
+    /// (all made under the writer's lock), so the cap on their number needs no count.
+    client_count: AtomicU64,
     /// The position before the first event of this database: ids below it are from elsewhere.
     floor: Seq,
     /// The newest position removed from a stream that was then forgotten for having no events
@@ -160,6 +163,9 @@ impl SqliteStorage {
             .optional()
             .map_err(storage_error(&context))?;
         let forgotten = forgotten.and_then(|value| value.parse().ok()).unwrap_or(0);
+        let client_count: i64 = writer
+            .query_row("SELECT count(*) FROM clients", [], |row| row.get(0))
+            .map_err(storage_error(&context))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -172,6 +178,7 @@ impl SqliteStorage {
                 sync_relaxed: AtomicBool::new(false),
                 touched: Mutex::new(touched),
                 latest: AtomicU64::new(to_seq(latest)),
+                client_count: AtomicU64::new(to_seq(client_count)),
                 floor,
                 forgotten: AtomicU64::new(forgotten),
             }),
@@ -226,6 +233,15 @@ impl Storage for SqliteStorage {
         clients: &'a [ClientId],
     ) -> BoxFuture<'a, Result<(), StorageError>> {
         self.touch(clients)
+    }
+
+    fn client_count(&self) -> BoxFuture<'_, Result<u64, StorageError>> {
+        let count = self.inner.client_count.load(Ordering::Acquire);
+        Box::pin(async move { Ok(count) })
+    }
+
+    fn forget_oldest_clients(&self, keep: u64) -> BoxFuture<'_, Result<u64, StorageError>> {
+        self.forget_oldest(keep)
     }
 
     fn expire(

@@ -105,10 +105,15 @@ fn retain_by_age(
         ),
         format!("DELETE FROM event_streams WHERE stream IN ({expired})"),
         format!("DELETE FROM trims WHERE stream IN ({expired})"),
-        "DELETE FROM clients WHERE last_seen_ms < ?1".to_owned(),
     ] {
         tx.execute(&statement, [millis(cutoff)]).map_err(&failed)?;
     }
+    let expired_clients = tx
+        .execute(
+            "DELETE FROM clients WHERE last_seen_ms < ?1",
+            [millis(cutoff)],
+        )
+        .map_err(&failed)? as u64;
 
     // Age: everything up to the newest event older than the limit, in every stream.
     let too_old: Option<i64> = tx
@@ -146,6 +151,9 @@ fn retain_by_age(
         .map_err(&failed)?;
     }
     tx.commit().map_err(&failed)?;
+    inner
+        .client_count
+        .fetch_sub(expired_clients, Ordering::AcqRel);
     if let Some(floor) = floor {
         inner.forgotten.store(floor, Ordering::Release);
     }

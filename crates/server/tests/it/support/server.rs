@@ -59,7 +59,8 @@ impl TestServer {
 
     /// Settings for a test server: a fresh data directory, no web app, tokens signed with
     /// [`TEST_SECRET`] and checked to the second (the tests sign with the server's own clock),
-    /// and no publish rate limit (tests publish in bursts).
+    /// and no limit on the rate of publishes or of new clients (tests publish and connect in
+    /// bursts, all from one address).
     pub fn config() -> Config {
         let data_dir = fresh_data_dir();
         Config {
@@ -68,6 +69,7 @@ impl TestServer {
             jwt_secret: Some(TEST_SECRET.into()),
             jwt_leeway: Duration::ZERO,
             publish_rate: 0,
+            new_client_rate: 0,
             ..Config::default()
         }
     }
@@ -81,10 +83,19 @@ impl TestServer {
 
     /// A server on memory storage wrapped in [`Instrumented`], to inject faults.
     pub async fn start_instrumented() -> (Self, Arc<Instrumented>) {
+        Self::start_instrumented_with(|_| {}).await
+    }
+
+    /// [`TestServer::start_instrumented`], adjusted by `adjust`.
+    pub async fn start_instrumented_with(
+        adjust: impl FnOnce(&mut Config),
+    ) -> (Self, Arc<Instrumented>) {
+        let mut config = Self::config();
+        adjust(&mut config);
         let storage = Arc::new(Instrumented::new(
             herald_server::storage::MemoryStorage::new(100),
         ));
-        let server = Self::start_on(Self::config(), Arc::clone(&storage) as Arc<dyn Storage>).await;
+        let server = Self::start_on(config, Arc::clone(&storage) as Arc<dyn Storage>).await;
         (server, storage)
     }
 
