@@ -3,3 +3,5 @@
 
 mod client_ids;
 mod cross_site;
+mod demos;
+mod tokens;
