@@ -36,6 +36,8 @@ pub struct Metrics {
     pub write_timeouts: Counter,
     pub demo_streams_cancelled: Family<DemoLabels, Counter>,
     pub client_ids_forgotten: Counter,
+    pub tcp_connections: Gauge<i64, AtomicI64>,
+    pub connections_refused: Family<CloseLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -113,6 +115,18 @@ impl Metrics {
             "Client ids forgotten to keep their number under --max-client-ids, the oldest first",
             client_ids_forgotten.clone(),
         );
+        let tcp_connections = Gauge::default();
+        registry.register(
+            "tcp_connections",
+            "Open TCP connections of every kind: event streams and other requests",
+            tcp_connections.clone(),
+        );
+        let connections_refused = Family::<CloseLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections refused at accept, by the limit reached (max_connections or max_connections_per_address)",
+            connections_refused.clone(),
+        );
         Self {
             registry,
             connections,
@@ -126,6 +140,8 @@ impl Metrics {
             write_timeouts,
             demo_streams_cancelled,
             client_ids_forgotten,
+            tcp_connections,
+            connections_refused,
         }
     }
 

@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::storage::{
     MemoryStorage, RedisSettings, RedisStorage, SqliteSettings, SqliteStorage, Storage,
 };
-use crate::stream::{self, PeerAddress};
+use crate::stream;
 
 /// Entries of the shared feed kept in Redis: how far behind a node may fall (while cut off
 /// from Redis, say) and still deliver every event without its subscribers reconnecting.
@@ -126,41 +126,42 @@ async fn serve(
         )),
     });
     let stream_settings = stream::Settings {
-        app: routes.clone(),
+        app: routes,
+        header_timeout: config.header_timeout,
+        body_timeout: config.body_timeout,
         write_timeout: config.write_timeout,
+        keepalive: config.keepalive(),
+        max_connections: config.connection_cap(),
+        // Behind a proxy every connection comes from it: only the forwarded address counts,
+        // for event streams, in the hub.
+        per_address: config
+            .connections_per_address()
+            .filter(|_| !config.trust_forwarded_for),
         send_buffer: config.send_buffer(),
         unsent_limit: config.unsent_limit(),
         metrics,
     };
-    let (listener, event_streams) = stream::start(listener, stream_settings, token.clone())?;
+    tracing::info!(
+        max_connections = stream_settings.max_connections,
+        "connections beyond the limit are refused"
+    );
+    let connections = stream::start(listener, stream_settings, token.clone());
     tracing::info!("listening on {address}");
-    let signal = {
+    {
         let token = token.clone();
-        async move {
+        tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: closing every stream");
             token.cancel();
-        }
-    };
-    let serve = axum::serve(
-        listener,
-        routes.into_make_service_with_connect_info::<PeerAddress>(),
-    )
-    .with_graceful_shutdown(signal)
-    .into_future();
-    // Event streams are served outside hyper: they end on their own once the hub closes them.
-    let serve = async move {
-        let result = serve.await;
-        event_streams.finished().await;
-        result
-    };
+        });
+    }
     let grace = config.shutdown_grace;
     let deadline = async move {
         token.cancelled().await;
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        result = serve => result,
+        () = connections.finished() => Ok(()),
         () = deadline => {
             tracing::warn!("connections still open after the shutdown grace period; exiting anyway");
             Ok(())

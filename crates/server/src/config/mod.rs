@@ -8,6 +8,7 @@
 //! [`validate`] checks the result.
 
 mod cli;
+mod derived;
 mod file;
 #[cfg(test)]
 mod tests;
@@ -139,7 +140,15 @@ pub struct Config {
     )]
     pub max_connections_per_user: usize,
 
-    /// Maximum simultaneous connections from one address; 0 for no limit.
+    /// Most connections Herald holds at once, of every kind; one more is refused at once (503
+    /// with `Retry-After`). By default the open-files limit less a reserve of 256 (or a quarter,
+    /// if less) for the database, logs and the like: Herald never runs out of files.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Maximum simultaneous connections from one address, every connection counted (an IPv6
+    /// /64 counts as one address); 0 for no limit. Behind a proxy (`--trust-forwarded-for`)
+    /// only event streams are counted, by the forwarded address.
     #[arg(
         long,
         env = "HERALD_MAX_CONNECTIONS_PER_ADDRESS",
@@ -417,6 +426,39 @@ pub struct Config {
     )]
     pub write_timeout: Duration,
 
+    /// How long a client has to send a request's head: from connecting for its first request,
+    /// and from the end of the previous answer for the next (which bounds an idle keep-alive
+    /// connection too).
+    #[arg(
+        long,
+        env = "HERALD_HEADER_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_duration
+    )]
+    pub header_timeout: Duration,
+
+    /// How long a request body may make no progress before the request fails (408).
+    #[arg(
+        long,
+        env = "HERALD_BODY_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_duration
+    )]
+    pub body_timeout: Duration,
+
+    /// Idle time after which the kernel probes a connection to find a peer that vanished; 0
+    /// turns TCP keepalive off.
+    #[arg(
+        long,
+        env = "HERALD_TCP_KEEPALIVE",
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = parse_duration
+    )]
+    pub tcp_keepalive: Duration,
+
     /// How long shutdown waits for streams to flush their `herald.closing` frame before the
     /// process exits regardless.
     #[arg(
@@ -454,31 +496,6 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The most connections one address may hold; `None` for no limit.
-    pub fn connections_per_address(&self) -> Option<usize> {
-        nonzero(self.max_connections_per_address)
-    }
-
-    /// How long a connection may live; `None` for no limit.
-    pub fn connection_lifetime(&self) -> Option<Duration> {
-        Some(self.max_connection_lifetime).filter(|lifetime| !lifetime.is_zero())
-    }
-
-    /// The limit on each event stream's unsent kernel data; `None` for none.
-    pub fn unsent_limit(&self) -> Option<usize> {
-        nonzero(self.stream_unsent_limit)
-    }
-
-    /// The send buffer of each event stream; `None` leaves it to the kernel.
-    pub fn send_buffer(&self) -> Option<usize> {
-        nonzero(self.stream_send_buffer)
-    }
-
-    /// The largest size of the SQLite database; `None` for no limit.
-    pub fn database_limit(&self) -> Option<u64> {
-        Some(self.storage_max_bytes).filter(|bytes| *bytes > 0)
-    }
-
     /// An empty text or list entry means "none": `--redis=` and `--jwt-secret=` turn off what a
     /// file set, and an empty entry in a list is no entry.
     fn normalize(&mut self) {
@@ -499,10 +516,6 @@ fn settings_command() -> clap::Command {
     Config::augment_args(clap::Command::new("herald"))
         .mut_args(|arg| arg.env(None))
         .no_binary_name(true)
-}
-
-fn nonzero(value: usize) -> Option<usize> {
-    (value > 0).then_some(value)
 }
 
 /// Parses `15s`, `500ms`, `1h 30m`, or a bare number of seconds.

@@ -221,3 +221,18 @@ fn stream_buffers_default_to_a_small_unsent_limit_and_take_zero_for_the_kernel()
         refused(&[flag, "68719476736"]);
     }
 }
+
+#[test]
+fn the_connection_cap_leaves_open_files_in_reserve() {
+    let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    let derived = Config::default().connection_cap() as u64;
+    assert!(derived < soft, "{derived} of {soft} open files");
+    assert!(derived >= soft - 256, "{derived} of {soft} open files");
+    let config = serve(&["--max-connections", "5000"]).unwrap();
+    assert_eq!(config.connection_cap(), 5000);
+    refused(&["--max-connections", "0"]);
+    refused(&["--header-timeout", "0"]);
+    refused(&["--body-timeout", "0s"]);
+    let keepalive_off = serve(&["--tcp-keepalive", "0"]).unwrap();
+    assert_eq!(keepalive_off.keepalive(), None);
+}

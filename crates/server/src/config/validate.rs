@@ -52,6 +52,7 @@ impl Config {
                 self.max_notifications_per_user,
             ),
             ("publish_burst", self.publish_burst as usize),
+            ("max_connections", self.max_connections.unwrap_or(1)),
             ("new_client_burst", self.new_client_burst as usize),
             (
                 "max_client_ids",
@@ -90,6 +91,9 @@ impl Config {
             ("write_timeout", self.write_timeout, false, DAY),
             ("retention_interval", self.retention_interval, false, DAY),
             ("shutdown_grace", self.shutdown_grace, true, DAY),
+            ("header_timeout", self.header_timeout, false, DAY),
+            ("body_timeout", self.body_timeout, false, DAY),
+            ("tcp_keepalive", self.tcp_keepalive, true, DAY),
             ("history_max_age", self.history_max_age, false, CENTURY),
             ("client_ttl", self.client_ttl, false, CENTURY),
             ("dev_token_ttl", self.dev_token_ttl, false, CENTURY),

@@ -12,7 +12,7 @@ use super::AppState;
 use super::error::ApiError;
 use super::origin::require_allowed_origin;
 use crate::auth::{Credential, Principal};
-use crate::stream::PeerAddress;
+use crate::stream::{PeerAddress, limited_address};
 
 /// The cookie a credential may travel in.
 const COOKIE: &str = "herald_token";
@@ -71,20 +71,6 @@ impl FromRequestParts<AppState> for ClientAddress {
             .get::<ConnectInfo<PeerAddress>>()
             .map(|ConnectInfo(PeerAddress(address))| limited_address(address.ip()));
         Ok(Self(peer))
-    }
-}
-
-/// The address a limit counts for `ip`: an IPv4 address (also one mapped into IPv6) as it is,
-/// an IPv6 address as its /64 network.
-pub fn limited_address(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(std::net::Ipv6Addr::from_bits(
-                v6.to_bits() & !((1u128 << 64) - 1),
-            )),
-        },
     }
 }
 

@@ -201,6 +201,11 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "invalid_body",
             format!("the body has the wrong shape: {}", err.body_text()),
         ),
+        rejection if body_stalled(&rejection) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body stopped arriving for longer than this server waits",
+        ),
         JsonRejection::BytesRejection(err) if err.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -210,6 +215,18 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         }
         other => ApiError::bad_request("invalid_body", other.body_text()),
     }
+}
+
+/// Whether the body failed because it made no progress for the body timeout.
+fn body_stalled(rejection: &JsonRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(err) = cause {
+        if err.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = err.source();
+    }
+    false
 }
 
 /// A path parameter as text, with a JSON rejection.

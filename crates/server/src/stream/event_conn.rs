@@ -12,49 +12,41 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ConnectInfo;
 use bytes::Bytes;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tower::ServiceExt;
 
 use super::head::{read_request, response_head};
 use super::peer::PeerAddress;
+use super::settings::Settings;
 use super::slot::EventStreamSlot;
 use super::socket::{close, configure_stream, peer_gone, write_all};
 use crate::hub::{Sink, Subscription};
-use crate::metrics::Metrics;
 
-/// How long a client has to send its request head.
-pub const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// The largest non-stream answer (an error) read back from the router.
 const MAX_ANSWER: usize = 64 * 1024;
 
-/// What a connection needs from the server.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// The routes: the request is answered by the same handlers as any other.
-    pub app: Router,
-    pub write_timeout: Duration,
-    /// The kernel send buffer of each stream (`stream_send_buffer`); `None` leaves it alone.
-    pub send_buffer: Option<usize>,
-    /// The most each stream leaves unsent in the kernel (`stream_unsent_limit`); `None`: no limit.
-    pub unsent_limit: Option<usize>,
-    pub metrics: Arc<Metrics>,
-}
-
 /// Serves one `GET /events` request on `stream` and closes it. `read` holds what was read to
-/// route the connection here. While the stream waits for events its socket is lent to
-/// fan-out.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, read: Vec<u8>, settings: Settings) {
+/// route the connection here, and the rest of the request head must arrive by
+/// `head_deadline`. While the stream waits for events its socket is lent to fan-out.
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    read: Vec<u8>,
+    head_deadline: Instant,
+    settings: Settings,
+) {
     let stream = Arc::new(stream);
     configure_stream(&stream, settings.send_buffer, settings.unsent_limit);
     // Opening runs the request through the router, whose future is the largest this
     // connection ever awaits: boxed, it is held only while the request is answered, and every
     // idle stream's task is sized for waiting on events alone.
-    let Some(mut subscription) = Box::pin(open(&stream, peer, read, &settings)).await else {
+    let Some(mut subscription) =
+        Box::pin(open(&stream, peer, read, head_deadline, &settings)).await
+    else {
         return;
     };
     let loan = subscription.lend(Arc::clone(&stream) as Arc<dyn Sink>);
@@ -81,9 +73,11 @@ async fn open(
     stream: &TcpStream,
     peer: SocketAddr,
     read: Vec<u8>,
+    head_deadline: Instant,
     settings: &Settings,
 ) -> Option<Subscription> {
-    let mut request = match tokio::time::timeout(HEAD_TIMEOUT, read_request(stream, read)).await {
+    let reading = tokio::time::timeout_at(head_deadline, read_request(stream, read));
+    let mut request = match reading.await {
         Ok(Ok(Ok(request))) => request,
         Ok(Ok(Err(refusal))) => {
             let _ = write_all(stream, &refusal, settings.write_timeout, &settings.metrics).await;
@@ -170,14 +164,8 @@ mod tests {
         let address = listener.local_addr().unwrap();
         let _client = TcpStream::connect(address).await.unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
-        let settings = Settings {
-            app: Router::new(),
-            write_timeout: Duration::from_secs(1),
-            send_buffer: None,
-            unsent_limit: None,
-            metrics: Arc::new(Metrics::default()),
-        };
-        let serving = serve(stream, peer, Vec::new(), settings);
+        let settings = Settings::for_tests(axum::Router::new());
+        let serving = serve(stream, peer, Vec::new(), Instant::now(), settings);
         let size = std::mem::size_of_val(&serving);
         assert!(
             size < 1024,

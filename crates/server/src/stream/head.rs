@@ -84,13 +84,19 @@ fn build_request(parsed: &httparse::Request<'_, '_>) -> Result<Request<Body>, Ve
 
 /// A complete JSON error answer, in the shape of every other Herald error.
 fn refusal(status: u16, code: &str, message: &str) -> Vec<u8> {
+    refusal_with(status, code, message, None)
+}
+
+/// [`refusal`] with a `Retry-After` of `retry_after` seconds, if given.
+pub fn refusal_with(status: u16, code: &str, message: &str, retry_after: Option<u64>) -> Vec<u8> {
     let body = serde_json::json!({ "error": { "code": code, "message": message } }).to_string();
-    let reason = match status {
-        431 => "Request Header Fields Too Large",
-        _ => "Bad Request",
-    };
+    let reason = axum::http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|status| status.canonical_reason())
+        .unwrap_or("Error");
+    let retry = retry_after.map_or_else(String::new, |secs| format!("retry-after: {secs}\r\n"));
     format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{retry}connection: close\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()

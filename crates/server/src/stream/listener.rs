@@ -1,97 +1,167 @@
-//! The accept loop: every connection gets the socket policy, then its first bytes decide who
-//! serves it. `GET /events` is served by Herald's own writer ([`event_conn`]); anything else is
-//! handed to axum as a [`TimedStream`].
+//! The accept loop: every connection is counted ([`Gate`]) and gets the socket policy, then
+//! its first bytes decide who serves it. `GET /events` is served by Herald's own writer
+//! ([`event_conn`]); anything else by hyper ([`http_conn`]).
 
-use std::io;
 use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::event_conn::{self, HEAD_TIMEOUT, Settings};
-use super::handoff::{HandOver, Listener};
-use super::head::first_bytes;
-use super::socket::configure_accepted;
-use super::timed::TimedStream;
+use super::gate::{Gate, Permit, Refused};
+use super::head::{first_bytes, refusal_with};
+use super::settings::Settings;
+use super::socket::{close, configure_accepted, read_more};
+use super::{event_conn, http_conn};
+use crate::metrics::{CloseLabels, Metrics};
 
-/// The event streams served outside hyper; [`EventStreams::finished`] waits for the last.
+/// Refused connections kept open at once while their client reads the refusal: each takes
+/// an open file, which the reserve left by the connection cap provides. Past this many, a
+/// refused connection is closed as soon as its answer is written.
+const LINGERING_REFUSALS: usize = 64;
+/// How long a refused connection is kept for its client to read the answer.
+const REFUSAL_LINGER: Duration = Duration::from_secs(2);
+
+/// Every connection accepted; [`Connections::finished`] waits for the last to close.
 #[derive(Debug)]
-pub struct EventStreams {
+pub struct Connections {
     alive: mpsc::Receiver<()>,
 }
 
-impl EventStreams {
-    /// Completes once the accept loop and every event stream have ended.
+impl Connections {
+    /// Completes once the accept loop and every connection have ended.
     pub async fn finished(mut self) {
         while self.alive.recv().await.is_some() {}
     }
 }
 
-/// Accepts connections on `inner` until `shutdown`. Returns what axum is to serve, and the
-/// event streams served beside it.
+/// Accepts connections on `listener` and serves them until `shutdown`: then no more are
+/// accepted, and those open finish the request in progress and close.
 pub fn start(
-    inner: TcpListener,
+    listener: TcpListener,
     settings: Settings,
     shutdown: CancellationToken,
-) -> io::Result<(Listener, EventStreams)> {
-    let (listener, hand_over) = Listener::new(inner.local_addr()?);
+) -> Connections {
     let (alive, finished) = mpsc::channel::<()>(1);
-    tokio::spawn(accept_loop(inner, settings, shutdown, hand_over, alive));
-    Ok((listener, EventStreams { alive: finished }))
+    tokio::spawn(accept_loop(listener, settings, shutdown, alive));
+    Connections { alive: finished }
 }
 
 async fn accept_loop(
-    mut inner: TcpListener,
+    mut listener: TcpListener,
     settings: Settings,
     shutdown: CancellationToken,
-    hand_over: HandOver,
     alive: mpsc::Sender<()>,
 ) {
+    let gate = Gate::new(
+        settings.max_connections,
+        settings.per_address,
+        settings.metrics.tcp_connections.clone(),
+    );
+    let lingering = Arc::new(Semaphore::new(LINGERING_REFUSALS));
     loop {
-        // axum's accept retries transient errors (such as running out of file descriptors)
-        // with a pause, so this never busy-loops.
+        // axum's accept retries transient errors (such as running out of file descriptors,
+        // which the gate keeps from happening) with a pause, so this never busy-loops.
         let (stream, address) = tokio::select! {
             () = shutdown.cancelled() => return,
-            accepted = axum::serve::Listener::accept(&mut inner) => accepted,
+            accepted = axum::serve::Listener::accept(&mut listener) => accepted,
         };
-        configure_accepted(&stream, settings.write_timeout);
+        let permit = match gate.admit(address.ip()) {
+            Ok(permit) => permit,
+            Err(refused) => {
+                refuse(stream, refused, &settings.metrics, &lingering);
+                continue;
+            }
+        };
+        configure_accepted(&stream, settings.write_timeout, settings.keepalive);
         tokio::spawn(route(
             stream,
             address,
+            permit,
             settings.clone(),
             shutdown.clone(),
-            hand_over.clone(),
             alive.clone(),
         ));
     }
 }
 
-/// Reads the start of the connection's first request and serves it accordingly. `alive` is
-/// held for as long as an event stream is served.
+/// Reads the start of the connection's first request and serves the connection accordingly.
+/// `permit` and `alive` are held until it closes.
 async fn route(
     stream: TcpStream,
     address: SocketAddr,
+    permit: Permit,
     settings: Settings,
     shutdown: CancellationToken,
-    hand_over: HandOver,
     alive: mpsc::Sender<()>,
 ) {
+    let head_deadline = Instant::now() + settings.header_timeout;
     let first = tokio::select! {
         () = shutdown.cancelled() => return,
-        first = tokio::time::timeout(HEAD_TIMEOUT, first_bytes(&stream)) => first,
+        first = tokio::time::timeout_at(head_deadline, first_bytes(&stream)) => first,
     };
     match first {
         Ok(Ok((true, read))) => {
-            event_conn::serve(stream, address, read, settings).await;
-            drop(alive);
+            event_conn::serve(stream, address, read, head_deadline, settings).await;
         }
         Ok(Ok((false, read))) => {
-            drop(alive);
-            let stream = TimedStream::new(stream, read, settings.write_timeout, settings.metrics);
-            let _ = hand_over.send((stream, address)).await;
+            http_conn::serve(stream, address, read, head_deadline, &settings, &shutdown).await;
         }
         // Closed, failed or silent before its first request line.
         Ok(Err(_)) | Err(_) => {}
     }
+    drop(permit);
+    drop(alive);
+}
+
+/// Answers a connection past a limit and closes it. The answer is one write, which a fresh
+/// socket's send buffer always takes. Closing at once would make the kernel answer the
+/// request, arriving just after, with a reset that can discard the answer before the client
+/// reads it: so the connection is closed for writing and what the client sends is read and
+/// dropped until it closes too, for [`REFUSAL_LINGER`] at most, by a few at a time.
+fn refuse(stream: TcpStream, refused: Refused, metrics: &Metrics, lingering: &Arc<Semaphore>) {
+    static FULL: LazyLock<Vec<u8>> = LazyLock::new(|| {
+        refusal_with(
+            503,
+            "server_busy",
+            "the server holds as many connections as it may; retry later",
+            Some(1),
+        )
+    });
+    static ADDRESS_FULL: LazyLock<Vec<u8>> = LazyLock::new(|| {
+        refusal_with(
+            429,
+            "too_many_connections",
+            "this address holds as many connections as it may; close one or retry later",
+            Some(1),
+        )
+    });
+    metrics
+        .connections_refused
+        .get_or_create(&CloseLabels {
+            reason: refused.reason(),
+        })
+        .inc();
+    let answer = match refused {
+        Refused::Full => &FULL,
+        Refused::AddressFull => &ADDRESS_FULL,
+    };
+    let _ = stream.try_write(answer);
+    close(&stream);
+    let Ok(permit) = Arc::clone(lingering).try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut discarded = Vec::new();
+        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+            while read_more(&stream, &mut discarded).await.is_ok() {
+                discarded.clear();
+            }
+        })
+        .await;
+        drop(permit);
+    });
 }

@@ -1,19 +1,21 @@
-//! Everything that touches a socket: the accept loop, Herald's own writer for event streams,
-//! the connections handed to hyper, and the peer's address.
+//! Everything that touches a socket: the accept loop and the connection limits, Herald's own
+//! writer for event streams, the connections served by hyper, and the peer's address.
 //!
 //! The hub never sees a socket: a stream waiting for events lends its socket to the hub as a
 //! [`Sink`](crate::hub::Sink), which this module implements for `TcpStream`.
 
 mod event_conn;
-mod handoff;
+mod gate;
 mod head;
+mod http_conn;
 mod listener;
 mod peer;
+mod settings;
 mod slot;
 mod socket;
 mod timed;
 
-pub use event_conn::Settings;
 pub use listener::start;
-pub use peer::PeerAddress;
+pub use peer::{PeerAddress, limited_address};
+pub use settings::Settings;
 pub use slot::EventStreamSlot;

@@ -16,8 +16,13 @@ impl Sink for TcpStream {
     }
 }
 
-/// The policy every accepted connection gets.
-pub fn configure_accepted(stream: &TcpStream, write_timeout: Duration) {
+/// The policy every accepted connection gets: `keepalive` is the idle time before TCP
+/// keepalive probes (`None`: off).
+pub fn configure_accepted(
+    stream: &TcpStream,
+    write_timeout: Duration,
+    keepalive: Option<Duration>,
+) {
     // Events are small writes that must leave at once rather than wait to be coalesced.
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(%err, "could not set TCP_NODELAY");
@@ -26,6 +31,17 @@ pub fn configure_accepted(stream: &TcpStream, write_timeout: Duration) {
     // gives up on it after the same write timeout instead of retrying for many minutes.
     if let Err(err) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(write_timeout)) {
         tracing::debug!(%err, "could not set TCP_USER_TIMEOUT");
+    }
+    // A peer gone without a word is found even where nothing is written to it; the probes
+    // follow each other more closely than the idle time, three of them unanswered ending it.
+    if let Some(idle) = keepalive {
+        let probes = socket2::TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval(idle.min(Duration::from_secs(10)))
+            .with_retries(3);
+        if let Err(err) = socket2::SockRef::from(stream).set_tcp_keepalive(&probes) {
+            tracing::debug!(%err, "could not set TCP keepalive");
+        }
     }
 }
 
@@ -116,4 +132,38 @@ pub async fn write_all(
 /// last frames are delivered before the close.
 pub fn close(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_get_tcp_keepalive() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let socket = socket2::SockRef::from(&stream);
+        assert!(!socket.keepalive().unwrap());
+        configure_accepted(
+            &stream,
+            Duration::from_secs(30),
+            Some(Duration::from_secs(45)),
+        );
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(
+            socket.tcp_keepalive_time().unwrap(),
+            Duration::from_secs(45)
+        );
+        assert_eq!(
+            socket.tcp_keepalive_interval().unwrap(),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(Duration::from_secs(30))
+        );
+    }
 }

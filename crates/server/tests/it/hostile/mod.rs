@@ -2,6 +2,8 @@
 //! one module per attack: none stops Herald, fills its storage, or reaches what it may not.
 
 mod client_ids;
+mod connection_limits;
 mod cross_site;
 mod demos;
+mod slow_clients;
 mod tokens;
