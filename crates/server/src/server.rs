@@ -119,10 +119,17 @@ async fn serve(
         app,
         config: Arc::clone(&config),
         auth: Arc::new(auth),
-        publish_rate: Arc::new(RateLimiter::new(config.publish_rate, config.publish_burst)),
+        publish_rate: Arc::new(RateLimiter::new(
+            config.publish_rate.into(),
+            config.publish_burst.into(),
+        )),
+        publish_bytes: Arc::new(RateLimiter::new(
+            config.publish_byte_rate,
+            config.publish_byte_burst,
+        )),
         new_clients: Arc::new(RateLimiter::new(
-            config.new_client_rate,
-            config.new_client_burst,
+            config.new_client_rate.into(),
+            config.new_client_burst.into(),
         )),
     });
     let stream_settings = stream::Settings {

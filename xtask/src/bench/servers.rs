@@ -108,6 +108,7 @@ pub(super) fn start(release: &Path, work: &Path, server: Server) -> Result<Runni
                 // Every subscriber comes from a handful of loopback addresses, and the
                 // publisher sends thousands a second: lift the per-address and rate limits.
                 .args(["--max-connections-per-address", "0", "--publish-rate", "0"])
+                .args(["--publish-byte-rate", "0"])
                 .args(["--new-client-rate", "0"])
                 .stdout(Stdio::null())
                 .stderr(log)

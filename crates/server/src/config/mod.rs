@@ -190,6 +190,26 @@ pub struct Config {
     )]
     pub publish_burst: u32,
 
+    /// Sustained bytes per second one credential may publish, counting an event's data once
+    /// for each stream it is stored in (each topic of a publish); 0 for no limit.
+    #[arg(
+        long,
+        env = "HERALD_PUBLISH_BYTE_RATE",
+        value_name = "BYTES",
+        default_value = "4194304"
+    )]
+    pub publish_byte_rate: u64,
+
+    /// Bytes one credential may publish at once before the byte rate applies; a larger single
+    /// publish is refused (413 `publish_too_large`). At least `max_body_bytes`.
+    #[arg(
+        long,
+        env = "HERALD_PUBLISH_BYTE_BURST",
+        value_name = "BYTES",
+        default_value = "16777216"
+    )]
+    pub publish_byte_burst: u64,
+
     /// How long the development credentials handed to the console are valid.
     #[arg(
         long,
@@ -396,12 +416,12 @@ pub struct Config {
     pub storage: StorageKind,
 
     /// Largest size of the SQLite database in bytes; past it publishes fail with 503 as on a full
-    /// disk. 0 for no limit.
+    /// disk until retention frees room. 0 for no limit.
     #[arg(
         long,
         env = "HERALD_STORAGE_MAX_BYTES",
         value_name = "BYTES",
-        default_value = "0"
+        default_value = "4294967296"
     )]
     pub storage_max_bytes: u64,
 

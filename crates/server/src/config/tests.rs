@@ -56,7 +56,7 @@ fn defaults_parse_and_bind_loopback_8080() {
         config.connection_lifetime(),
         Some(Duration::from_secs(3600))
     );
-    assert_eq!(config.database_limit(), None);
+    assert_eq!(config.database_limit(), Some(4 << 30));
     assert_eq!(serve(&[]).unwrap().listen, config.listen);
 }
 

@@ -62,6 +62,13 @@ impl Config {
         if let Some((name, _)) = positive.iter().find(|(_, value)| *value == 0) {
             return Err(ConfigError::Invalid(format!("{name} must be at least 1")));
         }
+        if self.publish_byte_rate > 0 && self.publish_byte_burst < self.max_body_bytes as u64 {
+            return Err(ConfigError::Invalid(format!(
+                "publish_byte_burst ({}) must be at least max_body_bytes ({}): a publish of the \
+                 largest body accepted could never pass",
+                self.publish_byte_burst, self.max_body_bytes
+            )));
+        }
         for (name, bytes, zero) in [
             (
                 "stream_unsent_limit",

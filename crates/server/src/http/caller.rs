@@ -7,11 +7,12 @@ use std::net::IpAddr;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
+use serde_json::value::RawValue;
 
 use super::AppState;
 use super::error::ApiError;
 use super::origin::require_allowed_origin;
-use crate::auth::{Credential, Principal};
+use crate::auth::{Credential, Principal, RateLimited};
 use crate::stream::{PeerAddress, limited_address};
 
 /// The cookie a credential may travel in.
@@ -74,18 +75,47 @@ impl FromRequestParts<AppState> for ClientAddress {
     }
 }
 
-/// Counts one publish against the credential's rate; 429 with `Retry-After` past it.
-pub fn limit_publish_rate(state: &AppState, credential: &Credential) -> Result<(), ApiError> {
+/// Counts one publish storing `bytes` (its data and type, once for each stream it is stored
+/// in) against the credential's rates, of requests and of bytes: 429 with `Retry-After` past
+/// either, 413 for more bytes than the credential may publish at once.
+pub fn limit_publish_rate(
+    state: &AppState,
+    credential: &Credential,
+    bytes: u64,
+) -> Result<(), ApiError> {
+    let too_fast = |limited: RateLimited, what: &str| {
+        ApiError::too_many(
+            "rate_limited",
+            format!("this credential publishes more {what} a second than this server allows; retry later"),
+        )
+        .retry_after(limited.retry_after)
+    };
     state
         .publish_rate
         .check(&credential.user)
-        .map_err(|limited| {
-            ApiError::too_many(
-                "rate_limited",
-                "this credential publishes faster than this server allows; retry later",
-            )
-            .retry_after(limited.retry_after)
-        })
+        .map_err(|limited| too_fast(limited, "requests"))?;
+    let config = &state.config;
+    if config.publish_byte_rate > 0 && bytes > config.publish_byte_burst {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "publish_too_large",
+            format!(
+                "this publish stores {bytes} bytes (its data once for each stream); a credential may \
+                 publish at most {} at once",
+                config.publish_byte_burst
+            ),
+        ));
+    }
+    state
+        .publish_bytes
+        .check_cost(&credential.user, bytes)
+        .map_err(|limited| too_fast(limited, "bytes"))
+}
+
+/// What a publish of `kind` and `data` to `streams` streams stores, as counted by the byte rate.
+pub fn publish_cost(kind: Option<&str>, data: Option<&RawValue>, streams: usize) -> u64 {
+    let one = kind.map_or(0, str::len) + data.map_or(0, |data| data.get().len());
+    (one as u64).saturating_mul(streams as u64)
 }
 
 /// Where a request's token came from, and the token.

@@ -41,6 +41,8 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// Publishes per credential.
     pub publish_rate: Arc<RateLimiter>,
+    /// Bytes published per credential.
+    pub publish_bytes: Arc<RateLimiter>,
     /// New client ids per address.
     pub new_clients: Arc<RateLimiter>,
 }

@@ -48,7 +48,8 @@ pub async fn create(
 ) -> Result<Json<Notification>, ApiError> {
     check_user_id(&user_id)?;
     let credential = principal.require_publish(&user_target(&user_id))?;
-    limit_publish_rate(&state, credential)?;
+    let stored = serde_json::to_vec(&request).map_or(0, |bytes| bytes.len());
+    limit_publish_rate(&state, credential, stored as u64)?;
     Ok(Json(state.app.notify(&user_id, request).await?))
 }
 

@@ -12,7 +12,7 @@ use herald_protocol::auth::{client_target, user_target};
 use herald_protocol::names::{validate_topic, validate_user_id};
 
 use super::AppState;
-use super::caller::limit_publish_rate;
+use super::caller::{limit_publish_rate, publish_cost};
 use super::error::{ApiError, ApiJson, ApiPath};
 use super::responses::{NotAdmin, NotJson, RateLimited, TooLarge, Unauthorized, Unavailable};
 use crate::app::{AppError, Target};
@@ -47,7 +47,12 @@ pub async fn publish(
     for topic in &topics {
         principal.require_publish(topic)?;
     }
-    limit_publish_rate(&state, credential)?;
+    let cost = publish_cost(
+        request.kind.as_deref(),
+        request.data.as_deref(),
+        topics.len(),
+    );
+    limit_publish_rate(&state, credential, cost)?;
     let target = Target::Topics {
         topics: topics
             .iter()
@@ -92,7 +97,7 @@ pub async fn send_to_client(
     ApiJson(request): ApiJson<SendRequest>,
 ) -> Result<Json<SendResponse>, ApiError> {
     let credential = principal.require_publish(&client_target(&client_id))?;
-    limit_publish_rate(&state, credential)?;
+    limit_publish_rate(&state, credential, send_cost(&request))?;
     let client =
         ClientId::parse(&client_id).ok_or_else(|| AppError::client_not_found(&client_id))?;
     send(&state, Target::Client(client), request).await
@@ -126,7 +131,7 @@ pub async fn send_to_user(
 ) -> Result<Json<SendResponse>, ApiError> {
     check_user_id(&user_id)?;
     let credential = principal.require_publish(&user_target(&user_id))?;
-    limit_publish_rate(&state, credential)?;
+    limit_publish_rate(&state, credential, send_cost(&request))?;
     send(&state, Target::User(Arc::from(user_id.as_str())), request).await
 }
 
@@ -154,8 +159,13 @@ pub async fn broadcast(
     ApiJson(request): ApiJson<SendRequest>,
 ) -> Result<Json<SendResponse>, ApiError> {
     let credential = principal.require_admin()?;
-    limit_publish_rate(&state, credential)?;
+    limit_publish_rate(&state, credential, send_cost(&request))?;
     send(&state, Target::Broadcast, request).await
+}
+
+/// What a direct send stores: it goes to one stream.
+fn send_cost(request: &SendRequest) -> u64 {
+    publish_cost(request.kind.as_deref(), request.data.as_deref(), 1)
 }
 
 /// Publishes a direct send to `target` and answers with its id.

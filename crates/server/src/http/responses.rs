@@ -17,7 +17,8 @@ pub struct Unauthorized(ErrorBody);
 #[derive(ToResponse)]
 pub struct NotAdmin(ErrorBody);
 
-/// The body is larger than the server accepts
+/// The body is larger than the server accepts (`payload_too_large`), or the publish would
+/// store more at once than a credential may (`publish_too_large`: its data times its streams)
 #[derive(ToResponse)]
 pub struct TooLarge(ErrorBody);
 
@@ -25,7 +26,7 @@ pub struct TooLarge(ErrorBody);
 #[derive(ToResponse)]
 pub struct NotJson(ErrorBody);
 
-/// The credential publishes faster than allowed (see `Retry-After`)
+/// The credential publishes more requests or bytes a second than allowed (see `Retry-After`)
 #[derive(ToResponse)]
 pub struct RateLimited(ErrorBody);
 

@@ -3,6 +3,7 @@
 
 mod client_ids;
 mod connection_limits;
+mod cost_by_size;
 mod cross_site;
 mod demos;
 mod slow_clients;

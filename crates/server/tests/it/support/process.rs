@@ -36,6 +36,7 @@ impl HeraldProcess {
             .env("HERALD_LOG", "info")
             .env("HERALD_JWT_SECRET", TEST_SECRET)
             .env("HERALD_PUBLISH_RATE", "0")
+            .env("HERALD_PUBLISH_BYTE_RATE", "0")
             .env("HERALD_NEW_CLIENT_RATE", "0")
             .env("HERALD_MAX_CONNECTIONS_PER_ADDRESS", "0")
             .stderr(std::process::Stdio::piped())

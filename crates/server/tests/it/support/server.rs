@@ -59,8 +59,8 @@ impl TestServer {
 
     /// Settings for a test server: a fresh data directory, no web app, tokens signed with
     /// [`TEST_SECRET`] and checked to the second (the tests sign with the server's own clock),
-    /// and no limit on the rate of publishes or of new clients (tests publish and connect in
-    /// bursts, all from one address).
+    /// and no limit on the rate of publishes (requests or bytes) or of new clients (tests
+    /// publish and connect in bursts, all from one address).
     pub fn config() -> Config {
         let data_dir = fresh_data_dir();
         Config {
@@ -69,6 +69,7 @@ impl TestServer {
             jwt_secret: Some(TEST_SECRET.into()),
             jwt_leeway: Duration::ZERO,
             publish_rate: 0,
+            publish_byte_rate: 0,
             new_client_rate: 0,
             ..Config::default()
         }
