@@ -7,7 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 /// Label of a connection closed by the server.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -38,6 +38,7 @@ pub struct Metrics {
     pub client_ids_forgotten: Counter,
     pub tcp_connections: Gauge<i64, AtomicI64>,
     pub connections_refused: Family<CloseLabels, Counter>,
+    pub replays_waiting: Gauge<i64, AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -49,99 +50,93 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("herald");
-        let connections = Gauge::default();
-        registry.register(
-            "connections",
-            "Live subscriber connections",
-            connections.clone(),
-        );
-        let connections_opened = Counter::default();
-        registry.register(
-            "connections_opened",
-            "Subscriber connections accepted",
-            connections_opened.clone(),
-        );
-        let events_published = Counter::default();
-        registry.register(
-            "events_published",
-            "Events durably accepted from publishers",
-            events_published.clone(),
-        );
-        let events_delivered = Counter::default();
-        registry.register(
-            "events_delivered",
-            "Events written to subscriber streams, live or replayed",
-            events_delivered.clone(),
-        );
-        let events_replayed = Counter::default();
-        registry.register(
-            "events_replayed",
-            "Events replayed to reconnecting subscribers",
-            events_replayed.clone(),
-        );
-        let resets = Counter::default();
-        registry.register(
-            "resets",
-            "herald.reset frames sent because history could not be replayed",
-            resets.clone(),
-        );
-        let connections_closed = Family::<CloseLabels, Counter>::default();
-        registry.register(
-            "connections_closed_by_server",
-            "Connections the server closed on purpose, by reason (slow_consumer counts lagged subscribers)",
-            connections_closed.clone(),
-        );
-        let publish_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
-        registry.register(
-            "publish_latency_seconds",
-            "Time from receiving a publish to acknowledging it",
-            publish_latency.clone(),
-        );
-        let write_timeouts = Counter::default();
-        registry.register(
-            "write_timeouts",
-            "Connections dropped because the peer stopped reading or vanished for the write timeout",
-            write_timeouts.clone(),
-        );
-        let demo_streams_cancelled = Family::<DemoLabels, Counter>::default();
-        registry.register(
-            "demo_streams_cancelled",
-            "Demo streams stopped early because their client went away",
-            demo_streams_cancelled.clone(),
-        );
-        let client_ids_forgotten = Counter::default();
-        registry.register(
-            "client_ids_forgotten",
-            "Client ids forgotten to keep their number under --max-client-ids, the oldest first",
-            client_ids_forgotten.clone(),
-        );
-        let tcp_connections = Gauge::default();
-        registry.register(
-            "tcp_connections",
-            "Open TCP connections of every kind: event streams and other requests",
-            tcp_connections.clone(),
-        );
-        let connections_refused = Family::<CloseLabels, Counter>::default();
-        registry.register(
-            "connections_refused",
-            "Connections refused at accept, by the limit reached (max_connections or max_connections_per_address)",
-            connections_refused.clone(),
-        );
+        let r = &mut registry;
         Self {
+            connections: add(
+                r,
+                "connections",
+                "Live subscriber connections",
+                Gauge::default(),
+            ),
+            connections_opened: add(
+                r,
+                "connections_opened",
+                "Subscriber connections accepted",
+                Counter::default(),
+            ),
+            events_published: add(
+                r,
+                "events_published",
+                "Events durably accepted from publishers",
+                Counter::default(),
+            ),
+            events_delivered: add(
+                r,
+                "events_delivered",
+                "Events written to subscriber streams, live or replayed",
+                Counter::default(),
+            ),
+            events_replayed: add(
+                r,
+                "events_replayed",
+                "Events replayed to reconnecting subscribers",
+                Counter::default(),
+            ),
+            resets: add(
+                r,
+                "resets",
+                "herald.reset frames sent because history could not be replayed",
+                Counter::default(),
+            ),
+            connections_closed: add(
+                r,
+                "connections_closed_by_server",
+                "Connections the server closed on purpose, by reason (slow_consumer counts lagged subscribers)",
+                Family::<CloseLabels, Counter>::default(),
+            ),
+            publish_latency: add(
+                r,
+                "publish_latency_seconds",
+                "Time from receiving a publish to acknowledging it",
+                Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            ),
+            write_timeouts: add(
+                r,
+                "write_timeouts",
+                "Connections dropped because the peer stopped reading or vanished for the write timeout",
+                Counter::default(),
+            ),
+            demo_streams_cancelled: add(
+                r,
+                "demo_streams_cancelled",
+                "Demo streams stopped early because their client went away",
+                Family::<DemoLabels, Counter>::default(),
+            ),
+            client_ids_forgotten: add(
+                r,
+                "client_ids_forgotten",
+                "Client ids forgotten to keep their number under --max-client-ids, the oldest first",
+                Counter::default(),
+            ),
+            tcp_connections: add(
+                r,
+                "tcp_connections",
+                "Open TCP connections of every kind: event streams and other requests",
+                Gauge::default(),
+            ),
+            connections_refused: add(
+                r,
+                "connections_refused",
+                "Connections refused at accept, by the limit reached (max_connections or max_connections_per_address)",
+                Family::<CloseLabels, Counter>::default(),
+            ),
+            replays_waiting: add(
+                r,
+                "replays_waiting",
+                "Replay reads waiting for a place under --max-concurrent-replays or --max-replays-per-address",
+                Gauge::default(),
+            ),
             registry,
-            connections,
-            connections_opened,
-            events_published,
-            events_delivered,
-            events_replayed,
-            resets,
-            connections_closed,
-            publish_latency,
-            write_timeouts,
-            demo_streams_cancelled,
-            client_ids_forgotten,
-            tcp_connections,
-            connections_refused,
         }
     }
 
@@ -155,4 +150,10 @@ impl Metrics {
         }
         out
     }
+}
+
+/// Registers `metric` as `name` with its `help`, and returns it for updating.
+fn add<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }

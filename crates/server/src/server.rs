@@ -95,6 +95,8 @@ fn hub_settings(config: &Config) -> HubSettings {
         history_max_age: config.history_max_age,
         retention_interval: config.retention_interval,
         max_client_ids: config.max_client_ids,
+        max_concurrent_replays: config.max_concurrent_replays,
+        max_replays_per_address: config.replays_per_address(),
     }
 }
 

@@ -25,6 +25,11 @@ impl Config {
         nonzero(self.max_connections_per_address)
     }
 
+    /// The most replay pages read at once for one address; `None` for no limit.
+    pub fn replays_per_address(&self) -> Option<usize> {
+        nonzero(self.max_replays_per_address)
+    }
+
     /// How long a connection may live; `None` for no limit.
     pub fn connection_lifetime(&self) -> Option<Duration> {
         Some(self.max_connection_lifetime).filter(|lifetime| !lifetime.is_zero())

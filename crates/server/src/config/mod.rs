@@ -172,6 +172,25 @@ pub struct Config {
     )]
     pub trust_forwarded_for: bool,
 
+    /// Pages of history (replays after a reconnect) read from storage at once; more wait
+    /// their turn.
+    #[arg(
+        long,
+        env = "HERALD_MAX_CONCURRENT_REPLAYS",
+        value_name = "N",
+        default_value = "8"
+    )]
+    pub max_concurrent_replays: usize,
+
+    /// Pages of history read at once for connections from one address; 0 for no limit.
+    #[arg(
+        long,
+        env = "HERALD_MAX_REPLAYS_PER_ADDRESS",
+        value_name = "N",
+        default_value = "2"
+    )]
+    pub max_replays_per_address: usize,
+
     /// Sustained publishes per second allowed to one credential (user); 0 for no limit.
     #[arg(
         long,

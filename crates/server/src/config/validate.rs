@@ -53,6 +53,7 @@ impl Config {
             ),
             ("publish_burst", self.publish_burst as usize),
             ("max_connections", self.max_connections.unwrap_or(1)),
+            ("max_concurrent_replays", self.max_concurrent_replays),
             ("new_client_burst", self.new_client_burst as usize),
             (
                 "max_client_ids",

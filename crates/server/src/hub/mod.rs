@@ -12,6 +12,7 @@ mod connection;
 pub mod frames;
 mod queue;
 mod registry;
+mod replays;
 mod sequencer;
 mod sink;
 mod subscription;
@@ -34,6 +35,7 @@ use cluster::Cluster;
 use connection::Connection;
 pub use connection::{Holder, Limits};
 use registry::Registry;
+use replays::Replays;
 use sequencer::{PublishJob, Sequencer};
 pub use sink::Sink;
 use subscription::Start;
@@ -59,6 +61,10 @@ pub struct HubSettings {
     pub retention_interval: Duration,
     /// Most client ids kept: past it, retention forgets the oldest idle ones.
     pub max_client_ids: u64,
+    /// Replay pages read at once, in all.
+    pub max_concurrent_replays: usize,
+    /// Replay pages read at once for one address; `None`: no limit.
+    pub max_replays_per_address: Option<usize>,
 }
 
 /// Why a publish failed.
@@ -113,6 +119,8 @@ struct Inner {
     shutdown: CancellationToken,
     /// In cluster mode, the link to the other nodes.
     cluster: Option<Cluster>,
+    /// Places to read replay pages.
+    replays: Replays,
 }
 
 /// How many publishes the sequencer takes in one storage append.
@@ -152,8 +160,14 @@ impl Hub {
                 shutdown.clone(),
             )
         });
+        let replays = Replays::new(
+            settings.max_concurrent_replays,
+            settings.max_replays_per_address,
+            metrics.replays_waiting.clone(),
+        );
         let hub = Self {
             inner: Arc::new(Inner {
+                replays,
                 storage,
                 registry,
                 metrics,
@@ -193,6 +207,10 @@ impl Hub {
 
     fn storage(&self) -> &dyn Storage {
         &*self.inner.storage
+    }
+
+    fn replays(&self) -> &Replays {
+        &self.inner.replays
     }
 
     /// Appends an event to the log and queues it for every live connection that receives one of

@@ -240,10 +240,14 @@ impl Subscription {
                 return None;
             }
             let storage = self.hub.storage();
-            match storage
+            // Boxed: waiting for a place is rare and short, and every idle stream's task would
+            // otherwise be sized for it.
+            let place = Box::pin(self.hub.replays().place(connection.holder.address)).await;
+            let read = storage
                 .read_after(&connection.streams, self.last_sent, REPLAY_PAGE)
-                .await
-            {
+                .await;
+            drop(place);
+            match read {
                 Ok(Replay::Events { events, .. }) if events.is_empty() => {
                     self.go_live();
                     return None;

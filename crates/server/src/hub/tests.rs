@@ -33,6 +33,8 @@ fn settings() -> HubSettings {
         history_max_age: Duration::from_secs(3600),
         retention_interval: Duration::from_secs(10),
         max_client_ids: 1000,
+        max_concurrent_replays: 8,
+        max_replays_per_address: None,
     }
 }
 

@@ -69,6 +69,9 @@ struct Inner {
     /// blocking thread and opening a connection of its own (a reconnect storm would open
     /// hundreds, each reading the schema).
     read_slots: Arc<Semaphore>,
+    /// Replay reads in progress, one fewer than the readers: however many clients replay at
+    /// once, a reader stays free for everything else (readiness checks, the inbox, look-ups).
+    replay_slots: Arc<Semaphore>,
     /// Client ids waiting to be recorded, with whom to tell when they are.
     pending_clients: Mutex<Vec<PendingClient>>,
     /// Whether a commit of `pending_clients` is on its way.
@@ -173,6 +176,7 @@ impl SqliteStorage {
                 writer: Mutex::new(writer),
                 readers: Mutex::new(readers),
                 read_slots: Arc::new(Semaphore::new(READERS)),
+                replay_slots: Arc::new(Semaphore::new(READERS - 1)),
                 pending_clients: Mutex::new(Vec::new()),
                 clients_flush_scheduled: AtomicBool::new(false),
                 sync_relaxed: AtomicBool::new(false),
@@ -211,7 +215,7 @@ impl Storage for SqliteStorage {
         limit: usize,
     ) -> BoxFuture<'a, Result<Replay, StorageError>> {
         let keys: Vec<String> = streams.iter().map(StreamKey::encode).collect();
-        self.read(move |inner, reader| log::read_page(inner, reader, &keys, after, limit))
+        self.replay_read(move |inner, reader| log::read_page(inner, reader, &keys, after, limit))
     }
 
     fn register_client<'a>(

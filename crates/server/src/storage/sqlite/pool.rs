@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Semaphore;
 
 use super::{BoxFuture, Inner, SqliteStorage, StorageError, lock, schema, storage_error};
 
@@ -40,15 +41,38 @@ impl SqliteStorage {
         &self,
         work: impl FnOnce(&Inner, &mut Connection) -> Result<T, StorageError> + Send + 'static,
     ) -> BoxFuture<'static, Result<T, StorageError>> {
+        self.read_holding(None, work)
+    }
+
+    /// [`SqliteStorage::read`] for a replay: it also holds one of the replay slots, fewer than
+    /// the readers, so that replays never take every reader.
+    pub(super) fn replay_read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner, &mut Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, StorageError>> {
+        self.read_holding(Some(Arc::clone(&self.inner.replay_slots)), work)
+    }
+
+    /// Runs `work` on a pooled reader once it holds a slot of `first` (if given) and a reader
+    /// slot, both held until the reader is back in the pool, even if the caller gave up.
+    fn read_holding<T: Send + 'static>(
+        &self,
+        first: Option<Arc<Semaphore>>,
+        work: impl FnOnce(&Inner, &mut Connection) -> Result<T, StorageError> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, StorageError>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
+            let closed = |_| StorageError::unavailable("the database readers are closed");
+            let first = match first {
+                Some(slots) => Some(slots.acquire_owned().await.map_err(closed)?),
+                None => None,
+            };
             let slot = Arc::clone(&inner.read_slots)
                 .acquire_owned()
                 .await
-                .map_err(|_| StorageError::unavailable("the database readers are closed"))?;
+                .map_err(closed)?;
             tokio::task::spawn_blocking(move || {
-                // Held until the connection is back in the pool, even if the caller gave up.
-                let _slot = slot;
+                let _slots = (first, slot);
                 let pooled = lock(&inner.readers).pop();
                 let mut connection = match pooled {
                     Some(connection) => connection,

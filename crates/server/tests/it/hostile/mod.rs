@@ -6,5 +6,6 @@ mod connection_limits;
 mod cost_by_size;
 mod cross_site;
 mod demos;
+mod replay_storm;
 mod slow_clients;
 mod tokens;
