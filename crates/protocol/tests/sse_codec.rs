@@ -259,3 +259,52 @@ proptest! {
         prop_assert_eq!(decoder.last_event_id(), id.as_str());
     }
 }
+
+/// Every item of `bytes` decoded in the pieces `cuts` makes.
+fn decode_in_pieces(bytes: &[u8], cuts: &[prop::sample::Index]) -> (Vec<Item>, String) {
+    let mut points: Vec<usize> = cuts.iter().map(|cut| cut.index(bytes.len() + 1)).collect();
+    points.sort_unstable();
+    let mut decoder = Decoder::new();
+    let mut items = Vec::new();
+    let mut from = 0;
+    for point in points.into_iter().chain([bytes.len()]) {
+        items.extend(decoder.feed(&bytes[from..point]));
+        from = point;
+    }
+    (items, decoder.last_event_id().to_owned())
+}
+
+/// Stream bytes from a hostile or broken server: any bytes, rich in the ones the format cares
+/// about.
+fn stream_bytes() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just(b"data:".to_vec()),
+        Just(b"id:".to_vec()),
+        Just(b"event:".to_vec()),
+        Just(b"retry:".to_vec()),
+        Just(b": ".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"\r".to_vec()),
+        Just(b"\n".to_vec()),
+        Just(vec![0xEF, 0xBB, 0xBF]),
+        Just(vec![0]),
+        proptest::collection::vec(any::<u8>(), 0..12),
+    ];
+    proptest::collection::vec(piece, 0..64).prop_map(|pieces| pieces.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    /// The decoder takes any bytes without panicking, and what it finds does not depend on how
+    /// the network cut them.
+    #[test]
+    fn any_stream_decodes_the_same_however_it_is_cut(
+        bytes in stream_bytes(),
+        cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..6),
+    ) {
+        let whole = decode_in_pieces(&bytes, &[]);
+        let cut = decode_in_pieces(&bytes, &cuts);
+        prop_assert_eq!(cut, whole);
+    }
+}

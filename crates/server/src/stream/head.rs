@@ -22,14 +22,19 @@ pub async fn first_bytes(stream: &TcpStream) -> io::Result<(bool, Vec<u8>)> {
     let mut buf = Vec::new();
     loop {
         read_more(stream, &mut buf).await?;
-        if buf.len() > PREFIX.len() {
-            let wants = buf.starts_with(PREFIX) && matches!(buf[PREFIX.len()], b' ' | b'?');
+        if let Some(wants) = is_event_stream(&buf) {
             return Ok((wants, buf));
         }
-        if !PREFIX.starts_with(&buf) {
-            return Ok((false, buf));
-        }
     }
+}
+
+/// Whether a connection whose first bytes are `buf` asks for an event stream; `None` while
+/// they could still go either way.
+fn is_event_stream(buf: &[u8]) -> Option<bool> {
+    if buf.len() > PREFIX.len() {
+        return Some(buf.starts_with(PREFIX) && matches!(buf[PREFIX.len()], b' ' | b'?'));
+    }
+    (!PREFIX.starts_with(buf)).then_some(false)
 }
 
 /// Reads and parses the request head. `Ok(Err(answer))` is a complete refusal to send back.
@@ -126,4 +131,92 @@ pub fn response_head(response: &Response<Body>) -> Vec<u8> {
     }
     head.extend_from_slice(b"connection: close\r\n");
     head
+}
+
+/// Fuzzing the request-head path of `/events` with generated input: whatever arrives, the
+/// routing and the parser answer (a request, a refusal, or a wait for more within the size
+/// limit) and never panic.
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Request heads that look like the real thing, with hostile parts: any method, a path
+    /// with any bytes, headers with any names and values, sometimes no end.
+    fn heads() -> impl Strategy<Value = Vec<u8>> {
+        let method = prop_oneof![
+            Just(b"GET".to_vec()),
+            Just(b"HEAD".to_vec()),
+            proptest::collection::vec(any::<u8>(), 0..8),
+        ];
+        let path = proptest::collection::vec(any::<u8>(), 0..64);
+        let header = (
+            proptest::collection::vec(any::<u8>(), 0..16),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        );
+        let headers = proptest::collection::vec(header, 0..80);
+        (method, path, headers, any::<bool>()).prop_map(|(method, path, headers, ends)| {
+            let mut head = method;
+            head.extend_from_slice(b" /events?topic=");
+            head.extend_from_slice(&path);
+            head.extend_from_slice(b" HTTP/1.1\r\n");
+            for (name, value) in headers {
+                head.extend_from_slice(&name);
+                head.extend_from_slice(b": ");
+                head.extend_from_slice(&value);
+                head.extend_from_slice(b"\r\n");
+            }
+            if ends {
+                head.extend_from_slice(b"\r\n");
+            }
+            head
+        })
+    }
+
+    fn check(buf: &[u8]) -> Result<(), TestCaseError> {
+        match parse_head(buf) {
+            None => prop_assert!(buf.len() < MAX_HEAD, "waits for more past the limit"),
+            Some(Ok(request)) => prop_assert!(request.uri().path().starts_with('/')),
+            Some(Err(refusal)) => {
+                let text = String::from_utf8_lossy(&refusal);
+                prop_assert!(text.starts_with("HTTP/1.1 4"), "{}", text);
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+        #[test]
+        fn any_bytes_are_answered_or_waited_for(buf in proptest::collection::vec(any::<u8>(), 0..20_000)) {
+            check(&buf)?;
+        }
+
+        #[test]
+        fn hostile_request_heads_are_answered_or_waited_for(head in heads()) {
+            check(&head)?;
+        }
+
+        /// Routing never changes its mind as more bytes arrive, however they are cut.
+        #[test]
+        fn routing_is_decided_once(buf in proptest::collection::vec(any::<u8>(), 0..32), tail in proptest::collection::vec(any::<u8>(), 0..8)) {
+            let mut longer = buf.clone();
+            longer.extend_from_slice(&tail);
+            if let Some(decided) = is_event_stream(&buf) {
+                prop_assert_eq!(is_event_stream(&longer), Some(decided));
+            }
+        }
+    }
+
+    #[test]
+    fn event_streams_are_told_apart_from_their_first_bytes() {
+        assert_eq!(is_event_stream(b"GET /events?topic=a"), Some(true));
+        assert_eq!(is_event_stream(b"GET /events HTTP/1.1"), Some(true));
+        assert_eq!(is_event_stream(b"GET /eventsx"), Some(false));
+        assert_eq!(is_event_stream(b"GET /ev"), None);
+        assert_eq!(is_event_stream(b"POST /events"), Some(false));
+        assert_eq!(is_event_stream(b""), None);
+    }
 }

@@ -6,6 +6,7 @@ mod connection_limits;
 mod cost_by_size;
 mod cross_site;
 mod demos;
+mod malformed_heads;
 mod replay_storm;
 mod slow_clients;
 mod tokens;
