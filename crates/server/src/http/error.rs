@@ -207,14 +207,43 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             "the request body stopped arriving for longer than this server waits",
         ),
         JsonRejection::BytesRejection(err) if err.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is larger than this server accepts",
-            )
+            payload_too_large()
         }
         other => ApiError::bad_request("invalid_body", other.body_text()),
     }
+}
+
+/// Answers 413 at once to a request whose `Content-Length` is above `max_body_bytes`, before
+/// anything else reads it (the body would be refused once read past the limit anyway; waiting
+/// for it would only hold the connection).
+pub async fn refuse_declared_oversize(
+    axum::extract::State(max_body_bytes): axum::extract::State<usize>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_body_bytes as u64) {
+        let mut response = payload_too_large().into_response();
+        // The rest of the body is not read: the connection cannot carry another request.
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+        return response;
+    }
+    next.run(request).await
+}
+
+fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body is larger than this server accepts",
+    )
 }
 
 /// Whether the body failed because it made no progress for the body timeout.

@@ -88,7 +88,12 @@ pub fn router(state: AppState) -> Router {
     } else {
         api.route("/demo/{*rest}", axum::routing::any(route_not_found))
     };
-    let api = api.layer(DefaultBodyLimit::max(state.config.max_body_bytes));
+    let api = api
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.config.max_body_bytes,
+            error::refuse_declared_oversize,
+        ));
     let api = match cors(&state.config.cors_origins) {
         Some(cors) => api.layer(cors),
         None => api,
