@@ -19,6 +19,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use super::gate::Held;
 use super::head::{read_request, response_head};
 use super::peer::PeerAddress;
 use super::settings::Settings;
@@ -31,13 +32,15 @@ const MAX_ANSWER: usize = 64 * 1024;
 
 /// Serves one `GET /events` request on `stream` and closes it. `read` holds what was read to
 /// route the connection here, and the rest of the request head must arrive by
-/// `head_deadline`. While the stream waits for events its socket is lent to fan-out.
+/// `head_deadline`. While the stream waits for events its socket is lent to fan-out. `held`
+/// is kept until the connection closes.
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     read: Vec<u8>,
     head_deadline: Instant,
-    settings: Settings,
+    settings: Arc<Settings>,
+    _held: Held,
 ) {
     let stream = Arc::new(stream);
     configure_stream(&stream, settings.send_buffer, settings.unsent_limit);
@@ -154,18 +157,22 @@ async fn next_chunk(stream: &TcpStream, subscription: &mut Subscription) -> Next
 mod tests {
     use super::*;
 
-    /// A connection's task holds its future for as long as the stream is open, sized for the
-    /// largest state it can be in: a read buffer kept across an await, or the router's future
-    /// held inline rather than boxed (some 900 bytes), would cost every idle subscriber its
-    /// size.
+    /// A stream's task is this future, held for as long as the stream is open and sized for
+    /// the largest state it can be in: a read buffer kept across an await, the router's future
+    /// held inline rather than boxed (some 900 bytes), a copy of the settings, or the routing
+    /// that came before (hyper's connection, some 500 bytes) would cost every idle subscriber
+    /// its size.
     #[tokio::test]
     async fn an_open_stream_holds_a_small_future() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let _client = TcpStream::connect(address).await.unwrap();
         let (stream, peer) = listener.accept().await.unwrap();
-        let settings = Settings::for_tests(axum::Router::new());
-        let serving = serve(stream, peer, Vec::new(), Instant::now(), settings);
+        let settings = Arc::new(Settings::for_tests(axum::Router::new()));
+        let gate = super::super::gate::Gate::new(1, None, Default::default());
+        let (alive, _finished) = tokio::sync::mpsc::channel(1);
+        let held = Held::new(gate.admit(peer.ip()).unwrap(), alive);
+        let serving = serve(stream, peer, Vec::new(), Instant::now(), settings, held);
         let size = std::mem::size_of_val(&serving);
         assert!(
             size < 1024,

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::mpsc;
 
 use super::peer::limited_address;
 
@@ -49,6 +50,23 @@ pub struct Permit {
     gate: Arc<Gate>,
     /// The address it counts for, when addresses are counted.
     address: Option<IpAddr>,
+}
+
+/// What an event stream holds until it closes: its place among the connections, and its
+/// part in the server's wait for every connection to end.
+#[derive(Debug)]
+pub struct Held {
+    _permit: Permit,
+    _alive: mpsc::Sender<()>,
+}
+
+impl Held {
+    pub fn new(permit: Permit, alive: mpsc::Sender<()>) -> Self {
+        Self {
+            _permit: permit,
+            _alive: alive,
+        }
+    }
 }
 
 impl Gate {

@@ -11,7 +11,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::gate::{Gate, Permit, Refused};
+use super::gate::{Gate, Held, Permit, Refused};
 use super::head::{first_bytes, refusal_with};
 use super::settings::Settings;
 use super::socket::{close, configure_accepted, read_more};
@@ -62,6 +62,8 @@ async fn accept_loop(
         settings.metrics.tcp_connections.clone(),
     );
     let lingering = Arc::new(Semaphore::new(LINGERING_REFUSALS));
+    // Shared by every connection: each task holds a pointer, not a copy.
+    let settings = Arc::new(settings);
     loop {
         // axum's accept retries transient errors (such as running out of file descriptors,
         // which the gate keeps from happening) with a pause, so this never busy-loops.
@@ -81,7 +83,7 @@ async fn accept_loop(
             stream,
             address,
             permit,
-            settings.clone(),
+            Arc::clone(&settings),
             shutdown.clone(),
             alive.clone(),
         ));
@@ -94,7 +96,7 @@ async fn route(
     stream: TcpStream,
     address: SocketAddr,
     permit: Permit,
-    settings: Settings,
+    settings: Arc<Settings>,
     shutdown: CancellationToken,
     alive: mpsc::Sender<()>,
 ) {
@@ -105,10 +107,31 @@ async fn route(
     };
     match first {
         Ok(Ok((true, read))) => {
-            event_conn::serve(stream, address, read, head_deadline, settings).await;
+            // A task of its own, holding only what the stream needs for as long as it is
+            // open: this one, sized for everything above, ends here.
+            let held = Held::new(permit, alive);
+            tokio::spawn(event_conn::serve(
+                stream,
+                address,
+                read,
+                head_deadline,
+                settings,
+                held,
+            ));
+            return;
         }
         Ok(Ok((false, read))) => {
-            http_conn::serve(stream, address, read, head_deadline, &settings, &shutdown).await;
+            // Boxed: hyper's connection is large, and every event stream's task would otherwise
+            // be sized for it.
+            Box::pin(http_conn::serve(
+                stream,
+                address,
+                read,
+                head_deadline,
+                &settings,
+                &shutdown,
+            ))
+            .await;
         }
         // Closed, failed or silent before its first request line.
         Ok(Err(_)) | Err(_) => {}
