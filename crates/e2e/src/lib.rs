@@ -52,6 +52,8 @@ pub struct Server {
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     data_dir: PathBuf,
+    /// The certificate's folder of an HTTPS server.
+    tls_dir: Option<PathBuf>,
 }
 
 impl Server {
@@ -96,10 +98,44 @@ impl Server {
         ));
         Self {
             base: format!("http://{address}"),
-            http: operator_client(),
+            http: operator_client(reqwest::Client::builder()),
             stop: Some(stop),
             data_dir,
+            tls_dir: None,
         }
+    }
+
+    /// Like [`Server::start_with`], serving HTTPS (HTTP/2 and HTTP/1.1) with a self-signed
+    /// certificate for `127.0.0.1` made for the test: a browser must be launched with
+    /// `--ignore-certificate-errors`.
+    pub async fn start_https(static_dir: PathBuf, adjust: impl FnOnce(&mut Config)) -> Self {
+        let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+            .expect("a test certificate");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("herald-e2e-tls-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("the certificate's folder");
+        let (cert_file, key_file) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let pem = certified.cert.pem();
+        std::fs::write(&cert_file, &pem).expect("the certificate is written");
+        std::fs::write(&key_file, certified.key_pair.serialize_pem()).expect("the key is written");
+        let mut server = Self::start_with(static_dir, |config| {
+            config.protocols.tls_cert = Some(cert_file);
+            config.protocols.tls_key = Some(key_file);
+            adjust(config);
+        })
+        .await;
+        server.base = server.base.replacen("http://", "https://", 1);
+        let root = reqwest::Certificate::from_pem(pem.as_bytes()).expect("the test certificate");
+        server.http = operator_client(
+            reqwest::Client::builder()
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(root),
+        );
+        server.tls_dir = Some(dir);
+        server
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -128,15 +164,18 @@ impl Drop for Server {
             let _ = stop.send(());
         }
         let _ = std::fs::remove_dir_all(&self.data_dir);
+        if let Some(dir) = &self.tls_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
 /// The key the test servers sign and verify tokens with.
 const SECRET: &str = "e2e-secret-of-at-least-thirty-two-bytes";
 
-/// A client whose requests carry a credential that may publish anywhere and use the admin
-/// endpoints.
-fn operator_client() -> reqwest::Client {
+/// A client, built from `builder`, whose requests carry a credential that may publish
+/// anywhere and use the admin endpoints.
+fn operator_client(builder: reqwest::ClientBuilder) -> reqwest::Client {
     let grants = Grants {
         publish: vec!["*".into()],
         subscribe: vec!["*".into()],
@@ -151,7 +190,7 @@ fn operator_client() -> reqwest::Client {
         reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
             .expect("a token is a header value"),
     );
-    reqwest::Client::builder()
+    builder
         .default_headers(headers)
         .build()
         .expect("an HTTP client")
@@ -169,6 +208,11 @@ pub struct Browser {
 
 impl Browser {
     pub async fn launch(test_name: &str) -> Self {
+        Self::launch_with(test_name, &[]).await
+    }
+
+    /// Like [`Browser::launch`], with Chromium given `extra_args` too.
+    pub async fn launch_with(test_name: &str, extra_args: &[&str]) -> Self {
         let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         let chromedriver =
             std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "/usr/bin/chromedriver".into());
@@ -196,16 +240,25 @@ impl Browser {
 
         let profile =
             std::env::temp_dir().join(format!("herald-e2e-chromium-{}-{port}", std::process::id()));
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--no-first-run",
+            "--window-size=1280,900",
+        ]
+        .iter()
+        .chain(extra_args)
+        .map(|arg| (*arg).to_owned())
+        .collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
         let capabilities = serde_json::json!({
-            "goog:chromeOptions": {
-                "binary": chromium,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                    "--disable-quic", "--no-first-run", "--window-size=1280,900",
-                    format!("--user-data-dir={}", profile.display()),
-                ],
-            }
+            "goog:chromeOptions": { "binary": chromium, "args": args }
         });
         let serde_json::Value::Object(capabilities) = capabilities else {
             unreachable!("built as an object")

@@ -7,8 +7,12 @@
 //!
 //! `herald-load floor` measures what no server can go under: the CPU time of a plain loop
 //! writing each event to every loopback connection.
+//!
+//! `herald-load http2-idle` holds idle event streams over HTTP/2, a given number per
+//! connection, and reports the server's memory per stream.
 
 mod floor;
+mod http2;
 mod pool;
 mod procfs;
 mod publish;
@@ -45,6 +49,9 @@ enum Cmd {
         #[arg(long)]
         bytes: u64,
     },
+    /// Holds idle event streams over HTTP/2 (h2c, or TLS with --tls-ca) and prints the
+    /// server's memory per stream as JSON.
+    Http2Idle(http2::Http2IdleArgs),
     /// A worker process (started by `run`; reads commands on stdin).
     #[command(hide = true)]
     Worker {
@@ -159,6 +166,24 @@ fn main() -> Result<()> {
                 floor.fan_out_max_ms
             );
             println!("{}", serde_json::to_string(&floor)?);
+            Ok(())
+        }
+        Cmd::Http2Idle(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let local = tokio::task::LocalSet::new();
+            let figures = local.block_on(&runtime, http2::run(args))?;
+            eprintln!(
+                "http2 idle: {} streams, {} per connection{}: {:.2} KiB per stream, {:.1} KiB per connection (server {:.1} MiB)",
+                figures.streams,
+                figures.per_connection,
+                if figures.tls { ", TLS" } else { ", h2c" },
+                figures.kib_per_stream,
+                figures.kib_per_connection,
+                figures.server_private_mib
+            );
+            println!("{}", serde_json::to_string(&figures)?);
             Ok(())
         }
         Cmd::Run(args) => {

@@ -15,6 +15,12 @@ pub struct CloseLabels {
     pub reason: &'static str,
 }
 
+/// Label of an attempt's outcome.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
 /// Label of a demo stream.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DemoLabels {
@@ -36,9 +42,9 @@ pub struct Metrics {
     pub write_timeouts: Counter,
     pub demo_streams_cancelled: Family<DemoLabels, Counter>,
     pub client_ids_forgotten: Counter,
-    pub tcp_connections: Gauge<i64, AtomicI64>,
-    pub connections_refused: Family<CloseLabels, Counter>,
     pub replays_waiting: Gauge<i64, AtomicI64>,
+    /// The connections themselves, below HTTP.
+    pub transport: Transport,
 }
 
 impl Default for Metrics {
@@ -118,24 +124,13 @@ impl Metrics {
                 "Client ids forgotten to keep their number under --max-client-ids, the oldest first",
                 Counter::default(),
             ),
-            tcp_connections: add(
-                r,
-                "tcp_connections",
-                "Open TCP connections of every kind: event streams and other requests",
-                Gauge::default(),
-            ),
-            connections_refused: add(
-                r,
-                "connections_refused",
-                "Connections refused at accept, by the limit reached (max_connections or max_connections_per_address)",
-                Family::<CloseLabels, Counter>::default(),
-            ),
             replays_waiting: add(
                 r,
                 "replays_waiting",
                 "Replay reads waiting for a place under --max-concurrent-replays or --max-replays-per-address",
                 Gauge::default(),
             ),
+            transport: Transport::register(r),
             registry,
         }
     }
@@ -149,6 +144,53 @@ impl Metrics {
             tracing::error!(%err, "encoding metrics failed");
         }
         out
+    }
+}
+
+/// The metrics of connections below HTTP: how many are open, refused, TLS, HTTP/2 streams.
+#[derive(Debug)]
+pub struct Transport {
+    pub tcp_connections: Gauge<i64, AtomicI64>,
+    pub connections_refused: Family<CloseLabels, Counter>,
+    pub tls_handshake_failures: Counter,
+    pub tls_certificate_loads: Family<ResultLabels, Counter>,
+    pub http2_streams: Gauge<i64, AtomicI64>,
+}
+
+impl Transport {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            tcp_connections: add(
+                registry,
+                "tcp_connections",
+                "Open TCP connections of every kind: event streams and other requests",
+                Gauge::default(),
+            ),
+            connections_refused: add(
+                registry,
+                "connections_refused",
+                "Connections refused at accept, by the limit reached (max_connections or max_connections_per_address)",
+                Family::<CloseLabels, Counter>::default(),
+            ),
+            tls_handshake_failures: add(
+                registry,
+                "tls_handshake_failures",
+                "TLS handshakes that failed or did not complete within --header-timeout",
+                Counter::default(),
+            ),
+            tls_certificate_loads: add(
+                registry,
+                "tls_certificate_loads",
+                "Times the TLS certificate and key were read again (SIGHUP or a changed file), by result (ok, failed: the previous pair stays in use)",
+                Family::<ResultLabels, Counter>::default(),
+            ),
+            http2_streams: add(
+                registry,
+                "http2_streams",
+                "Open HTTP/2 streams (requests, event streams among them) on every HTTP/2 connection",
+                Gauge::default(),
+            ),
+        }
     }
 }
 

@@ -31,6 +31,9 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // Read before any storage is opened, so that a certificate that cannot be used stops
+    // Herald before it touches its data.
+    let tls = load_tls(&config)?;
     if let Some(url) = &config.redis {
         let redis = RedisStorage::open(RedisSettings {
             url: url.clone(),
@@ -45,10 +48,20 @@ pub async fn run(
             "cluster mode: state kept in Redis"
         );
         let storage: Arc<dyn Storage> = Arc::new(redis.clone());
-        return serve(listener, config, storage, Some(redis), shutdown).await;
+        return serve(listener, config, storage, Some(redis), tls, shutdown).await;
     }
     let storage = open_storage(&config)?;
-    run_with_storage(listener, config, storage, shutdown).await
+    serve(listener, config, storage, None, tls, shutdown).await
+}
+
+/// HTTPS, when the configuration names a certificate and key.
+fn load_tls(config: &Config) -> std::io::Result<Option<stream::Tls>> {
+    config
+        .protocols
+        .tls_files()
+        .map(|(certificate, key)| stream::Tls::load(certificate, key))
+        .transpose()
+        .map_err(std::io::Error::other)
 }
 
 /// The embedded storage the configuration names. A data directory or database that cannot be
@@ -76,7 +89,8 @@ pub async fn run_with_storage(
     storage: Arc<dyn Storage>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve(listener, config, storage, None, shutdown).await
+    let tls = load_tls(&config)?;
+    serve(listener, config, storage, None, tls, shutdown).await
 }
 
 /// The hub's limits and timings.
@@ -106,6 +120,7 @@ async fn serve(
     config: Config,
     storage: Arc<dyn Storage>,
     cluster: Option<RedisStorage>,
+    tls: Option<stream::Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
@@ -148,8 +163,16 @@ async fn serve(
             .filter(|_| !config.trust_forwarded_for),
         send_buffer: config.send_buffer(),
         unsent_limit: config.unsent_limit(),
-        metrics,
+        metrics: Arc::clone(&metrics),
+        tls: tls.clone(),
+        http2_max_streams: config.protocols.http2_max_streams,
     };
+    if let Some(tls) = tls {
+        tracing::info!(
+            "serving HTTPS (HTTP/2 and HTTP/1.1); the certificate is read again on SIGHUP or when its files change"
+        );
+        tokio::spawn(tls.watch(metrics, token.clone()));
+    }
     tracing::info!(
         max_connections = stream_settings.max_connections,
         "connections beyond the limit are refused"

@@ -10,6 +10,7 @@
 mod cli;
 mod derived;
 mod file;
+mod protocol;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -22,6 +23,7 @@ use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, FromArgMatches};
 
 pub use cli::{Cli, Command, Invocation, ServeArgs, TokenArgs, load, load_from};
+pub use protocol::Protocols;
 
 /// The settings the server runs with. A limit of 0 means "no limit" where its help says so.
 #[derive(Debug, Clone, Args)]
@@ -508,6 +510,9 @@ pub struct Config {
         value_parser = parse_duration
     )]
     pub shutdown_grace: Duration,
+
+    #[command(flatten)]
+    pub protocols: Protocols,
 }
 
 /// Where the event log and the client directory live.
@@ -546,6 +551,7 @@ impl Config {
         self.redis = self.redis.take().filter(|url| !url.is_empty());
         self.private_topics.retain(|topic| !topic.is_empty());
         self.cors_origins.retain(|origin| !origin.is_empty());
+        self.protocols.normalize();
     }
 }
 

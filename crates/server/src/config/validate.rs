@@ -17,6 +17,7 @@ impl Config {
         self.check_durations()?;
         self.check_redis()?;
         self.check_origins()?;
+        self.protocols.check().map_err(ConfigError::Invalid)?;
         if self
             .jwt_secret
             .as_ref()

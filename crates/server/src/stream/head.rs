@@ -15,26 +15,50 @@ const PREFIX: &[u8] = b"GET /events";
 /// The most a request head may take; browsers send well under 2 KiB.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// Reads the start of a connection's first request: until it is known whether it is
-/// `GET /events` (followed by a space or a query), which is the answer, with the bytes read.
-/// Whatever is not an event stream goes to hyper with those bytes put back in front.
-pub async fn first_bytes(stream: &TcpStream) -> io::Result<(bool, Vec<u8>)> {
+/// How a connection is served, as its first bytes tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// `GET /events`: Herald's own event-stream writer.
+    Events,
+    /// Any other HTTP/1 request: hyper.
+    Http1,
+    /// The HTTP/2 connection preface (h2c with prior knowledge).
+    Http2,
+}
+
+/// How a cleartext HTTP/2 connection starts (RFC 9113, 3.4).
+const HTTP2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads the start of a connection's first request: until it is known how the connection is
+/// served, which is the answer, with the bytes read. Whoever serves it gets those bytes back
+/// in front of the rest.
+pub async fn first_bytes(stream: &TcpStream) -> io::Result<(Route, Vec<u8>)> {
     let mut buf = Vec::new();
     loop {
         read_more(stream, &mut buf).await?;
-        if let Some(wants) = is_event_stream(&buf) {
-            return Ok((wants, buf));
+        if let Some(route) = route(&buf) {
+            return Ok((route, buf));
         }
     }
 }
 
-/// Whether a connection whose first bytes are `buf` asks for an event stream; `None` while
-/// they could still go either way.
-fn is_event_stream(buf: &[u8]) -> Option<bool> {
-    if buf.len() > PREFIX.len() {
-        return Some(buf.starts_with(PREFIX) && matches!(buf[PREFIX.len()], b' ' | b'?'));
+/// How a connection whose first bytes are `buf` is served; `None` while they could still go
+/// more than one way.
+fn route(buf: &[u8]) -> Option<Route> {
+    if buf.starts_with(HTTP2_PREFACE) {
+        return Some(Route::Http2);
     }
-    (!PREFIX.starts_with(buf)).then_some(false)
+    if HTTP2_PREFACE.starts_with(buf) {
+        return None;
+    }
+    let events = if buf.len() > PREFIX.len() {
+        buf.starts_with(PREFIX) && matches!(buf[PREFIX.len()], b' ' | b'?')
+    } else if PREFIX.starts_with(buf) {
+        return None;
+    } else {
+        false
+    };
+    Some(if events { Route::Events } else { Route::Http1 })
 }
 
 /// Reads and parses the request head. `Ok(Err(answer))` is a complete refusal to send back.
@@ -204,19 +228,33 @@ mod tests {
         fn routing_is_decided_once(buf in proptest::collection::vec(any::<u8>(), 0..32), tail in proptest::collection::vec(any::<u8>(), 0..8)) {
             let mut longer = buf.clone();
             longer.extend_from_slice(&tail);
-            if let Some(decided) = is_event_stream(&buf) {
-                prop_assert_eq!(is_event_stream(&longer), Some(decided));
+            if let Some(decided) = route(&buf) {
+                prop_assert_eq!(route(&longer), Some(decided));
+            }
+            let mut preface = HTTP2_PREFACE[..buf.len().min(HTTP2_PREFACE.len())].to_vec();
+            preface.extend_from_slice(&tail);
+            if let Some(decided) = route(&preface) {
+                let mut longer = preface.clone();
+                longer.extend_from_slice(&buf);
+                prop_assert_eq!(route(&longer), Some(decided));
             }
         }
     }
 
     #[test]
-    fn event_streams_are_told_apart_from_their_first_bytes() {
-        assert_eq!(is_event_stream(b"GET /events?topic=a"), Some(true));
-        assert_eq!(is_event_stream(b"GET /events HTTP/1.1"), Some(true));
-        assert_eq!(is_event_stream(b"GET /eventsx"), Some(false));
-        assert_eq!(is_event_stream(b"GET /ev"), None);
-        assert_eq!(is_event_stream(b"POST /events"), Some(false));
-        assert_eq!(is_event_stream(b""), None);
+    fn connections_are_routed_by_their_first_bytes() {
+        assert_eq!(route(b"GET /events?topic=a"), Some(Route::Events));
+        assert_eq!(route(b"GET /events HTTP/1.1"), Some(Route::Events));
+        assert_eq!(route(b"GET /eventsx"), Some(Route::Http1));
+        assert_eq!(route(b"GET /ev"), None);
+        assert_eq!(route(b"POST /events"), Some(Route::Http1));
+        assert_eq!(route(b""), None);
+        assert_eq!(route(b"PRI * HTTP/2.0\r\n"), None);
+        assert_eq!(
+            route(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+            Some(Route::Http2)
+        );
+        assert_eq!(route(b"PRI * HTTP/1.1\r\n"), Some(Route::Http1));
+        assert_eq!(route(b"PUT /x"), Some(Route::Http1));
     }
 }

@@ -1,11 +1,13 @@
-//! Connections whose first request is anything but `GET /events`: served by hyper (HTTP/1.1,
-//! keep-alive), through the same [`Router`](axum::Router).
+//! HTTP/1.1 connections served by hyper (keep-alive), through the same
+//! [`Router`](axum::Router): in cleartext, those whose first request is anything but
+//! `GET /events`; over TLS, every HTTP/1.1 connection, event streams included.
 //!
 //! Every wait on the client has a deadline. The first request head must be complete within
 //! `header_timeout` of the accept, each later one within `header_timeout` of the answer before
 //! it (hyper's header read timeout, which also ends an idle keep-alive connection), and a
 //! request body may make no progress for longer than `body_timeout` (408). Writes that make no
-//! progress fail after the write timeout ([`TimedStream`]).
+//! progress fail after the write timeout ([`TimedStream`](super::timed::TimedStream), which
+//! the connection is read and written through).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use axum::http::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -25,25 +27,20 @@ use tower_http::timeout::TimeoutBody;
 
 use super::peer::PeerAddress;
 use super::settings::Settings;
-use super::timed::TimedStream;
 
-/// Serves `stream` until the client or the server closes it. `read` holds what was read to
-/// route the connection here; the first request head must be complete by `head_deadline`.
-/// On `shutdown`, the request in progress is answered and the connection closed.
-pub async fn serve(
-    stream: TcpStream,
+/// Serves `io` until the client or the server closes it; the first request head must be
+/// complete by `head_deadline`. On `shutdown`, the request in progress is answered and the
+/// connection closed.
+pub async fn serve<I>(
+    io: I,
     peer: SocketAddr,
-    read: Vec<u8>,
     head_deadline: Instant,
     settings: &Settings,
     shutdown: &CancellationToken,
-) {
-    let io = TokioIo::new(TimedStream::new(
-        stream,
-        read,
-        settings.write_timeout,
-        Arc::clone(&settings.metrics),
-    ));
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
     // Set once hyper has a whole request head, and hands it to the router.
     let started = Arc::new(AtomicBool::new(false));
     let service = {

@@ -1,6 +1,8 @@
 //! The accept loop: every connection is counted ([`Gate`]) and gets the socket policy, then
-//! its first bytes decide who serves it. `GET /events` is served by Herald's own writer
-//! ([`event_conn`]); anything else by hyper ([`http_conn`]).
+//! its first bytes decide who serves it. In cleartext, `GET /events` is served by Herald's own
+//! writer ([`event_conn`]), the HTTP/2 preface by [`h2_conn`], anything else by hyper
+//! ([`http_conn`]). With TLS, the protocol the client chose in the handshake (ALPN) decides:
+//! `h2` or HTTP/1.1.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
@@ -12,10 +14,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::gate::{Gate, Held, Permit, Refused};
-use super::head::{first_bytes, refusal_with};
+use super::head::{Route, first_bytes, refusal_with};
 use super::settings::Settings;
 use super::socket::{close, configure_accepted, read_more};
-use super::{event_conn, http_conn};
+use super::timed::TimedStream;
+use super::{event_conn, h2_conn, http_conn};
 use crate::metrics::{CloseLabels, Metrics};
 
 /// Refused connections kept open at once while their client reads the refusal: each takes
@@ -59,7 +62,7 @@ async fn accept_loop(
     let gate = Gate::new(
         settings.max_connections,
         settings.per_address,
-        settings.metrics.tcp_connections.clone(),
+        settings.metrics.transport.tcp_connections.clone(),
     );
     let lingering = Arc::new(Semaphore::new(LINGERING_REFUSALS));
     // Shared by every connection: each task holds a pointer, not a copy.
@@ -101,12 +104,26 @@ async fn route(
     alive: mpsc::Sender<()>,
 ) {
     let head_deadline = Instant::now() + settings.header_timeout;
+    if settings.tls.is_some() {
+        // Boxed, as hyper's connection below.
+        Box::pin(serve_tls(
+            stream,
+            address,
+            head_deadline,
+            &settings,
+            &shutdown,
+        ))
+        .await;
+        drop(permit);
+        drop(alive);
+        return;
+    }
     let first = tokio::select! {
         () = shutdown.cancelled() => return,
         first = tokio::time::timeout_at(head_deadline, first_bytes(&stream)) => first,
     };
     match first {
-        Ok(Ok((true, read))) => {
+        Ok(Ok((Route::Events, read))) => {
             // A task of its own, holding only what the stream needs for as long as it is
             // open: this one, sized for everything above, ends here.
             let held = Held::new(permit, alive);
@@ -120,24 +137,80 @@ async fn route(
             ));
             return;
         }
-        Ok(Ok((false, read))) => {
+        Ok(Ok((route, read))) => {
+            let io = TimedStream::new(
+                stream,
+                read,
+                settings.write_timeout,
+                Arc::clone(&settings.metrics),
+            );
             // Boxed: hyper's connection is large, and every event stream's task would otherwise
             // be sized for it.
-            Box::pin(http_conn::serve(
-                stream,
-                address,
-                read,
-                head_deadline,
-                &settings,
-                &shutdown,
-            ))
-            .await;
+            if route == Route::Http2 {
+                Box::pin(h2_conn::serve(
+                    io,
+                    address,
+                    head_deadline,
+                    &settings,
+                    &shutdown,
+                ))
+                .await;
+            } else {
+                Box::pin(http_conn::serve(
+                    io,
+                    address,
+                    head_deadline,
+                    &settings,
+                    &shutdown,
+                ))
+                .await;
+            }
         }
         // Closed, failed or silent before its first request line.
         Ok(Err(_)) | Err(_) => {}
     }
     drop(permit);
     drop(alive);
+}
+
+/// Serves a TLS connection: the handshake must be over by `head_deadline`, and the protocol
+/// the client chose (ALPN) decides who serves it.
+async fn serve_tls(
+    stream: TcpStream,
+    address: SocketAddr,
+    head_deadline: Instant,
+    settings: &Arc<Settings>,
+    shutdown: &CancellationToken,
+) {
+    let Some(tls) = &settings.tls else { return };
+    let io = TimedStream::new(
+        stream,
+        Vec::new(),
+        settings.write_timeout,
+        Arc::clone(&settings.metrics),
+    );
+    let handshake = tokio::time::timeout_at(head_deadline, tls.acceptor().accept(io));
+    let io = tokio::select! {
+        () = shutdown.cancelled() => return,
+        handshake = handshake => match handshake {
+            Ok(Ok(io)) => io,
+            Ok(Err(err)) => {
+                tracing::debug!(%err, %address, "TLS handshake failed");
+                settings.metrics.transport.tls_handshake_failures.inc();
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%address, "no TLS handshake within the header timeout");
+                settings.metrics.transport.tls_handshake_failures.inc();
+                return;
+            }
+        },
+    };
+    if io.get_ref().1.alpn_protocol() == Some(b"h2") {
+        h2_conn::serve(io, address, head_deadline, settings, shutdown).await;
+    } else {
+        http_conn::serve(io, address, head_deadline, settings, shutdown).await;
+    }
 }
 
 /// Answers a connection past a limit and closes it. The answer is one write, which a fresh
@@ -163,6 +236,7 @@ fn refuse(stream: TcpStream, refused: Refused, metrics: &Metrics, lingering: &Ar
         )
     });
     metrics
+        .transport
         .connections_refused
         .get_or_create(&CloseLabels {
             reason: refused.reason(),

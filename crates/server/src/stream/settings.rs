@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::Router;
 
+use super::tls::Tls;
 use crate::metrics::Metrics;
 
 /// What every connection needs from the server.
@@ -28,6 +29,10 @@ pub struct Settings {
     /// The most each stream leaves unsent in the kernel (`stream_unsent_limit`); `None`: no limit.
     pub unsent_limit: Option<usize>,
     pub metrics: Arc<Metrics>,
+    /// HTTPS, when configured: then every connection is TLS.
+    pub tls: Option<Tls>,
+    /// The most streams an HTTP/2 connection may have open (`http2_max_streams`).
+    pub http2_max_streams: u32,
 }
 
 impl Settings {
@@ -45,6 +50,8 @@ impl Settings {
             send_buffer: None,
             unsent_limit: None,
             metrics: Arc::new(Metrics::default()),
+            tls: None,
+            http2_max_streams: 100,
         }
     }
 }

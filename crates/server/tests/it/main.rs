@@ -19,6 +19,7 @@ mod event_connections;
 mod hostile;
 mod inbox;
 mod operations;
+mod protocols;
 mod replay;
 mod shutdown;
 mod slow_consumer;

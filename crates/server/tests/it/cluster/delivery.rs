@@ -1,6 +1,6 @@
 //! Events published on any node reach every node's subscribers once and in order; clients resume on
 //! any node; the client list, user streams, the inbox and history span the cluster; nginx in front
-//! streams unbuffered.
+//! streams unbuffered, over HTTP/1.1 and over HTTPS with HTTP/2.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::{nodes, receive_exactly, seq};
 use crate::support::services::{Nginx, RedisServer};
+use crate::support::tokens::{bearer, operator_token};
 use crate::support::{
     SseStream, TestServer, client_with_token, eventually, herald_refuses, operator_client, token,
 };
@@ -355,4 +356,58 @@ async fn cluster_settings_are_checked_at_start() {
     assert!(both.contains("--redis and --storage"), "{both}");
     let scheme = herald_refuses(&["--redis", "http://127.0.0.1:6379"]).await;
     assert!(scheme.contains("redis://"), "{scheme}");
+}
+
+#[tokio::test]
+async fn nginx_with_https_and_http2_carries_ten_streams_on_one_client() {
+    let redis = RedisServer::start().await;
+    let nodes = nodes(&redis, 2, |_| {}).await;
+    let upstreams: Vec<String> = nodes
+        .iter()
+        .map(|node| node.base.trim_start_matches("http://").to_owned())
+        .collect();
+    let upstreams: Vec<&str> = upstreams.iter().map(String::as_str).collect();
+    let nginx = Nginx::start(&upstreams).await;
+    let https = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(nginx.certificate.pem.as_bytes()).unwrap(),
+        )
+        .resolve(
+            "localhost",
+            std::net::SocketAddr::from(([127, 0, 0, 1], nginx.https_port)),
+        )
+        .default_headers(bearer(&operator_token()))
+        .build()
+        .unwrap();
+
+    // Ten streams at once: over HTTP/1.1 a browser would hold six.
+    let mut streams = Vec::new();
+    for _ in 0..10 {
+        let response = https
+            .get(nginx.https_url("/events?topic=tabs"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.version(), reqwest::Version::HTTP_2);
+        let mut stream = SseStream::new(response);
+        stream.connected().await;
+        streams.push(stream);
+    }
+    for i in 0..3 {
+        let ack: PublishResponse = https
+            .post(nginx.https_url("/api/publish"))
+            .json(&json!({"topic": "tabs", "type": "tick", "data": i}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for stream in &mut streams {
+            let envelope = stream.envelope().await;
+            assert_eq!((&envelope.id, &envelope.data), (&ack.id, &json!(i)));
+        }
+    }
 }

@@ -8,6 +8,7 @@ pub mod process;
 pub mod server;
 pub mod services;
 pub mod sse;
+pub mod tls;
 pub mod tokens;
 
 use std::future::Future;
@@ -18,6 +19,7 @@ use std::time::{Duration, Instant};
 pub use process::{HeraldProcess, herald_refuses, herald_refuses_with};
 pub use server::{Store, TestServer};
 pub use sse::SseStream;
+pub use tls::TestCertificate;
 pub use tokens::{TEST_SECRET, client_with_token, operator_client, token, token_with};
 
 /// How long any single wait may take before the test fails.

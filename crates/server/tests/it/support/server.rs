@@ -16,7 +16,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::sse::SseStream;
-use super::tokens::{TEST_SECRET, operator_client};
+use super::tls::{TestCertificate, https_builder, https_url};
+use super::tokens::{TEST_SECRET, bearer, operator_client, operator_token};
 use super::{TIMEOUT, eventually, fresh_data_dir, services};
 
 /// A Herald server running in this test's runtime.
@@ -155,6 +156,32 @@ impl TestServer {
         let node = Self::launch(config, herald_server::run).await;
         node.wait_ready().await;
         node
+    }
+
+    /// A server speaking HTTPS with `certificate`, adjusted by `adjust`; its `base` and `http`
+    /// are HTTPS (HTTP/2 negotiated), so every helper goes over TLS.
+    pub async fn start_https(
+        certificate: &TestCertificate,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Self {
+        let mut server = Self::start_with(|config| {
+            certificate.configure(config);
+            adjust(config);
+        })
+        .await;
+        server.base = https_url(&server, "");
+        server.http = https_builder(&server, &certificate.pem)
+            .default_headers(bearer(&operator_token()))
+            .build()
+            .unwrap();
+        server
+    }
+
+    /// The address the server listens on.
+    pub fn address(&self) -> std::net::SocketAddr {
+        let host = self.base.rsplit('/').next().unwrap();
+        let port: u16 = host.rsplit(':').next().unwrap().parse().unwrap();
+        std::net::SocketAddr::from(([127, 0, 0, 1], port))
     }
 
     /// Waits until `/readyz` answers 200.

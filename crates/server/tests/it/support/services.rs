@@ -8,6 +8,7 @@ use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use super::tls::TestCertificate;
 use super::{TIMEOUT, fresh_data_dir, holds_within};
 
 /// A port nothing listens on right now.
@@ -152,10 +153,14 @@ impl Drop for RedisServer {
 }
 
 /// `nginx` in front of Herald nodes, configured from the sample in `docs/deploy/nginx.conf`:
-/// the sample's `upstream` servers and `listen` port are replaced, everything else is as
-/// documented.
+/// the sample's `upstream` servers, `listen` ports and certificate files are replaced,
+/// everything else is as documented.
 pub struct Nginx {
+    /// Plain HTTP.
     pub base: String,
+    /// HTTPS (with HTTP/2) on this port, presenting `certificate`.
+    pub https_port: u16,
+    pub certificate: TestCertificate,
     dir: PathBuf,
     child: Child,
 }
@@ -165,6 +170,8 @@ impl Nginx {
         let dir = fresh_data_dir();
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
+        let https_port = free_port();
+        let certificate = TestCertificate::generate();
         let sample = std::fs::read_to_string(
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/deploy/nginx.conf"),
         )
@@ -183,8 +190,22 @@ impl Nginx {
                 }
                 continue;
             }
+            if let Some(rest) = trimmed.strip_prefix("listen 443 ") {
+                site.push_str(&format!("    listen 127.0.0.1:{https_port} {rest}\n"));
+                continue;
+            }
             if trimmed.starts_with("listen ") {
                 site.push_str(&format!("    listen 127.0.0.1:{port};\n"));
+                continue;
+            }
+            if trimmed.starts_with("ssl_certificate ") {
+                let file = certificate.cert_file.display();
+                site.push_str(&format!("    ssl_certificate {file};\n"));
+                continue;
+            }
+            if trimmed.starts_with("ssl_certificate_key ") {
+                let file = certificate.key_file.display();
+                site.push_str(&format!("    ssl_certificate_key {file};\n"));
                 continue;
             }
             site.push_str(line);
@@ -213,6 +234,8 @@ impl Nginx {
             .unwrap();
         let nginx = Self {
             base: format!("http://127.0.0.1:{port}"),
+            https_port,
+            certificate,
             dir,
             child,
         };
@@ -233,6 +256,11 @@ impl Nginx {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// `https://localhost:PORT{path}`, nginx's HTTPS address.
+    pub fn https_url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.https_port)
     }
 }
 

@@ -11,6 +11,8 @@ use super::TIMEOUT;
 /// A native SSE client reading one response.
 pub struct SseStream {
     pub headers: reqwest::header::HeaderMap,
+    /// The HTTP version the response came in.
+    pub version: reqwest::Version,
     response: reqwest::Response,
     decoder: Decoder,
     items: VecDeque<Item>,
@@ -23,6 +25,7 @@ impl SseStream {
     pub fn new(response: reqwest::Response) -> Self {
         Self {
             headers: response.headers().clone(),
+            version: response.version(),
             response,
             decoder: Decoder::new(),
             items: VecDeque::new(),

@@ -28,19 +28,29 @@ pub fn token(sub: &str, publish: &[&str], subscribe: &[&str], admin: bool) -> St
 
 /// An HTTP client that sends `token` with every request.
 pub fn client_with_token(token: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .default_headers(bearer(token))
+        .build()
+        .unwrap()
+}
+
+/// The `Authorization` header sending `token`.
+pub fn bearer(token: &str) -> reqwest::header::HeaderMap {
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,
         format!("Bearer {token}").parse().unwrap(),
     );
-    reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap()
+    headers
+}
+
+/// The operator's credential ([`operator_client`]).
+pub fn operator_token() -> String {
+    token("operator", &["*"], &["*"], true)
 }
 
 /// A client holding an operator's credential: publish and subscribe anywhere, admin. What tests
 /// about everything but authorization use.
 pub fn operator_client() -> reqwest::Client {
-    client_with_token(&token("operator", &["*"], &["*"], true))
+    client_with_token(&operator_token())
 }
