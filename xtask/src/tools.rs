@@ -221,6 +221,7 @@ pub fn ensure_test_services() -> Result<()> {
         ("chromium-driver", chromedriver.as_str()),
         ("redis-server", "/usr/bin/redis-server"),
         ("nginx-light", "/usr/sbin/nginx"),
+        ("curl", "/usr/bin/curl"),
     ])
 }
 

@@ -180,7 +180,7 @@ async fn answer(
     mut respond: SendResponse<Bytes>,
     peer: SocketAddr,
     settings: Arc<Settings>,
-    _open: StreamGuard,
+    open: StreamGuard,
 ) {
     let mut request =
         request.map(|body| Body::new(TimeoutBody::new(settings.body_timeout, RequestBody(body))));
@@ -206,11 +206,10 @@ async fn answer(
     };
     drop(respond);
     match subscription {
-        Some(subscription) => {
-            drop(body);
-            events(send, subscription, &settings).await;
-        }
-        None if !ends_here => Box::pin(send_body(send, body, &settings)).await,
+        // A task of its own, holding only what the stream needs for as long as it is open:
+        // this one, sized for the router's answer, ends here.
+        Some(subscription) => drop(tokio::spawn(events(send, subscription, settings, open))),
+        None if !ends_here => send_body(send, body, &settings).await,
         None => {}
     }
 }
@@ -250,15 +249,20 @@ fn strip_connection_headers(headers: &mut HeaderMap) {
 }
 
 /// Writes an event stream's chunks until it ends, the client resets it, or it stalls for the
-/// write timeout (then it is reset).
-async fn events(mut send: SendStream<Bytes>, mut subscription: Subscription, settings: &Settings) {
+/// write timeout (then it is reset). `_open` counts the stream as open until then.
+async fn events(
+    mut send: SendStream<Bytes>,
+    mut subscription: Subscription,
+    settings: Arc<Settings>,
+    _open: StreamGuard,
+) {
     loop {
         let next = tokio::select! {
             chunk = subscription.next() => chunk,
             _ = poll_fn(|cx| send.poll_reset(cx)) => return,
         };
         let Some(chunk) = next else { break };
-        if send_chunk(&mut send, chunk, settings).await.is_err() {
+        if send_chunk(&mut send, chunk, &settings).await.is_err() {
             return;
         }
     }
