@@ -8,8 +8,9 @@
 //! `herald-load floor` measures what no server can go under: the CPU time of a plain loop
 //! writing each event to every loopback connection.
 //!
-//! `herald-load http2-idle` holds idle event streams over HTTP/2, a given number per
-//! connection, and reports the server's memory per stream.
+//! `herald-load http2` holds event streams over HTTP/2, a given number per connection, and
+//! reports the server's memory per idle stream and, with `--broadcasts`, its CPU time per
+//! delivery.
 
 mod floor;
 mod http2;
@@ -49,9 +50,9 @@ enum Cmd {
         #[arg(long)]
         bytes: u64,
     },
-    /// Holds idle event streams over HTTP/2 (h2c, or TLS with --tls-ca) and prints the
-    /// server's memory per stream as JSON.
-    Http2Idle(http2::Http2IdleArgs),
+    /// Holds event streams over HTTP/2 (h2c, or TLS with --tls-ca) and prints the server's
+    /// memory per idle stream and, with --broadcasts, CPU time per delivery, as JSON.
+    Http2(http2::Http2IdleArgs),
     /// A worker process (started by `run`; reads commands on stdin).
     #[command(hide = true)]
     Worker {
@@ -168,14 +169,14 @@ fn main() -> Result<()> {
             println!("{}", serde_json::to_string(&floor)?);
             Ok(())
         }
-        Cmd::Http2Idle(args) => {
+        Cmd::Http2(args) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             let local = tokio::task::LocalSet::new();
             let figures = local.block_on(&runtime, http2::run(args))?;
             eprintln!(
-                "http2 idle: {} streams, {} per connection{}: {:.2} KiB per stream, {:.1} KiB per connection (server {:.1} MiB)",
+                "http2: {} streams, {} per connection{}: {:.2} KiB per idle stream, {:.1} KiB per connection (server {:.1} MiB)",
                 figures.streams,
                 figures.per_connection,
                 if figures.tls { ", TLS" } else { ", h2c" },
@@ -183,6 +184,16 @@ fn main() -> Result<()> {
                 figures.kib_per_connection,
                 figures.server_private_mib
             );
+            if figures.broadcasts > 0 {
+                eprintln!(
+                    "http2: {} broadcasts, {} of {} deliveries: {:.2} µs server CPU per delivery (load generator at {:.2} of the server's CPU)",
+                    figures.broadcasts,
+                    figures.deliveries,
+                    figures.broadcasts * figures.streams as u64,
+                    figures.cpu_per_delivery_us,
+                    figures.loadgen_cpu_share
+                );
+            }
             println!("{}", serde_json::to_string(&figures)?);
             Ok(())
         }
