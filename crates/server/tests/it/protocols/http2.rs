@@ -5,7 +5,7 @@ use std::time::Duration;
 use herald_protocol::system::CloseReason;
 use serde_json::json;
 
-use crate::support::tls::https_url;
+use crate::support::tls::{https_builder, https_url};
 use crate::support::tokens::{bearer, operator_token};
 use crate::support::{TestCertificate, TestServer, eventually};
 
@@ -169,4 +169,24 @@ async fn shutdown_sends_closing_on_every_http2_stream_then_ends_the_connection()
         stream.assert_ends().await;
     }
     assert!(http.get(url).send().await.is_err(), "the server is gone");
+}
+
+#[tokio::test]
+async fn https_clients_without_http2_get_event_streams_over_http1() {
+    let certificate = TestCertificate::generate();
+    let server = TestServer::start_https(&certificate, |_| {}).await;
+    let http1 = https_builder(&server, &certificate.pem)
+        .http1_only()
+        .default_headers(bearer(&operator_token()))
+        .build()
+        .unwrap();
+    let mut stream = server.connected_as(&http1, "topic=old").await;
+    assert_eq!(stream.version, reqwest::Version::HTTP_11);
+    assert_eq!(stream.headers["content-type"], "text/event-stream");
+    let published = server.publish("old", "note", json!("over TLS")).await;
+    let envelope = stream.envelope().await;
+    assert_eq!(
+        (envelope.id, envelope.data),
+        (published.id, json!("over TLS"))
+    );
 }

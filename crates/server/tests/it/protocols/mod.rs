@@ -5,4 +5,5 @@
 
 mod certificates;
 mod curl;
+mod deadlines;
 mod http2;
