@@ -171,7 +171,8 @@ async fn serve(
         tracing::info!(
             "serving HTTPS (HTTP/2 and HTTP/1.1); the certificate is read again on SIGHUP or when its files change"
         );
-        tokio::spawn(tls.watch(metrics, token.clone()));
+        let every = Some(config.protocols.tls_watch).filter(|every| !every.is_zero());
+        tokio::spawn(tls.watch(every, metrics, token.clone()));
     }
     tracing::info!(
         max_connections = stream_settings.max_connections,

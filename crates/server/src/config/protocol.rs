@@ -1,8 +1,11 @@
 //! [`Protocols`]: HTTPS and HTTP/2, the settings of how Herald speaks on its listener.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
+
+use super::parse_duration;
 
 /// HTTPS and HTTP/2. Without a certificate Herald speaks HTTP/1.1, and HTTP/2 to clients that
 /// open with its preface (h2c with prior knowledge, as a proxy in front may); with one it
@@ -18,6 +21,17 @@ pub struct Protocols {
     /// PEM file with the certificate's private key (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, env = "HERALD_TLS_KEY", value_name = "PEM_FILE")]
     pub tls_key: Option<PathBuf>,
+
+    /// How often the certificate and key files are looked at for a change, which reads them
+    /// again; 0: only on SIGHUP.
+    #[arg(
+        long,
+        env = "HERALD_TLS_WATCH",
+        value_name = "DURATION",
+        default_value = "2s",
+        value_parser = parse_duration
+    )]
+    pub tls_watch: Duration,
 
     /// The most requests (event streams among them) one HTTP/2 connection may have open at
     /// once: a browser's tabs share one connection up to this many.
@@ -52,6 +66,9 @@ impl Protocols {
                 return Err("tls_key needs tls_cert (the certificate it belongs to)".into());
             }
             _ => {}
+        }
+        if self.tls_watch > Duration::from_secs(86_400) {
+            return Err("tls_watch must be at most 1day".into());
         }
         if !(1..=10_000).contains(&self.http2_max_streams) {
             return Err("http2_max_streams must be between 1 and 10000".into());

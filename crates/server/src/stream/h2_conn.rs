@@ -188,9 +188,14 @@ async fn answer(
     request
         .extensions_mut()
         .insert(ConnectInfo(PeerAddress(peer)));
-    // Boxed: the router's future is large, and an event stream's task would otherwise be sized
-    // for it for as long as it is open.
-    let Ok(mut response) = Box::pin(settings.app.clone().oneshot(request)).await;
+    // Boxed: the router's future is large. A request the client resets is given up at once, so
+    // that a client resetting what it asked for cannot keep more requests at work than the
+    // streams it may have open.
+    let answering = Box::pin(settings.app.clone().oneshot(request));
+    let Ok(mut response) = tokio::select! {
+        answered = answering => answered,
+        _ = poll_fn(|cx| respond.poll_reset(cx)) => return,
+    };
     let subscription = response
         .extensions_mut()
         .remove::<EventStreamSlot>()
@@ -272,7 +277,15 @@ async fn events(
 /// Writes a response body as the stream's data.
 async fn send_body(mut send: SendStream<Bytes>, body: Body, settings: &Settings) {
     let mut chunks = body.into_data_stream();
-    while let Some(chunk) = chunks.next().await {
+    loop {
+        let chunk = tokio::select! {
+            chunk = chunks.next() => match chunk {
+                Some(chunk) => chunk,
+                None => break,
+            },
+            // Reset by the client while the body waits for its next chunk (a demo stream, say).
+            _ = poll_fn(|cx| send.poll_reset(cx)) => return,
+        };
         match chunk {
             Ok(chunk) if chunk.is_empty() => {}
             Ok(chunk) => {

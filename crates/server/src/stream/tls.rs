@@ -20,9 +20,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{Metrics, ResultLabels};
 
-/// How often the files are looked at for a change.
-const WATCH_EVERY: Duration = Duration::from_secs(2);
-
 /// Why a certificate and key cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -64,7 +61,10 @@ struct Certificate {
     seen: Mutex<Stamp>,
 }
 
-type Stamp = [Option<(SystemTime, u64)>; 2];
+/// What tells a file changed: its modification time and size, and where the platform has them,
+/// its inode and status-change time (a `chmod` that makes it readable, a copy keeping the
+/// modification time, a rename of another file over it).
+type Stamp = [Option<(SystemTime, u64, u64, i64)>; 2];
 
 impl fmt::Debug for Certificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -141,16 +141,31 @@ impl Tls {
             != stamp(cert_path, key_path)
     }
 
-    /// Reloads the certificate on `SIGHUP` and when its files change, until `shutdown`.
-    pub async fn watch(self, metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    /// Reloads the certificate on `SIGHUP`, and when its files change (looked at every
+    /// `every`, if given), until `shutdown`.
+    pub async fn watch(
+        self,
+        every: Option<Duration>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) {
         let mut hangups = hangups();
-        let mut every = tokio::time::interval(WATCH_EVERY);
-        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = every.map(|every| {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks
+        });
         loop {
+            let tick = async {
+                match &mut ticks {
+                    Some(ticks) => drop(ticks.tick().await),
+                    None => std::future::pending().await,
+                }
+            };
             let why = tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = next_hangup(&mut hangups) => "SIGHUP",
-                _ = every.tick() => {
+                () = tick => {
                     if !self.changed() {
                         continue;
                     }
@@ -176,12 +191,27 @@ impl Tls {
     }
 }
 
-/// The modification time and size of each file, `None` where it cannot be read.
+/// Each file's [`Stamp`], `None` where it cannot be read.
 fn stamp(certificate: &Path, key: &Path) -> Stamp {
     [certificate, key].map(|path| {
         let metadata = std::fs::metadata(path).ok()?;
-        Some((metadata.modified().ok()?, metadata.len()))
+        let (inode, changed) = identity(&metadata);
+        Some((metadata.modified().ok()?, metadata.len(), inode, changed))
     })
+}
+
+#[cfg(unix)]
+fn identity(metadata: &std::fs::Metadata) -> (u64, i64) {
+    use std::os::unix::fs::MetadataExt;
+    (
+        metadata.ino(),
+        metadata.ctime_nsec() + metadata.ctime() * 1_000_000_000,
+    )
+}
+
+#[cfg(not(unix))]
+fn identity(_metadata: &std::fs::Metadata) -> (u64, i64) {
+    (0, 0)
 }
 
 fn read_pair(
@@ -254,4 +284,38 @@ async fn next_hangup(hangups: &mut Hangups) {
 #[cfg(not(unix))]
 async fn next_hangup(_hangups: &mut Hangups) {
     std::future::pending().await
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    /// A file replaced by another with the same size and modification time (copied with
+    /// `cp -p`, say, then renamed over it) is still seen as a change.
+    #[test]
+    fn a_file_replaced_with_the_same_size_and_time_is_a_change() {
+        let dir = std::env::temp_dir().join(format!("herald-tls-stamp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, "certificate").unwrap();
+        std::fs::write(&key, "key one").unwrap();
+        let modified = std::fs::metadata(&key).unwrap().modified().unwrap();
+        let before = stamp(&cert, &key);
+        let renewed = dir.join("key.new");
+        std::fs::write(&renewed, "key two").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&renewed)
+            .unwrap()
+            .set_modified(modified)
+            .unwrap();
+        std::fs::rename(&renewed, &key).unwrap();
+        let metadata = std::fs::metadata(&key).unwrap();
+        assert_eq!(
+            (metadata.modified().unwrap(), metadata.len()),
+            (modified, 7)
+        );
+        assert_ne!(stamp(&cert, &key), before);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
