@@ -17,4 +17,4 @@ mod stream;
 pub mod time;
 
 pub use config::Config;
-pub use server::{open_storage, run, run_with_storage};
+pub use server::{check_certificate, open_storage, run, run_with_storage};

@@ -26,6 +26,18 @@ async fn main() -> anyhow::Result<()> {
     let config = match invocation {
         Invocation::Serve(config) => config,
         Invocation::Token(args) => return print_token(&args),
+        Invocation::Defaults => {
+            print!("{}", herald_server::config::defaults_toml());
+            return Ok(());
+        }
+        Invocation::Check { config, effective } => {
+            // What only starting can tell: a credential key and a certificate that load.
+            Authenticator::from_config(&config).map_err(anyhow::Error::msg)?;
+            herald_server::check_certificate(&config)?;
+            print!("{effective}");
+            eprintln!("the configuration is valid");
+            return Ok(());
+        }
     };
     // Refuse to start without a way to verify credentials, before binding anything.
     Authenticator::from_config(&config).map_err(anyhow::Error::msg)?;

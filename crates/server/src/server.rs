@@ -54,6 +54,11 @@ pub async fn run(
     serve(listener, config, storage, None, tls, shutdown).await
 }
 
+/// Whether the certificate and key the configuration names (if any) can be served.
+pub fn check_certificate(config: &Config) -> std::io::Result<()> {
+    load_tls(config).map(drop)
+}
+
 /// HTTPS, when the configuration names a certificate and key.
 fn load_tls(config: &Config) -> std::io::Result<Option<stream::Tls>> {
     config

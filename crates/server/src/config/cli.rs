@@ -36,6 +36,20 @@ pub enum Command {
     Serve(ServeArgs),
     /// Print a token signed with the configured secret (or development key), for scripts.
     Token(TokenArgs),
+    /// Check a configuration, or print every setting with its default.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `herald config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Resolve the settings as serving would (flags, environment, the --config file), check
+    /// them and print the effective configuration as TOML, secrets redacted. Exits with a
+    /// non-zero status and the reason when they are invalid.
+    Check(Box<ServeArgs>),
+    /// Print every setting with its help and default, as a TOML file to start from.
+    Defaults,
 }
 
 /// The settings of `herald serve`, and the file that may hold them.
@@ -78,6 +92,13 @@ pub enum Invocation {
     Serve(Config),
     /// Print a token; its `serve.settings` locate the key.
     Token(TokenArgs),
+    /// `herald config check`: the checked settings, and the effective configuration as TOML.
+    Check {
+        config: Config,
+        effective: String,
+    },
+    /// `herald config defaults`: print [`show::defaults`](super::show::defaults).
+    Defaults,
 }
 
 /// The invocation of this process's command line.
@@ -96,19 +117,10 @@ where
     let mut args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let command = Cli::command();
     let first = command.clone().try_get_matches_from(&args)?;
-    // The serve settings are the top level's, or those of the subcommand, which comes first
-    // (top-level arguments conflict with subcommands).
-    let (settings, insert_at) = match first.subcommand() {
-        Some((name, matches)) => {
-            let at = args
-                .iter()
-                .position(|arg| arg == name)
-                .map_or(1, |at| at + 1);
-            (matches, at)
-        }
-        None => (&first, 1),
-    };
-    if let Some(path) = settings.get_one::<PathBuf>("config") {
+    // The serve settings are the top level's, or those of the innermost subcommand, which
+    // comes first (top-level arguments conflict with subcommands).
+    let (settings, path) = innermost(&first);
+    if let Ok(Some(path_to_file)) = settings.try_get_one::<PathBuf>("config") {
         // The file fills only what neither a flag nor the environment gave: its values join
         // the command line, where clap parses them as it parses flags.
         let given = |id: &str| {
@@ -117,22 +129,27 @@ where
                 Some(ValueSource::CommandLine | ValueSource::EnvVariable)
             )
         };
-        let layer = file::read(path, given)?;
+        let layer = file::read(path_to_file, given)?;
+        let insert_at = after_subcommands(&args, &path);
         args.splice(insert_at..insert_at, layer);
     }
     let matches = command.try_get_matches_from(&args)?;
-    let settings = match matches.subcommand() {
-        Some((_, matches)) => matches,
-        None => &matches,
-    };
-    let storage_named = settings.value_source("storage") != Some(ValueSource::DefaultValue);
+    let (settings, _) = innermost(&matches);
     let cli = Cli::from_arg_matches(&matches)?;
     let mut invocation = match cli.command {
         Some(Command::Serve(serve)) => Invocation::Serve(serve.settings),
         None => Invocation::Serve(cli.serve.settings),
         Some(Command::Token(token)) => Invocation::Token(token),
+        Some(Command::Config(ConfigCommand::Check(serve))) => Invocation::Check {
+            config: serve.settings,
+            effective: super::show::effective(settings),
+        },
+        Some(Command::Config(ConfigCommand::Defaults)) => return Ok(Invocation::Defaults),
     };
-    let config = invocation.settings_mut();
+    let storage_named = settings.value_source("storage") != Some(ValueSource::DefaultValue);
+    let Some(config) = invocation.settings_mut() else {
+        return Ok(invocation);
+    };
     config.normalize();
     if config.redis.is_some() && storage_named {
         return Err(ConfigError::Invalid(
@@ -145,11 +162,36 @@ where
     Ok(invocation)
 }
 
+/// The matches of the innermost subcommand (the top level's without one), and the names of
+/// the subcommands leading to it.
+fn innermost(matches: &clap::ArgMatches) -> (&clap::ArgMatches, Vec<String>) {
+    let mut path = Vec::new();
+    let mut matches = matches;
+    while let Some((name, inner)) = matches.subcommand() {
+        path.push(name.to_owned());
+        matches = inner;
+    }
+    (matches, path)
+}
+
+/// Where the innermost subcommand's arguments start in `args` (after the program's name when
+/// there is none).
+fn after_subcommands(args: &[OsString], path: &[String]) -> usize {
+    let mut at = 1;
+    for name in path {
+        if let Some(found) = args[at..].iter().position(|arg| arg == name.as_str()) {
+            at += found + 1;
+        }
+    }
+    at
+}
+
 impl Invocation {
-    fn settings_mut(&mut self) -> &mut Config {
+    fn settings_mut(&mut self) -> Option<&mut Config> {
         match self {
-            Self::Serve(config) => config,
-            Self::Token(token) => &mut token.serve.settings,
+            Self::Serve(config) | Self::Check { config, .. } => Some(config),
+            Self::Token(token) => Some(&mut token.serve.settings),
+            Self::Defaults => None,
         }
     }
 }

@@ -11,6 +11,7 @@ mod cli;
 mod derived;
 mod file;
 mod protocol;
+mod show;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -22,8 +23,9 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, FromArgMatches};
 
-pub use cli::{Cli, Command, Invocation, ServeArgs, TokenArgs, load, load_from};
+pub use cli::{Cli, Command, ConfigCommand, Invocation, ServeArgs, TokenArgs, load, load_from};
 pub use protocol::Protocols;
+pub use show::defaults as defaults_toml;
 
 /// The settings the server runs with. A limit of 0 means "no limit" where its help says so.
 #[derive(Debug, Clone, Args)]

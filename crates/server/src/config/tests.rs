@@ -7,7 +7,7 @@ use super::*;
 fn serve(args: &[&str]) -> Result<Config, ConfigError> {
     match load_from(std::iter::once("herald").chain(args.iter().copied()))? {
         Invocation::Serve(config) => Ok(config),
-        Invocation::Token(_) => panic!("expected serve"),
+        other => panic!("expected serve, got {other:?}"),
     }
 }
 
@@ -111,7 +111,7 @@ fn explicit_serve_command_takes_the_same_flags_and_file() {
     .unwrap()
     {
         Invocation::Serve(config) => config,
-        Invocation::Token(_) => panic!("expected serve"),
+        other => panic!("expected serve, got {other:?}"),
     };
     assert_eq!(config.listen, "127.0.0.1:0".parse().unwrap());
     assert_eq!(config.queue_capacity, 9);
@@ -138,6 +138,54 @@ fn the_example_configuration_file_is_valid() {
     let config = serve(&["--config", example.to_str().unwrap()]).expect("the example resolves");
     assert_eq!(config.listen, Config::default().listen);
     assert_eq!(config.storage, StorageKind::Sqlite);
+}
+
+#[test]
+fn the_example_configuration_file_is_what_herald_config_defaults_prints() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/herald.example.toml");
+    let text = std::fs::read_to_string(example).unwrap();
+    assert!(
+        text == super::show::defaults(),
+        "docs/herald.example.toml is not current: \
+         `cargo run -p herald-server -- config defaults > docs/herald.example.toml`"
+    );
+}
+
+#[test]
+fn config_check_resolves_like_serving_and_redacts_secrets() {
+    let file = File::new("heartbeat = \"20s\"\nprivate_topics = [\"admin/*\"]\n");
+    let invocation = load_from([
+        "herald",
+        "config",
+        "check",
+        "--config",
+        &file.path(),
+        "--jwt-secret",
+        "0123456789abcdef0123456789abcdef-secret",
+        "--redis",
+        "redis://app:hunter2@10.0.0.5:6379",
+    ])
+    .unwrap();
+    let Invocation::Check { config, effective } = invocation else {
+        panic!("expected config check");
+    };
+    assert_eq!(config.heartbeat, Duration::from_secs(20));
+    assert!(effective.contains("heartbeat = \"20s\""), "{effective}");
+    assert!(
+        effective.contains("private_topics = [\"admin/*\"]"),
+        "{effective}"
+    );
+    assert!(
+        effective.contains("jwt_secret = \"<redacted>\""),
+        "{effective}"
+    );
+    assert!(
+        effective.contains("redis://app:<redacted>@10.0.0.5:6379"),
+        "{effective}"
+    );
+    assert!(!effective.contains("hunter2") && !effective.contains("-secret"));
+    let invalid = load_from(["herald", "config", "check", "--heartbeat", "0s"]).unwrap_err();
+    assert!(invalid.to_string().contains("heartbeat"), "{invalid}");
 }
 
 #[test]
