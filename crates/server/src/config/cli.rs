@@ -120,16 +120,22 @@ where
     // The serve settings are the top level's, or those of the innermost subcommand, which
     // comes first (top-level arguments conflict with subcommands).
     let (settings, path) = innermost(&first);
+    // Settings given by an environment variable's former name, then those of the file: both
+    // join the command line, where clap parses them as it parses flags, and fill only what
+    // neither a flag nor the environment gave.
+    let aliased = former_environment(settings);
+    let mut layer: Vec<OsString> = aliased.iter().map(|(_, flag)| flag.clone()).collect();
     if let Ok(Some(path_to_file)) = settings.try_get_one::<PathBuf>("config") {
-        // The file fills only what neither a flag nor the environment gave: its values join
-        // the command line, where clap parses them as it parses flags.
         let given = |id: &str| {
-            matches!(
-                settings.value_source(id),
-                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-            )
+            aliased.iter().any(|(aliased, _)| *aliased == id)
+                || matches!(
+                    settings.value_source(id),
+                    Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                )
         };
-        let layer = file::read(path_to_file, given)?;
+        layer.extend(file::read(path_to_file, given)?);
+    }
+    if !layer.is_empty() {
         let insert_at = after_subcommands(&args, &path);
         args.splice(insert_at..insert_at, layer);
     }
@@ -160,6 +166,36 @@ where
     }
     config.validate()?;
     Ok(invocation)
+}
+
+/// Environment variables settings were read from before each was named `HERALD_` + its flag:
+/// still read, the current name winning. (former name, setting)
+const FORMER_ENVIRONMENT: &[(&str, &str)] = &[
+    ("HERALD_REDIS_URL", "redis"),
+    ("HERALD_PRIVATE_TOPICS", "private_topic"),
+    ("HERALD_CORS_ORIGINS", "cors_origin"),
+];
+
+/// The settings `matches` did not get from a flag or the environment but a former variable
+/// name holds, each with the flag that gives it.
+fn former_environment(matches: &clap::ArgMatches) -> Vec<(&'static str, OsString)> {
+    FORMER_ENVIRONMENT
+        .iter()
+        .filter_map(|&(variable, id)| {
+            let value = std::env::var_os(variable)?;
+            // Not a setting of this command (`herald config defaults` has none).
+            matches.try_get_raw(id).ok()?;
+            if matches!(
+                matches.value_source(id),
+                Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+            ) {
+                return None;
+            }
+            let mut flag = OsString::from(format!("--{}=", id.replace('_', "-")));
+            flag.push(value);
+            Some((id, flag))
+        })
+        .collect()
 }
 
 /// The matches of the innermost subcommand (the top level's without one), and the names of

@@ -27,6 +27,7 @@ pub(super) fn read(
     let settings = settings_command();
     let mut flags = Vec::new();
     for (key, value) in table {
+        let key = current_key(key);
         let Some(arg) = settings
             .get_arguments()
             .find(|arg| arg.get_id() == key.as_str())
@@ -68,6 +69,20 @@ pub(super) fn read(
         flags.extend(layer);
     }
     Ok(flags)
+}
+
+/// Keys settings had before each was named as its flag: still read. (former key, setting)
+const FORMER_KEYS: &[(&str, &str)] = &[
+    ("private_topics", "private_topic"),
+    ("cors_origins", "cors_origin"),
+];
+
+/// The setting `key` names, under its current name.
+fn current_key(key: String) -> String {
+    FORMER_KEYS
+        .iter()
+        .find(|(former, _)| *former == key)
+        .map_or(key, |(_, current)| (*current).to_owned())
 }
 
 /// A scalar as a flag's value would spell it.

@@ -117,8 +117,9 @@ pub struct Config {
     /// A topic selector (`admin/*`, `billing`) whose topics are private: subscribing needs a
     /// matching `subscribe` selector in the credential. Repeatable, or comma-separated.
     #[arg(
+        id = "private_topic",
         long = "private-topic",
-        env = "HERALD_PRIVATE_TOPICS",
+        env = "HERALD_PRIVATE_TOPIC",
         value_name = "SELECTOR",
         value_delimiter = ','
     )]
@@ -128,8 +129,9 @@ pub struct Config {
     /// (`https://app.example.com`); repeatable, or comma-separated. `*` allows every origin
     /// without credentials. Without any, only the same origin.
     #[arg(
+        id = "cors_origin",
         long = "cors-origin",
-        env = "HERALD_CORS_ORIGINS",
+        env = "HERALD_CORS_ORIGIN",
         value_name = "ORIGIN",
         value_delimiter = ','
     )]
@@ -255,7 +257,7 @@ pub struct Config {
     /// Cluster mode: keep the event log, client ids and inboxes in this Redis
     /// (`redis://[user:password@]host:port[/db]`) and share them with every node pointed at it.
     /// Replaces `--storage`.
-    #[arg(long, env = "HERALD_REDIS_URL", value_name = "URL")]
+    #[arg(long, env = "HERALD_REDIS", value_name = "URL")]
     pub redis: Option<String>,
 
     /// Prefix of every Redis key Herald uses, so several deployments can share one Redis.

@@ -172,7 +172,7 @@ fn config_check_resolves_like_serving_and_redacts_secrets() {
     assert_eq!(config.heartbeat, Duration::from_secs(20));
     assert!(effective.contains("heartbeat = \"20s\""), "{effective}");
     assert!(
-        effective.contains("private_topics = [\"admin/*\"]"),
+        effective.contains("private_topic = [\"admin/*\"]"),
         "{effective}"
     );
     assert!(
@@ -186,6 +186,18 @@ fn config_check_resolves_like_serving_and_redacts_secrets() {
     assert!(!effective.contains("hunter2") && !effective.contains("-secret"));
     let invalid = load_from(["herald", "config", "check", "--heartbeat", "0s"]).unwrap_err();
     assert!(invalid.to_string().contains("heartbeat"), "{invalid}");
+}
+
+#[test]
+fn file_keys_are_the_flags_names_and_former_keys_still_read() {
+    let current =
+        File::new("private_topic = [\"admin/*\"]\ncors_origin = [\"https://a.example\"]\n");
+    let config = serve(&["--config", &current.path()]).unwrap();
+    assert_eq!(config.private_topics, ["admin/*"]);
+    assert_eq!(config.cors_origins, ["https://a.example"]);
+    let former = File::new("cors_origins = [\"https://b.example\"]\n");
+    let config = serve(&["--config", &former.path()]).unwrap();
+    assert_eq!(config.cors_origins, ["https://b.example"]);
 }
 
 #[test]

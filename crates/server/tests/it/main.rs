@@ -13,6 +13,7 @@ mod architecture;
 mod authorization;
 mod bad_input;
 mod cluster;
+mod config_tools;
 mod demo;
 mod durability;
 mod event_connections;
