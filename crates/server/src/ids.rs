@@ -30,6 +30,11 @@ pub fn random_secret() -> String {
     hex(&random_bytes::<32>())
 }
 
+/// 64 random bits in hex: the id of a request that came without one.
+pub fn request_id() -> String {
+    hex(&random_bytes::<8>())
+}
+
 /// A random number for jitter.
 pub fn random_u32() -> u32 {
     u32::from_le_bytes(random_bytes())

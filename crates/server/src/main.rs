@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use anyhow::Context;
 use herald_protocol::auth::Grants;
 use herald_server::auth::{Authenticator, claims_for};
-use herald_server::config::{ConfigError, Invocation, TokenArgs};
+use herald_server::config::{ConfigError, Invocation, LogFormat, TokenArgs};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -16,13 +16,23 @@ async fn main() -> anyhow::Result<()> {
         Err(ConfigError::Cli(err)) => err.exit(),
         Err(err) => return Err(err.into()),
     };
-    tracing_subscriber::fmt()
+    let json = matches!(&invocation, Invocation::Serve(config) if config.operations.log_format == LogFormat::Json);
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    if json {
+        // One object per line: the event's fields at the top level, the request's (its id,
+        // route, client id) under "span".
+        logs.json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
+    }
     let config = match invocation {
         Invocation::Serve(config) => config,
         Invocation::Token(args) => return print_token(&args),

@@ -21,6 +21,20 @@ pub struct ResultLabels {
     pub result: &'static str,
 }
 
+/// Labels of an HTTP request: the route it matched, its method and the answer's status.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+/// Label of an HTTP route.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
 /// Label of a demo stream.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DemoLabels {
@@ -45,6 +59,8 @@ pub struct Metrics {
     pub replays_waiting: Gauge<i64, AtomicI64>,
     /// The connections themselves, below HTTP.
     pub transport: Transport,
+    /// HTTP requests by route.
+    pub requests: Requests,
 }
 
 impl Default for Metrics {
@@ -131,6 +147,7 @@ impl Metrics {
                 Gauge::default(),
             ),
             transport: Transport::register(r),
+            requests: Requests::register(r),
             registry,
         }
     }
@@ -189,6 +206,39 @@ impl Transport {
                 "http2_streams",
                 "Open HTTP/2 streams (requests, event streams among them) on every HTTP/2 connection",
                 Gauge::default(),
+            ),
+        }
+    }
+}
+
+/// A histogram of request durations, from 0.1 ms to about 6.5 s.
+type DurationHistogram = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+/// HTTP requests: how many, by route, method and status, and how long until their answer's
+/// head (for an event stream: until it opened).
+#[derive(Debug)]
+pub struct Requests {
+    pub total: Family<RequestLabels, Counter>,
+    pub duration: DurationHistogram,
+}
+
+impl Requests {
+    fn register(registry: &mut Registry) -> Self {
+        fn histogram() -> Histogram {
+            Histogram::new(exponential_buckets(0.000_1, 2.0, 17))
+        }
+        Self {
+            total: add(
+                registry,
+                "http_requests",
+                "HTTP requests answered, by route, method and status",
+                Family::<RequestLabels, Counter>::default(),
+            ),
+            duration: add(
+                registry,
+                "http_request_duration_seconds",
+                "Time from a request's arrival to its answer's head, by route",
+                Family::new_with_constructor(histogram as fn() -> Histogram),
             ),
         }
     }

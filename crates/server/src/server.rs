@@ -137,23 +137,11 @@ async fn serve(
     let token = CancellationToken::new();
     let metrics = Arc::new(Metrics::new());
     let app = start_app(&config, storage, cluster, &metrics, &token);
-    let routes = router(AppState {
-        app,
-        config: Arc::clone(&config),
-        auth: Arc::new(auth),
-        publish_rate: Arc::new(RateLimiter::new(
-            config.publish_rate.into(),
-            config.publish_burst.into(),
-        )),
-        publish_bytes: Arc::new(RateLimiter::new(
-            config.publish_byte_rate,
-            config.publish_byte_burst,
-        )),
-        new_clients: Arc::new(RateLimiter::new(
-            config.new_client_rate.into(),
-            config.new_client_burst.into(),
-        )),
-    });
+    let state = app_state(&config, app, auth);
+    if let Some(address) = config.operations.metrics_listen {
+        serve_operations(address, state.clone(), token.clone()).await?;
+    }
+    let routes = router(state);
     let stream_settings = stream::Settings {
         app: routes,
         header_timeout: config.header_timeout,
@@ -205,6 +193,56 @@ async fn serve(
             Ok(())
         }
     }
+}
+
+/// What every handler shares.
+fn app_state(config: &Arc<Config>, app: App, auth: Authenticator) -> AppState {
+    AppState {
+        app,
+        config: Arc::clone(config),
+        auth: Arc::new(auth),
+        publish_rate: Arc::new(RateLimiter::new(
+            config.publish_rate.into(),
+            config.publish_burst.into(),
+        )),
+        publish_bytes: Arc::new(RateLimiter::new(
+            config.publish_byte_rate,
+            config.publish_byte_burst,
+        )),
+        new_clients: Arc::new(RateLimiter::new(
+            config.new_client_rate.into(),
+            config.new_client_burst.into(),
+        )),
+    }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on the internal listener at `address` until
+/// `shutdown`.
+async fn serve_operations(
+    address: std::net::SocketAddr,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let listener = TcpListener::bind(address).await.map_err(|err| {
+        std::io::Error::new(
+            err.kind(),
+            format!("cannot listen on {address} (--metrics-listen): {err}"),
+        )
+    })?;
+    tracing::info!(
+        "metrics, health and readiness listening on {}",
+        listener.local_addr()?
+    );
+    let routes = crate::http::operations_router(state);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, routes)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(err) = served {
+            tracing::error!(%err, "the metrics listener failed");
+        }
+    });
+    Ok(())
 }
 
 /// Starts the hub and its housekeeping (retention, and giving memory back after waves of

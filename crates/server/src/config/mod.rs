@@ -10,6 +10,7 @@
 mod cli;
 mod derived;
 mod file;
+mod operations;
 mod protocol;
 mod show;
 #[cfg(test)]
@@ -24,6 +25,7 @@ use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, FromArgMatches};
 
 pub use cli::{Cli, Command, ConfigCommand, Invocation, ServeArgs, TokenArgs, load, load_from};
+pub use operations::{LogFormat, Operations};
 pub use protocol::Protocols;
 pub use show::defaults as defaults_toml;
 
@@ -517,6 +519,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub protocols: Protocols,
+
+    #[command(flatten)]
+    pub operations: Operations,
 }
 
 /// Where the event log and the client directory live.

@@ -67,7 +67,10 @@ pub async fn subscribe(
             .retry_after(limited.retry_after)
         })?;
     }
-    let slot = EventStreamSlot::new(state.app.subscribe(request).await?);
+    let subscription = state.app.subscribe(request).await?;
+    tracing::Span::current().record("client_id", subscription.client_id().as_str());
+    tracing::debug!("event stream opened");
+    let slot = EventStreamSlot::new(subscription);
     let mut response = event_stream_response(slot.chunks());
     // Herald's own event-stream writer takes the subscription from here; hyper streams the
     // body, which takes it from the same slot.

@@ -8,6 +8,7 @@ mod dev;
 mod error;
 mod events;
 mod notifications;
+mod observe;
 mod openapi;
 mod ops;
 mod origin;
@@ -77,8 +78,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/{*rest}", axum::routing::any(route_not_found))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
         .method_not_allowed_fallback(method_not_allowed);
+    // With an internal listener for them, the metrics are not public.
+    let api = if state.config.operations.metrics_listen.is_none() {
+        api.route("/metrics", get(ops::metrics))
+    } else {
+        api
+    };
     // The demos hold streams open and write to administrators' inboxes: served only when
     // asked for.
     let api = if state.config.dev || state.config.demos {
@@ -89,6 +95,10 @@ pub fn router(state: AppState) -> Router {
         api.route("/demo/{*rest}", axum::routing::any(route_not_found))
     };
     let api = api
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::observe,
+        ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             state.config.max_body_bytes,
@@ -113,6 +123,16 @@ pub fn router(state: AppState) -> Router {
         )),
         None => routes,
     }
+}
+
+/// The operations endpoints alone (`/metrics`, `/healthz`, `/readyz`), for the internal
+/// listener of `--metrics-listen`.
+pub fn operations_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .with_state(state)
 }
 
 /// The CORS policy for the configured origins: named origins may send credentials (cookies,

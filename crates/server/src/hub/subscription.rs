@@ -173,6 +173,11 @@ impl Subscription {
         &self.registration.connection
     }
 
+    /// The client id the stream belongs to.
+    pub fn client_id(&self) -> &crate::ids::ClientId {
+        &self.connection().client_id
+    }
+
     /// Lends the stream's output to fan-out, which writes live events to it while the stream
     /// waits for them (see `queue.rs`), until the returned loan is dropped.
     pub fn lend(&self, sink: Arc<dyn Sink>) -> Loan {

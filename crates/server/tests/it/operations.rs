@@ -143,3 +143,123 @@ async fn storage_failure_is_503_and_subscribers_stay_connected() {
         "the subscriber stayed connected"
     );
 }
+
+#[tokio::test]
+async fn metrics_listen_serves_operations_apart_and_requests_are_counted_by_route() {
+    let internal = crate::support::services::free_port();
+    let server = TestServer::start_with(|config| {
+        config.operations.metrics_listen = Some(([127, 0, 0, 1], internal).into());
+    })
+    .await;
+    let ops = |path: &str| format!("http://127.0.0.1:{internal}{path}");
+    assert_eq!(server.get_json("/metrics").await.0, 404, "not public");
+    let published = server
+        .post_json("/api/publish", &json!({"topic": "t", "data": 1}))
+        .await;
+    assert_eq!(published.status(), 200);
+    let request_id = published.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(request_id.len(), 16, "a new id: {request_id}");
+    let echoed = server
+        .http
+        .get(server.url("/healthz"))
+        .header("x-request-id", "trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "trace-42");
+
+    let http = reqwest::Client::new();
+    for path in ["/healthz", "/readyz"] {
+        let answer = http.get(ops(path)).send().await.unwrap();
+        assert_eq!(answer.status(), 200, "{path}");
+    }
+    let metrics = http
+        .get(ops("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "herald_http_requests_total{route=\"/api/publish\",method=\"POST\",status=\"200\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("herald_http_request_duration_seconds_count{route=\"/api/publish\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line_with_the_request_and_client_ids() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = crate::support::fresh_data_dir();
+    let mut herald = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .arg("--static-dir")
+        .arg(dir.join("no-web-app"))
+        .env("HERALD_LOG", "herald_server=debug")
+        .env("HERALD_JWT_SECRET", crate::support::TEST_SECRET)
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(herald.stderr.take().unwrap()).lines();
+    let mut next = async || -> serde_json::Value {
+        let line = tokio::time::timeout(crate::support::TIMEOUT, lines.next_line())
+            .await
+            .expect("a log line in time")
+            .unwrap()
+            .expect("the log goes on");
+        serde_json::from_str(&line).unwrap_or_else(|err| panic!("not JSON ({err}): {line}"))
+    };
+    let address = loop {
+        let line = next().await;
+        assert!(
+            line["timestamp"].is_string() && line["level"].is_string(),
+            "{line}"
+        );
+        if let Some(address) = line["message"]
+            .as_str()
+            .and_then(|message| message.strip_prefix("listening on "))
+        {
+            break address.to_owned();
+        }
+    };
+    let stream = reqwest::Client::new()
+        .get(format!("http://{address}/events?topic=logs"))
+        .header("x-request-id", "log-me")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let opened = loop {
+        let line = next().await;
+        if line["message"] == "event stream opened" {
+            break line;
+        }
+    };
+    assert_eq!(opened["span"]["request_id"], "log-me", "{opened}");
+    assert_eq!(opened["span"]["route"], "/events", "{opened}");
+    assert_eq!(
+        opened["span"]["client_id"].as_str().map(str::len),
+        Some(32),
+        "{opened}"
+    );
+    drop(stream);
+    drop(herald);
+    let _ = std::fs::remove_dir_all(&dir);
+}
