@@ -82,11 +82,13 @@ async fn past_max_connections_a_new_connection_gets_503_until_one_closes() {
     })
     .await;
     drop(held);
+    // The connections just dropped may not all be closed on the server's side yet: a refused
+    // request is asked again.
     eventually("the refusals are counted", || async {
         server
-            .metric("herald_connections_refused_total{reason=\"max_connections\"}")
+            .try_metric("herald_connections_refused_total{reason=\"max_connections\"}")
             .await
-            >= 1.0
+            .is_some_and(|refused| refused >= 1.0)
     })
     .await;
 }

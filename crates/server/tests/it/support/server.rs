@@ -311,18 +311,19 @@ impl TestServer {
     /// The value of one sample line of `/metrics`, such as `herald_connections` or
     /// `herald_demo_streams_cancelled_total{demo="countdown"}`; 0 when absent.
     pub async fn metric(&self, sample: &str) -> f64 {
-        let text = self
-            .http
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-            .unwrap_or(0.0)
+        self.try_metric(sample).await.expect("/metrics answers")
+    }
+
+    /// [`TestServer::metric`], or `None` when `/metrics` cannot be read (the server refuses
+    /// connections past a limit, say).
+    pub async fn try_metric(&self, sample: &str) -> Option<f64> {
+        let response = self.http.get(self.url("/metrics")).send().await.ok()?;
+        let text = response.text().await.ok()?;
+        Some(
+            text.lines()
+                .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+                .unwrap_or(0.0),
+        )
     }
 
     /// Signals shutdown and waits for the server to return; returns how long that took.
