@@ -57,6 +57,9 @@ pub struct Metrics {
     pub demo_streams_cancelled: Family<DemoLabels, Counter>,
     pub client_ids_forgotten: Counter,
     pub replays_waiting: Gauge<i64, AtomicI64>,
+    pub replays_in_flight: Gauge<i64, AtomicI64>,
+    /// The process: its memory and open files, read when the metrics are.
+    pub process: Process,
     /// The connections themselves, below HTTP.
     pub transport: Transport,
     /// HTTP requests by route.
@@ -146,6 +149,13 @@ impl Metrics {
                 "Replay reads waiting for a place under --max-concurrent-replays or --max-replays-per-address",
                 Gauge::default(),
             ),
+            replays_in_flight: add(
+                r,
+                "replays_in_flight",
+                "Replay reads holding a place under --max-concurrent-replays, reading a page of history",
+                Gauge::default(),
+            ),
+            process: Process::register(r),
             transport: Transport::register(r),
             requests: Requests::register(r),
             registry,
@@ -154,6 +164,7 @@ impl Metrics {
 
     /// The metrics in the OpenMetrics text format, which Prometheus scrapes.
     pub fn encode(&self) -> String {
+        self.process.refresh();
         let mut out = String::new();
         // Encoding into a String only fails if a metric's own encoder fails, which the built-in
         // metric types never do.
@@ -207,6 +218,61 @@ impl Transport {
                 "Open HTTP/2 streams (requests, event streams among them) on every HTTP/2 connection",
                 Gauge::default(),
             ),
+        }
+    }
+}
+
+/// The process, as the kernel sees it: read again whenever the metrics are encoded.
+#[derive(Debug)]
+pub struct Process {
+    pub resident_memory_bytes: Gauge<i64, AtomicI64>,
+    pub open_fds: Gauge<i64, AtomicI64>,
+}
+
+impl Process {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            resident_memory_bytes: add(
+                registry,
+                "process_resident_memory_bytes",
+                "Memory the process holds in RAM (VmRSS)",
+                Gauge::default(),
+            ),
+            open_fds: add(
+                registry,
+                "process_open_fds",
+                "Files the process holds open, connections among them",
+                Gauge::default(),
+            ),
+        }
+    }
+
+    /// Reads the figures again from `/proc` (Linux; elsewhere they stay at 0).
+    fn refresh(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            let rss_kib = std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .and_then(|status| {
+                    status
+                        .lines()
+                        .find_map(|line| line.strip_prefix("VmRSS:"))
+                        .and_then(|value| {
+                            value
+                                .trim()
+                                .trim_end_matches("kB")
+                                .trim()
+                                .parse::<i64>()
+                                .ok()
+                        })
+                });
+            if let Some(kib) = rss_kib {
+                self.resident_memory_bytes.set(kib * 1024);
+            }
+            if let Ok(entries) = std::fs::read_dir("/proc/self/fd") {
+                self.open_fds
+                    .set(i64::try_from(entries.count()).unwrap_or(i64::MAX));
+            }
         }
     }
 }

@@ -164,6 +164,7 @@ impl Hub {
             settings.max_concurrent_replays,
             settings.max_replays_per_address,
             metrics.replays_waiting.clone(),
+            metrics.replays_in_flight.clone(),
         );
         let hub = Self {
             inner: Arc::new(Inner {

@@ -23,6 +23,8 @@ pub struct Replays {
     addresses: Arc<Mutex<HashMap<IpAddr, Arc<Semaphore>>>>,
     /// Replay reads waiting for a place, exported.
     waiting: Gauge<i64, AtomicI64>,
+    /// Replay reads holding a place, exported.
+    in_flight: Gauge<i64, AtomicI64>,
 }
 
 /// A place to read one page of history, given back when dropped.
@@ -30,6 +32,17 @@ pub struct Replays {
 pub struct ReplayPlace {
     _all: Option<OwnedSemaphorePermit>,
     _address: Option<AddressPlace>,
+    _in_flight: InFlight,
+}
+
+/// Counts a place as held until dropped.
+#[derive(Debug)]
+struct InFlight(Gauge<i64, AtomicI64>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 #[derive(Debug)]
@@ -41,13 +54,20 @@ struct AddressPlace {
 }
 
 impl Replays {
-    /// `max` reads at once in all (at least one), `per_address` for one address.
-    pub fn new(max: usize, per_address: Option<usize>, waiting: Gauge<i64, AtomicI64>) -> Self {
+    /// `max` reads at once in all (at least one), `per_address` for one address; `waiting` and
+    /// `in_flight` count the reads waiting for a place and those holding one.
+    pub fn new(
+        max: usize,
+        per_address: Option<usize>,
+        waiting: Gauge<i64, AtomicI64>,
+        in_flight: Gauge<i64, AtomicI64>,
+    ) -> Self {
         Self {
             all: Arc::new(Semaphore::new(max.max(1))),
             per_address: per_address.map(|limit| limit.max(1)),
             addresses: Arc::default(),
             waiting,
+            in_flight,
         }
     }
 
@@ -77,9 +97,11 @@ impl Replays {
         // The semaphores are never closed: acquiring cannot fail (and a closed one would
         // only stop limiting).
         let all = Arc::clone(&self.all).acquire_owned().await.ok();
+        self.in_flight.inc();
         ReplayPlace {
             _all: all,
             _address: address,
+            _in_flight: InFlight(self.in_flight.clone()),
         }
     }
 }
@@ -127,7 +149,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn reads_beyond_a_limit_wait_for_a_place() {
-        let replays = Replays::new(3, Some(2), Gauge::default());
+        let replays = Replays::new(3, Some(2), Gauge::default(), Gauge::default());
         let a1 = replays.place(ip("192.0.2.1")).await;
         let _a2 = replays.place(ip("192.0.2.1")).await;
         assert!(
@@ -143,7 +165,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_address_with_nothing_in_progress_is_forgotten() {
-        let replays = Replays::new(3, Some(2), Gauge::default());
+        let replays = Replays::new(3, Some(2), Gauge::default(), Gauge::default());
         let first = replays.place(ip("192.0.2.1")).await;
         let second = replays.place(ip("192.0.2.1")).await;
         drop(first);

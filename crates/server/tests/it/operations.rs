@@ -194,6 +194,17 @@ async fn metrics_listen_serves_operations_apart_and_requests_are_counted_by_rout
         metrics.contains("herald_http_request_duration_seconds_count{route=\"/api/publish\"} 1"),
         "{metrics}"
     );
+    let sample = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        sample("herald_process_resident_memory_bytes") > 1e6,
+        "{metrics}"
+    );
+    assert!(sample("herald_process_open_fds") >= 3.0, "{metrics}");
 }
 
 #[tokio::test]

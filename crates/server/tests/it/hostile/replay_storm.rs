@@ -63,6 +63,7 @@ async fn a_storm_of_replays_queues_while_readiness_and_live_delivery_go_on() {
         server.metric("herald_replays_waiting").await > 0.0
     })
     .await;
+    assert!(server.metric("herald_replays_in_flight").await <= 8.0);
 
     // Readiness reads the database, on a reader replays never take.
     let (status, body) = server.get_json("/readyz").await;
@@ -83,4 +84,9 @@ async fn a_storm_of_replays_queues_while_readiness_and_live_delivery_go_on() {
         "all of this while the storm was still queued"
     );
     drop(storm);
+    eventually("every place is given back", || async {
+        server.metric("herald_replays_in_flight").await == 0.0
+            && server.metric("herald_replays_waiting").await == 0.0
+    })
+    .await;
 }
