@@ -315,3 +315,80 @@ fn add<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metri
     registry.register(name, help, metric.clone());
     metric
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    /// The metric families Herald exports, as their `# TYPE` lines name them: a family with
+    /// labels is named once it has a sample, so each gets one.
+    fn families() -> BTreeSet<String> {
+        let metrics = Metrics::new();
+        let reason = CloseLabels { reason: "test" };
+        metrics.connections_closed.get_or_create(&reason).inc();
+        metrics
+            .transport
+            .connections_refused
+            .get_or_create(&reason)
+            .inc();
+        metrics
+            .transport
+            .tls_certificate_loads
+            .get_or_create(&ResultLabels { result: "ok" })
+            .inc();
+        metrics
+            .demo_streams_cancelled
+            .get_or_create(&DemoLabels { demo: "test" })
+            .inc();
+        let route = "/test".to_owned();
+        metrics
+            .requests
+            .total
+            .get_or_create(&RequestLabels {
+                route: route.clone(),
+                method: "GET".into(),
+                status: 200,
+            })
+            .inc();
+        metrics
+            .requests
+            .duration
+            .get_or_create(&RouteLabels { route })
+            .observe(0.001);
+        metrics
+            .encode()
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|line| line.split_whitespace().next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The Grafana dashboard in `docs/` queries only metrics Herald exports.
+    #[test]
+    fn the_dashboard_names_only_exported_metrics() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/grafana/herald.json");
+        let dashboard = std::fs::read_to_string(path).unwrap();
+        let families = families();
+        let mut named = 0;
+        for (at, _) in dashboard.match_indices("herald_") {
+            let name: String = dashboard[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name);
+            assert!(
+                families.contains(family),
+                "the dashboard queries {name}, which Herald does not export ({families:?})"
+            );
+            named += 1;
+        }
+        assert!(named >= 15, "the dashboard names {named} metrics");
+    }
+}
