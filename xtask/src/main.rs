@@ -79,9 +79,48 @@ fn run(herald_args: &[String]) -> Result<()> {
                 "--dev",
             ])
             .args(herald_args);
-        // Herald runs until Ctrl-C; its exit ends this command.
-        tools::run_command(&mut command)
+        // Herald runs until Ctrl-C; its exit ends this command. Its log passes through, and
+        // once it listens, where to go next is said below it.
+        run_announcing(&mut command)
     })
+}
+
+/// Runs `command` (Herald), passing its log through; once it logs `listening on ADDR`, says
+/// where the console is and how to publish a first event.
+fn run_announcing(command: &mut Command) -> Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut child = command
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {command:?}"))?;
+    if let Some(log) = child.stderr.take() {
+        for line in BufReader::new(log).lines() {
+            let line = line?;
+            eprintln!("{line}");
+            if let Some((_, address)) = line.split_once("listening on ") {
+                let address = address.trim();
+                let mut err = std::io::stderr().lock();
+                let _ = writeln!(err, "{}", next_steps(address));
+            }
+        }
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("{command:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// What to do once Herald listens on `address`.
+fn next_steps(address: &str) -> String {
+    format!(
+        "\n==> Herald is running: open http://{address}/ for the console.\n\
+         ==> Publish a first event from another terminal:\n\
+         \x20   TOKEN=$(cargo run -q --release -p herald-server --bin herald -- token --dev --sub backend --publish '*')\n\
+         \x20   curl -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n\
+         \x20        -d '{{\"topic\": \"news\", \"type\": \"note\", \"data\": \"hello\"}}' http://{address}/api/publish\n\
+         ==> Ctrl-C stops it.\n"
+    )
 }
 
 fn test() -> Result<()> {
