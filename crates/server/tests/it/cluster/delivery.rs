@@ -313,8 +313,8 @@ async fn history_in_redis_is_kept_by_length_and_by_age() {
     );
 }
 
-#[tokio::test]
-async fn nginx_in_front_of_two_nodes_streams_every_event_as_it_happens() {
+/// Two nodes on one Redis, and nginx in front of them as `docs/deploy/nginx.conf` says.
+async fn nginx_in_front_of_two_nodes() -> (RedisServer, Vec<TestServer>, Nginx) {
     let redis = RedisServer::start().await;
     let nodes = nodes(&redis, 2, |_| {}).await;
     let upstreams: Vec<String> = nodes
@@ -323,6 +323,12 @@ async fn nginx_in_front_of_two_nodes_streams_every_event_as_it_happens() {
         .collect();
     let upstreams: Vec<&str> = upstreams.iter().map(String::as_str).collect();
     let nginx = Nginx::start(&upstreams).await;
+    (redis, nodes, nginx)
+}
+
+#[tokio::test]
+async fn nginx_in_front_of_two_nodes_streams_every_event_as_it_happens() {
+    let (_redis, _nodes, nginx) = nginx_in_front_of_two_nodes().await;
     let http = operator_client();
 
     let response = http
@@ -360,14 +366,7 @@ async fn cluster_settings_are_checked_at_start() {
 
 #[tokio::test]
 async fn nginx_with_https_and_http2_carries_ten_streams_on_one_client() {
-    let redis = RedisServer::start().await;
-    let nodes = nodes(&redis, 2, |_| {}).await;
-    let upstreams: Vec<String> = nodes
-        .iter()
-        .map(|node| node.base.trim_start_matches("http://").to_owned())
-        .collect();
-    let upstreams: Vec<&str> = upstreams.iter().map(String::as_str).collect();
-    let nginx = Nginx::start(&upstreams).await;
+    let (_redis, _nodes, nginx) = nginx_in_front_of_two_nodes().await;
     let https = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .add_root_certificate(
