@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use super::{nodes, receive_exactly, seq};
 use crate::support::services::{Nginx, RedisServer};
+use crate::support::tls::trusting;
 use crate::support::tokens::{bearer, operator_token};
 use crate::support::{
     SseStream, TestServer, client_with_token, eventually, herald_refuses, operator_client, token,
@@ -326,6 +327,19 @@ async fn nginx_in_front_of_two_nodes() -> (RedisServer, Vec<TestServer>, Nginx) 
     (redis, nodes, nginx)
 }
 
+/// Publishes a `tick` with data `i` to `topic` at `url` (through nginx) and returns the
+/// acknowledgement.
+async fn publish_tick(http: &reqwest::Client, url: &str, topic: &str, i: u32) -> PublishResponse {
+    http.post(url)
+        .json(&json!({"topic": topic, "type": "tick", "data": i}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn nginx_in_front_of_two_nodes_streams_every_event_as_it_happens() {
     let (_redis, _nodes, nginx) = nginx_in_front_of_two_nodes().await;
@@ -342,15 +356,7 @@ async fn nginx_in_front_of_two_nodes_streams_every_event_as_it_happens() {
     // Each event must arrive before the next is published: a buffering proxy would hold these
     // few bytes back.
     for i in 0..6 {
-        let ack: PublishResponse = http
-            .post(nginx.url("/api/publish"))
-            .json(&json!({"topic": "live", "type": "tick", "data": i}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ack = publish_tick(&http, &nginx.url("/api/publish"), "live", i).await;
         let envelope = stream.envelope().await;
         assert_eq!((envelope.id, envelope.data), (ack.id, json!(i)));
     }
@@ -367,18 +373,13 @@ async fn cluster_settings_are_checked_at_start() {
 #[tokio::test]
 async fn nginx_with_https_and_http2_carries_ten_streams_on_one_client() {
     let (_redis, _nodes, nginx) = nginx_in_front_of_two_nodes().await;
-    let https = reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(nginx.certificate.pem.as_bytes()).unwrap(),
-        )
-        .resolve(
-            "localhost",
-            std::net::SocketAddr::from(([127, 0, 0, 1], nginx.https_port)),
-        )
-        .default_headers(bearer(&operator_token()))
-        .build()
-        .unwrap();
+    let https = trusting(
+        &nginx.certificate.pem,
+        std::net::SocketAddr::from(([127, 0, 0, 1], nginx.https_port)),
+    )
+    .default_headers(bearer(&operator_token()))
+    .build()
+    .unwrap();
 
     // Ten streams at once: over HTTP/1.1 a browser would hold six.
     let mut streams = Vec::new();
@@ -395,15 +396,7 @@ async fn nginx_with_https_and_http2_carries_ten_streams_on_one_client() {
         streams.push(stream);
     }
     for i in 0..3 {
-        let ack: PublishResponse = https
-            .post(nginx.https_url("/api/publish"))
-            .json(&json!({"topic": "tabs", "type": "tick", "data": i}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ack = publish_tick(&https, &nginx.https_url("/api/publish"), "tabs", i).await;
         for stream in &mut streams {
             let envelope = stream.envelope().await;
             assert_eq!((&envelope.id, &envelope.data), (&ack.id, &json!(i)));

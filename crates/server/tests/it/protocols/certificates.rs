@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::support::tls::{https_builder, https_url, self_signed, write_atomically};
+use crate::support::tls::{https_builder, https_url, self_signed, trusting, write_atomically};
 use crate::support::{HeraldProcess, TestCertificate, TestServer, eventually, herald_refuses};
 
 /// Whether a client trusting only `pem` completes a request to `url`.
@@ -70,14 +70,7 @@ async fn sighup_reads_the_certificate_again() {
     let port = herald.url("").rsplit(':').next().unwrap().to_owned();
     let healthz = format!("https://localhost:{port}/healthz");
     let address = format!("127.0.0.1:{port}").parse().unwrap();
-    let client = |pem: &str| {
-        reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
-            .resolve("localhost", address)
-            .build()
-            .unwrap()
-    };
+    let client = |pem: &str| trusting(pem, address).build().unwrap();
     let first = client(&certificate.pem);
     assert_eq!(first.get(&healthz).send().await.unwrap().status(), 200);
 

@@ -108,6 +108,17 @@ impl SseStream {
         serde_json::from_str(&self.expect(system::CLOSING).await.data).unwrap()
     }
 
+    /// Asserts the next event is `herald.closing` for a shutdown, asking the client to
+    /// reconnect, and that the stream then ends.
+    pub async fn assert_closed_for_shutdown(mut self) {
+        let closing = self.closing().await;
+        assert_eq!(
+            (closing.reason, closing.reconnect),
+            (system::CloseReason::Shutdown, true)
+        );
+        self.assert_ends().await;
+    }
+
     /// Asserts the server ends the stream without sending another event.
     pub async fn assert_ends(mut self) {
         while let Some(item) = self.next_item().await {

@@ -70,13 +70,19 @@ pub fn write_atomically(path: &Path, contents: &str) {
 /// `localhost` resolved to the server's address. Each stream's receive window is 64 KiB, so
 /// a stream it does not read stops the server's sending soon.
 pub fn https_builder(server: &TestServer, pem: &str) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
-        .resolve("localhost", server.address())
+    trusting(pem, server.address())
         .http2_initial_stream_window_size(64 * 1024)
         .http2_initial_connection_window_size(8 * 1024 * 1024)
         .http2_adaptive_window(false)
+}
+
+/// A client trusting only `pem`, with `localhost` resolved to `address` (a server of any kind:
+/// a Herald process, nginx).
+pub fn trusting(pem: &str, address: std::net::SocketAddr) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+        .resolve("localhost", address)
 }
 
 /// `https://localhost:PORT{path}` on `server`.
