@@ -5,10 +5,13 @@
 //!   the API on http://127.0.0.1:8080 in development mode (data under ./data).
 //! - `cargo xtask test`: formatting, lints, unit and integration tests, and the browser tests.
 //! - `cargo xtask setup`: only install the tools.
-//! - `cargo xtask dist`: only build the console into dist/.
+//! - `cargo xtask console`: only build the console into dist/.
+//! - `cargo xtask dist`: the release archive, under target/dist/: the binary with the console
+//!   built in, the README, the licence, an example configuration and a systemd unit.
 //! - `cargo xtask bench [--quick] [--reps N] [--scenarios a,b]`: Herald against nchan.
 
 mod bench;
+mod dist;
 mod tools;
 
 use std::path::{Path, PathBuf};
@@ -28,15 +31,20 @@ fn main() -> Result<()> {
         "test" => test(),
         "setup" => tools::ensure_build_tools().map(|_| ()),
         "bench" => bench::bench(&rest),
+        "console" => {
+            let path = tools::ensure_build_tools()?;
+            build_console(&path)
+        }
         "dist" => {
             let path = tools::ensure_build_tools()?;
-            build_dist(&path)
+            dist::dist(&path)
         }
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n  run [-- ARGS]  build the console (release) and serve it with the API\n  \
                  test           fmt, clippy, unit, integration and browser tests\n  setup          install the build tools\n  \
-                 dist           build the console into dist/\n  \
+                 console        build the console into dist/\n  \
+                 dist           the release archive under target/dist/\n  \
                  bench [--quick] [--reps N] [--scenarios a,b]\n                 Herald against nchan, side by side"
             );
             if command.is_empty() || command == "help" || command == "--help" {
@@ -63,26 +71,31 @@ fn workspace_root() -> PathBuf {
 
 fn run(herald_args: &[String]) -> Result<()> {
     let path = tools::ensure_build_tools()?;
-    build_dist(&path)?;
-    step("build and start herald (release)", || {
-        let mut command = Command::new("cargo");
-        command
-            .args([
-                "run",
-                "--release",
-                "--package",
-                "herald-server",
-                "--bin",
-                "herald",
-                "--",
-                // Development mode: loopback only, and the console signs in as a demo user.
-                "--dev",
-            ])
-            .args(herald_args);
-        // Herald runs until Ctrl-C; its exit ends this command. Its log passes through, and
-        // once it listens, where to go next is said below it.
-        run_announcing(&mut command)
-    })
+    build_console(&path)?;
+    let console = std::env::current_dir()?.join("dist");
+    step(
+        "build and start herald (release, the console built in)",
+        || {
+            let mut command = Command::new("cargo");
+            command.env("HERALD_EMBED_CONSOLE", &console);
+            command
+                .args([
+                    "run",
+                    "--release",
+                    "--package",
+                    "herald-server",
+                    "--bin",
+                    "herald",
+                    "--",
+                    // Development mode: loopback only, and the console signs in as a demo user.
+                    "--dev",
+                ])
+                .args(herald_args);
+            // Herald runs until Ctrl-C; its exit ends this command. Its log passes through, and
+            // once it listens, where to go next is said below it.
+            run_announcing(&mut command)
+        },
+    )
 }
 
 /// Runs `command` (Herald), passing its log through; once it logs `listening on ADDR`, says
@@ -152,15 +165,18 @@ fn test() -> Result<()> {
             "warnings",
         ]))
     })?;
-    build_dist(&path)?;
+    build_console(&path)?;
     step(
         "cargo test (unit, integration and browser tests; console state natively)",
         || {
             let dist = std::env::current_dir()?.join("dist");
+            // The console is built into the test builds of `herald` too, so that the tests of
+            // the single binary see it.
             let (totals, succeeded) = tools::run_tests(
                 Command::new("cargo")
                     .args(["test", "--workspace"])
-                    .env("HERALD_E2E_DIST", dist),
+                    .env("HERALD_E2E_DIST", &dist)
+                    .env("HERALD_EMBED_CONSOLE", &dist),
             )?;
             // A closing line that CI and people can read whatever the runner printed before.
             println!("{} passed, {} failed", totals.passed, totals.failed);
@@ -174,7 +190,7 @@ fn test() -> Result<()> {
     Ok(())
 }
 
-fn build_dist(path: &std::ffi::OsStr) -> Result<()> {
+fn build_console(path: &std::ffi::OsStr) -> Result<()> {
     // trunk runs cargo offline, so that a wrong tool version fails at once instead of trying to
     // download; the crates it builds are fetched first.
     step("cargo fetch", || {

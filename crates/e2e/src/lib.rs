@@ -75,7 +75,7 @@ impl Server {
         // Development mode, as `cargo xtask run` serves the console, with a known key so the
         // test can sign its own operator credential.
         let mut config = Config {
-            static_dir,
+            static_dir: Some(static_dir),
             data_dir: data_dir.clone(),
             dev: true,
             jwt_secret: Some(SECRET.to_owned()),

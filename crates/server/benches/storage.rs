@@ -58,7 +58,7 @@ impl Bench {
         let _ = std::fs::remove_dir_all(&data_dir);
         let config = Config {
             data_dir: data_dir.clone(),
-            static_dir: data_dir.join("none"),
+            static_dir: Some(data_dir.join("none")),
             storage,
             history_max_events: 1_000_000,
             jwt_secret: Some(SECRET.into()),

@@ -41,10 +41,15 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Invocation::Check { config, effective } => {
-            // What only starting can tell: a credential key and a certificate that load.
-            Authenticator::from_config(&config).map_err(anyhow::Error::msg)?;
+            // What only starting can tell: a credential key and a certificate that load, and
+            // an identity provider's key set that can be fetched.
+            let auth = Authenticator::from_config(&config).map_err(anyhow::Error::msg)?;
             herald_server::check_certificate(&config)?;
+            let key_set = auth.check_key_set().await.map_err(anyhow::Error::msg)?;
             print!("{effective}");
+            if let Some(key_set) = key_set {
+                eprintln!("{key_set}");
+            }
             eprintln!("the configuration is valid");
             return Ok(());
         }
@@ -53,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
     Authenticator::from_config(&config).map_err(anyhow::Error::msg)?;
     // Every subscriber is an open socket: use the whole hard limit on open files, not the
     // (often 1024) soft one.
+    #[cfg(unix)]
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::debug!(limit, "open files limit"),
         Err(err) => tracing::warn!(%err, "cannot raise the open files limit"),
@@ -105,6 +111,7 @@ async fn shutdown_signal() {
             std::future::pending::<()>().await;
         }
     };
+    #[cfg(unix)]
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {
@@ -116,6 +123,8 @@ async fn shutdown_signal() {
             }
         }
     };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
     tokio::select! {
         () = interrupt => {}
         () = terminate => {}

@@ -35,6 +35,12 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+/// Label of a storage operation.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+}
+
 /// Label of a demo stream.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DemoLabels {
@@ -64,6 +70,10 @@ pub struct Metrics {
     pub transport: Transport,
     /// HTTP requests by route.
     pub requests: Requests,
+    /// The identity provider's key set.
+    pub identity: Identity,
+    /// Storage operations.
+    pub storage: StorageMetrics,
 }
 
 impl Default for Metrics {
@@ -158,6 +168,8 @@ impl Metrics {
             process: Process::register(r),
             transport: Transport::register(r),
             requests: Requests::register(r),
+            identity: Identity::register(r),
+            storage: StorageMetrics::register(r),
             registry,
         }
     }
@@ -216,6 +228,74 @@ impl Transport {
                 registry,
                 "http2_streams",
                 "Open HTTP/2 streams (requests, event streams among them) on every HTTP/2 connection",
+                Gauge::default(),
+            ),
+        }
+    }
+}
+
+/// Storage operations: how long each takes and how many fail, by operation (`append`,
+/// `read_after`, ...).
+#[derive(Debug)]
+pub struct StorageMetrics {
+    pub duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    pub errors: Family<OperationLabels, Counter>,
+}
+
+impl StorageMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        fn histogram() -> Histogram {
+            // 20 µs to about 5 s.
+            Histogram::new(exponential_buckets(0.000_02, 2.0, 19))
+        }
+        Self {
+            duration: add(
+                registry,
+                "storage_operation_duration_seconds",
+                "How long storage operations take, by operation (append, read_after, register_client, add_notification, ...)",
+                Family::<OperationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                    histogram,
+                ),
+            ),
+            errors: add(
+                registry,
+                "storage_operation_errors",
+                "Storage operations that failed, by operation",
+                Family::<OperationLabels, Counter>::default(),
+            ),
+        }
+    }
+
+    /// The histogram and error counter of `operation`.
+    pub fn meters(&self, operation: &'static str) -> (Histogram, Counter) {
+        let labels = OperationLabels { operation };
+        (
+            self.duration.get_or_create(&labels).clone(),
+            self.errors.get_or_create(&labels).clone(),
+        )
+    }
+}
+
+/// The identity provider's key set (--jwks-url).
+#[derive(Debug)]
+pub struct Identity {
+    pub jwks_fetches: Family<ResultLabels, Counter>,
+    pub jwks_keys: Gauge<i64, AtomicI64>,
+}
+
+impl Identity {
+    fn register(registry: &mut Registry) -> Self {
+        Self {
+            jwks_fetches: add(
+                registry,
+                "jwks_fetches",
+                "Fetches of the JSON Web Key Set at --jwks-url (at start, periodic, or for a token naming an unknown key), by result (ok, failed: the keys fetched before stay in use)",
+                Family::<ResultLabels, Counter>::default(),
+            ),
+            jwks_keys: add(
+                registry,
+                "jwks_keys",
+                "Signing keys held from the JSON Web Key Set at --jwks-url",
                 Gauge::default(),
             ),
         }
@@ -342,6 +422,14 @@ mod tests {
             .demo_streams_cancelled
             .get_or_create(&DemoLabels { demo: "test" })
             .inc();
+        metrics
+            .identity
+            .jwks_fetches
+            .get_or_create(&ResultLabels { result: "ok" })
+            .inc();
+        let (duration, errors) = metrics.storage.meters("append");
+        duration.observe(0.001);
+        errors.inc();
         let route = "/test".to_owned();
         metrics
             .requests

@@ -15,7 +15,7 @@ use crate::http::{AppState, router};
 use crate::hub::{Hub, HubSettings, Limits};
 use crate::metrics::Metrics;
 use crate::storage::{
-    MemoryStorage, RedisSettings, RedisStorage, SqliteSettings, SqliteStorage, Storage,
+    MemoryStorage, RedisSettings, RedisStorage, SqliteSettings, SqliteStorage, Storage, Timed,
 };
 use crate::stream;
 
@@ -35,8 +35,15 @@ pub async fn run(
     // Herald before it touches its data.
     let tls = load_tls(&config)?;
     if let Some(url) = &config.redis {
+        let tls_ca = match &config.redis_ca {
+            Some(path) => Some(std::fs::read(path).map_err(|err| {
+                std::io::Error::other(format!("cannot read --redis-ca {}: {err}", path.display()))
+            })?),
+            None => None,
+        };
         let redis = RedisStorage::open(RedisSettings {
             url: url.clone(),
+            tls_ca,
             prefix: config.redis_prefix.clone(),
             max_events_per_stream: config.history_max_events,
             feed_max_len: FEED_MAX_LEN,
@@ -130,12 +137,22 @@ async fn serve(
 ) -> std::io::Result<()> {
     let address = listener.local_addr()?;
     let auth = Authenticator::from_config(&config).map_err(std::io::Error::other)?;
-    if !config.static_dir.join("index.html").is_file() {
-        tracing::warn!(dir = %config.static_dir.display(), "no web app found (index.html missing); serving the API only");
+    match &config.static_dir {
+        Some(dir) if !dir.join("index.html").is_file() => {
+            tracing::warn!(dir = %dir.display(), "no web console in --static-dir (index.html missing); serving the API only");
+        }
+        None if !crate::http::console_embedded() => {
+            tracing::warn!(
+                "this build holds no web console (build one with `cargo xtask dist`, or pass --static-dir); serving the API only"
+            );
+        }
+        _ => {}
     }
     let config = Arc::new(config);
     let token = CancellationToken::new();
     let metrics = Arc::new(Metrics::new());
+    auth.start(&metrics, &token);
+    let storage: Arc<dyn Storage> = Arc::new(Timed::new(storage, &metrics));
     let app = start_app(&config, storage, cluster, &metrics, &token);
     let state = app_state(&config, app, auth);
     if let Some(address) = config.operations.metrics_listen {

@@ -60,10 +60,13 @@ impl Config {
 /// it cannot be read or is unlimited.
 fn open_files_limit() -> u64 {
     const UNKNOWN: u64 = 1 << 20;
+    #[cfg(unix)]
     match rlimit::getrlimit(rlimit::Resource::NOFILE) {
         Ok((soft, _)) if soft != rlimit::INFINITY => soft,
         _ => UNKNOWN,
     }
+    #[cfg(not(unix))]
+    UNKNOWN
 }
 
 fn nonzero(value: usize) -> Option<usize> {

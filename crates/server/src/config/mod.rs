@@ -10,6 +10,7 @@
 mod cli;
 mod derived;
 mod file;
+mod identity;
 mod operations;
 mod protocol;
 mod show;
@@ -25,9 +26,11 @@ use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args, FromArgMatches};
 
 pub use cli::{Cli, Command, ConfigCommand, Invocation, ServeArgs, TokenArgs, load, load_from};
+pub use identity::Identity;
 pub use operations::{LogFormat, Operations};
 pub use protocol::Protocols;
 pub use show::defaults as defaults_toml;
+pub use validate::ConfigError;
 
 /// The settings the server runs with. A limit of 0 means "no limit" where its help says so.
 #[derive(Debug, Clone, Args)]
@@ -51,14 +54,10 @@ pub struct Config {
     )]
     pub data_dir: PathBuf,
 
-    /// Directory of the built web app, served at `/`.
-    #[arg(
-        long,
-        env = "HERALD_STATIC_DIR",
-        value_name = "DIR",
-        default_value = "dist"
-    )]
-    pub static_dir: PathBuf,
+    /// Directory of a built web console (`trunk build` writes `dist/`) served at `/` in place
+    /// of the one built into the binary: for working on the console.
+    #[arg(long, env = "HERALD_STATIC_DIR", value_name = "DIR")]
+    pub static_dir: Option<PathBuf>,
 
     /// Development mode: loopback only; without --jwt-secret, signs demo credentials with a key
     /// kept in the data directory, and offers them to the console (`POST /api/dev/token`).
@@ -112,9 +111,9 @@ pub struct Config {
     )]
     pub jwt_leeway: Duration,
 
-    /// PEM file with the RS256 or ES256 public key for JSON Web Tokens.
-    #[arg(long, env = "HERALD_JWT_PUBLIC_KEY", value_name = "PEM_FILE")]
-    pub jwt_public_key: Option<PathBuf>,
+    /// Tokens verified with public keys: a PEM file, or an identity provider's key set.
+    #[command(flatten)]
+    pub identity: Identity,
 
     /// A topic selector (`admin/*`, `billing`) whose topics are private: subscribing needs a
     /// matching `subscribe` selector in the credential. Repeatable, or comma-separated.
@@ -257,10 +256,15 @@ pub struct Config {
     pub max_notifications_per_user: usize,
 
     /// Cluster mode: keep the event log, client ids and inboxes in this Redis
-    /// (`redis://[user:password@]host:port[/db]`) and share them with every node pointed at it.
-    /// Replaces `--storage`.
+    /// (`redis://[user:password@]host:port[/db]`, or `rediss://` over TLS) and share them with
+    /// every node pointed at it. Replaces `--storage`.
     #[arg(long, env = "HERALD_REDIS", value_name = "URL")]
     pub redis: Option<String>,
+
+    /// PEM file with the certificate authority a `rediss://` Redis's certificate is checked
+    /// against, in place of the system's and the public ones (for a Redis with a private CA).
+    #[arg(long, env = "HERALD_REDIS_CA", value_name = "PEM_FILE")]
+    pub redis_ca: Option<PathBuf>,
 
     /// Prefix of every Redis key Herald uses, so several deployments can share one Redis.
     #[arg(
@@ -522,6 +526,7 @@ pub struct Config {
 
     #[command(flatten)]
     pub operations: Operations,
+
 }
 
 /// Where the event log and the client directory live.
@@ -553,14 +558,19 @@ impl Config {
     /// file set, and an empty entry in a list is no entry.
     fn normalize(&mut self) {
         self.jwt_secret = self.jwt_secret.take().filter(|secret| !secret.is_empty());
-        self.jwt_public_key = self
-            .jwt_public_key
+        self.redis = self.redis.take().filter(|url| !url.is_empty());
+        self.static_dir = self
+            .static_dir
+            .take()
+            .filter(|dir| !dir.as_os_str().is_empty());
+        self.redis_ca = self
+            .redis_ca
             .take()
             .filter(|path| !path.as_os_str().is_empty());
-        self.redis = self.redis.take().filter(|url| !url.is_empty());
         self.private_topics.retain(|topic| !topic.is_empty());
         self.cors_origins.retain(|origin| !origin.is_empty());
         self.protocols.normalize();
+        self.identity.normalize();
     }
 }
 
@@ -579,22 +589,4 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Ok(Duration::from_secs(secs));
     }
     humantime::parse_duration(text).map_err(|err| format!("invalid duration {text:?}: {err}"))
-}
-
-/// Why the settings could not be put together.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The command line is wrong, or asks for help or the version: [`clap::Error::exit`]
-    /// prints it and exits with the right status.
-    #[error(transparent)]
-    Cli(#[from] clap::Error),
-    #[error("cannot read the config file {path}: {source}")]
-    ReadFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("invalid config file {path}: {message}")]
-    File { path: PathBuf, message: String },
-    #[error("{0}")]
-    Invalid(String),
 }

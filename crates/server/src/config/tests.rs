@@ -49,7 +49,7 @@ fn defaults_parse_and_bind_loopback_8080() {
     let config = Config::default();
     assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
     assert_eq!(config.data_dir, PathBuf::from("data"));
-    assert_eq!(config.static_dir, PathBuf::from("dist"));
+    assert_eq!(config.static_dir, None);
     assert_eq!(config.heartbeat, Duration::from_secs(15));
     assert_eq!(config.connections_per_address(), Some(1000));
     assert_eq!(
@@ -282,6 +282,7 @@ fn stream_buffers_default_to_a_small_unsent_limit_and_take_zero_for_the_kernel()
     }
 }
 
+#[cfg(unix)]
 #[test]
 fn the_connection_cap_leaves_open_files_in_reserve() {
     let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();

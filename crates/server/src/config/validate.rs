@@ -3,13 +3,33 @@
 
 use std::time::Duration;
 
-use super::{Config, ConfigError};
+use std::path::PathBuf;
+
+use super::Config;
 
 /// The largest `stream_send_buffer` or `stream_unsent_limit` accepted: far beyond any kernel's
 /// limit already.
 const MAX_STREAM_BUFFER: usize = 64 * 1024 * 1024;
 const DAY: Duration = Duration::from_secs(24 * 3600);
 const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Why the settings could not be put together.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The command line is wrong, or asks for help or the version: [`clap::Error::exit`]
+    /// prints it and exits with the right status.
+    #[error(transparent)]
+    Cli(#[from] clap::Error),
+    #[error("cannot read the config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {message}")]
+    File { path: PathBuf, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
 
 impl Config {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
@@ -18,6 +38,7 @@ impl Config {
         self.check_redis()?;
         self.check_origins()?;
         self.protocols.check().map_err(ConfigError::Invalid)?;
+        self.identity.check().map_err(ConfigError::Invalid)?;
         if self
             .jwt_secret
             .as_ref()
@@ -142,12 +163,22 @@ impl Config {
             ));
         }
         if let Some(url) = &self.redis
-            && !url.starts_with("redis://")
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
             return Err(ConfigError::Invalid(format!(
-                "--redis must be a redis:// URL, not {:?}",
+                "--redis must be a redis:// (or, over TLS, rediss://) URL, not {:?}",
                 url.split("://").next().unwrap_or_default()
             )));
+        }
+        if self.redis_ca.is_some()
+            && !self
+                .redis
+                .as_ref()
+                .is_some_and(|url| url.starts_with("rediss://"))
+        {
+            return Err(invalid(
+                "redis_ca is the authority of a Redis spoken to over TLS: it needs a rediss:// --redis URL",
+            ));
         }
         Ok(())
     }

@@ -32,7 +32,7 @@ impl FromRequestParts<AppState> for Principal {
         let Some(token) = AccessToken::find(parts)? else {
             return Ok(Principal(None));
         };
-        let credential = state.auth.verify(token.token())?;
+        let credential = state.auth.verify(token.token()).await?;
         if matches!(token, AccessToken::Cookie(_)) {
             require_allowed_origin(parts, &state.config)?;
         }

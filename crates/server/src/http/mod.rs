@@ -3,6 +3,7 @@
 
 mod caller;
 mod clients;
+mod console;
 mod demo;
 mod dev;
 mod error;
@@ -15,6 +16,7 @@ mod origin;
 mod publish;
 mod responses;
 
+pub use console::embedded as console_embedded;
 pub use error::ApiError;
 
 use std::sync::Arc;
@@ -109,12 +111,17 @@ pub fn router(state: AppState) -> Router {
         None => api,
     };
     let dev = state.config.dev.then(|| state.clone());
-    let app = ServeDir::new(&static_dir)
-        .append_index_html_on_directories(true)
-        .fallback(ServeFile::new(static_dir.join("index.html")));
-    let web_app = Router::new()
-        .fallback_service(app)
-        .layer(axum::middleware::map_response(static_answer));
+    // The console: from --static-dir when given, else the one built into the binary.
+    let web_app = match static_dir {
+        Some(static_dir) => Router::new().fallback_service(
+            ServeDir::new(&static_dir)
+                .append_index_html_on_directories(true)
+                .fallback(ServeFile::new(static_dir.join("index.html"))),
+        ),
+        None if console::embedded() => Router::new().fallback(console::serve),
+        None => Router::new().fallback(route_not_found),
+    }
+    .layer(axum::middleware::map_response(static_answer));
     let routes = api.with_state(state).fallback_service(web_app);
     match dev {
         Some(state) => routes.layer(axum::middleware::from_fn_with_state(

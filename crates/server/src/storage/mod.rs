@@ -26,6 +26,7 @@ mod redis;
 mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod timed;
 
 use std::fmt;
 use std::future::Future;
@@ -41,6 +42,7 @@ pub use inbox::{InboxItem, InboxPage, InboxQuery, NewInboxItem, ReadChange, Read
 pub use memory::MemoryStorage;
 pub use redis::{FeedEntry, FeedReader, NodeRecord, RedisSettings, RedisStorage};
 pub use sqlite::{SqliteSettings, SqliteStorage};
+pub use timed::Timed;
 
 /// The default wire form of a position: its decimal digits.
 pub fn decimal_id(seq: Seq) -> String {

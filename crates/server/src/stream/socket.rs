@@ -29,20 +29,51 @@ pub fn configure_accepted(
     }
     // A peer that vanished without closing never acknowledges what we send: the kernel
     // gives up on it after the same write timeout instead of retrying for many minutes.
+    // (Linux only; elsewhere the write timeout alone ends such a stream.)
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     if let Err(err) = socket2::SockRef::from(stream).set_tcp_user_timeout(Some(write_timeout)) {
         tracing::debug!(%err, "could not set TCP_USER_TIMEOUT");
     }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = write_timeout;
     // A peer gone without a word is found even where nothing is written to it; the probes
     // follow each other more closely than the idle time, three of them unanswered ending it.
     if let Some(idle) = keepalive {
-        let probes = socket2::TcpKeepalive::new()
-            .with_time(idle)
-            .with_interval(idle.min(Duration::from_secs(10)))
-            .with_retries(3);
+        let probes = keepalive_probes(idle);
         if let Err(err) = socket2::SockRef::from(stream).set_tcp_keepalive(&probes) {
             tracing::debug!(%err, "could not set TCP keepalive");
         }
     }
+}
+
+/// Probes after `idle`, then every 10 seconds at most, three unanswered ending the connection
+/// where the system lets the interval and count be set.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd"
+))]
+fn keepalive_probes(idle: Duration) -> socket2::TcpKeepalive {
+    socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(idle.min(Duration::from_secs(10)))
+        .with_retries(3)
+}
+
+/// Probes after `idle`, at the system's interval and count.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    target_os = "netbsd"
+)))]
+fn keepalive_probes(idle: Duration) -> socket2::TcpKeepalive {
+    socket2::TcpKeepalive::new().with_time(idle)
 }
 
 /// The kernel buffers of an event stream: its send buffer (`None` leaves it to the kernel)
@@ -58,12 +89,16 @@ pub fn configure_stream(
     {
         tracing::debug!(%err, "could not set SO_SNDBUF");
     }
-    // Validated at start-up to fit.
+    // Validated at start-up to fit. (Linux only; elsewhere the kernel's send buffer is the
+    // limit.)
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     if let Some(bytes) = unsent_limit.and_then(|bytes| u32::try_from(bytes).ok())
         && let Err(err) = socket.set_tcp_notsent_lowat(bytes)
     {
         tracing::debug!(%err, "could not set TCP_NOTSENT_LOWAT");
     }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = unsent_limit;
 }
 
 /// Appends the next bytes the client sends to `buf`; the end of the stream is an error.
@@ -138,6 +173,7 @@ pub fn close(stream: &TcpStream) {
 mod tests {
     use super::*;
 
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn accepted_connections_get_tcp_keepalive() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

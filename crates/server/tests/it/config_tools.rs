@@ -8,7 +8,7 @@ use std::process::Output;
 use crate::support::{TEST_SECRET, TIMEOUT, TestCertificate};
 
 /// Runs `herald ARGS` with only the environment variables `env` of Herald's own.
-async fn herald(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) async fn herald(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
     for (name, _) in std::env::vars() {
         if name.starts_with("HERALD_") {

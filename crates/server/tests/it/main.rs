@@ -14,6 +14,7 @@ mod authorization;
 mod bad_input;
 mod cluster;
 mod config_tools;
+mod console;
 mod demo;
 mod durability;
 mod event_connections;

@@ -57,6 +57,21 @@ async fn metrics_count_connections_publishes_and_deliveries() {
         server.metric("herald_publish_latency_seconds_count").await,
         1.0
     );
+    // Storage operations are timed: the one append of the publish among them.
+    assert_eq!(
+        server
+            .metric("herald_storage_operation_duration_seconds_count{operation=\"append\"}")
+            .await,
+        1.0
+    );
+    assert!(
+        server
+            .metric(
+                "herald_storage_operation_duration_seconds_count{operation=\"register_client\"}"
+            )
+            .await
+            >= 1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -130,6 +145,13 @@ async fn storage_failure_is_503_and_subscribers_stay_connected() {
     assert_eq!(
         server.get_json("/readyz").await,
         (503, json!({"status": "unavailable"}))
+    );
+    assert_eq!(
+        server
+            .metric("herald_storage_operation_errors_total{operation=\"append\"}")
+            .await,
+        1.0,
+        "the failed append is counted"
     );
 
     storage.down.store(false, Ordering::SeqCst);

@@ -63,6 +63,7 @@ async fn open(backend: Backend) -> Store {
             let redis = RedisServer::start().await;
             let storage = RedisStorage::open(RedisSettings {
                 url: redis.url(),
+                tls_ca: None,
                 prefix: "contract:".into(),
                 max_events_per_stream: KEPT,
                 feed_max_len: 1000,

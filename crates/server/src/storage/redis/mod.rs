@@ -51,6 +51,9 @@ const RETENTION_CHUNK: usize = 500;
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
     pub url: String,
+    /// For a `rediss://` URL: the certificate authority (PEM) Redis's certificate is checked
+    /// against, in place of the system's and the public ones.
+    pub tls_ca: Option<Vec<u8>>,
     pub prefix: String,
     pub max_events_per_stream: usize,
     /// Entries kept in the feed: a node that falls further behind than this (cut off from Redis
@@ -184,9 +187,17 @@ impl RedisStorage {
     /// ready) while Redis is down, and connects as soon as it answers. A malformed URL is an
     /// error here.
     pub fn open(settings: RedisSettings) -> Result<Self, StorageError> {
-        let client = redis::Client::open(settings.url.as_str()).map_err(|err| {
-            StorageError::unavailable(format!("the Redis URL is not usable: {err}"))
-        })?;
+        let client = match &settings.tls_ca {
+            Some(authority) => redis::Client::build_with_tls(
+                settings.url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(authority.clone()),
+                },
+            ),
+            None => redis::Client::open(settings.url.as_str()),
+        }
+        .map_err(|err| StorageError::unavailable(format!("the Redis URL is not usable: {err}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(OPERATION_TIMEOUT / 2))
             .set_response_timeout(Some(OPERATION_TIMEOUT))

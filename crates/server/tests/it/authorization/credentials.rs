@@ -49,7 +49,7 @@ async fn tokens_signed_with_rs256_and_es256_verify_with_the_public_key() {
     ] {
         let server = TestServer::start_with(|config| {
             config.jwt_secret = None;
-            config.jwt_public_key = Some(format!("{FIXTURES}/{public}").into());
+            config.identity.jwt_public_key = Some(format!("{FIXTURES}/{public}").into());
         })
         .await;
         let key = match algorithm {

@@ -2,6 +2,7 @@
 //! event ever reaches a connection not allowed to see it.
 
 mod credentials;
+mod identity;
 mod publishing;
 mod subscribing;
 

@@ -5,6 +5,7 @@
 
 mod delivery;
 mod failures;
+mod tls;
 
 use crate::support::services::RedisServer;
 use crate::support::{HeraldProcess, SseStream, TestServer, eventually};

@@ -1,7 +1,10 @@
 //! The real `herald` binary in a child process: started, crashed, terminated, or expected to
 //! refuse to start.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use super::TIMEOUT;
 use super::tokens::TEST_SECRET;
@@ -10,6 +13,8 @@ use super::tokens::TEST_SECRET;
 pub struct HeraldProcess {
     pub base: String,
     pub child: tokio::process::Child,
+    /// Every line the process has logged since it listened, and a signal for each new one.
+    log: Arc<(Mutex<Vec<String>>, Notify)>,
     /// A data directory of the process's own, removed with it.
     own_data_dir: Option<std::path::PathBuf>,
 }
@@ -26,12 +31,36 @@ impl HeraldProcess {
 
     /// Starts `herald --listen 127.0.0.1:0 --data-dir <data_dir> ARGS` and waits until it listens.
     pub async fn start(data_dir: &std::path::Path, args: &[&str]) -> Self {
+        let no_web_app = data_dir.join("no-web-app");
+        let mut with_args = vec!["--static-dir", no_web_app.to_str().unwrap()];
+        with_args.extend_from_slice(args);
+        Self::launch(data_dir, &with_args, None).await
+    }
+
+    /// Starts `herald --listen 127.0.0.1:0 ARGS` in a fresh, empty working directory that is
+    /// also its data directory, with no `--static-dir`: as an operator runs the one binary.
+    pub async fn start_bare(args: &[&str]) -> Self {
+        let data_dir = super::fresh_data_dir();
+        std::fs::create_dir_all(&data_dir).unwrap();
+        let mut herald = Self::launch(&data_dir, args, Some(&data_dir)).await;
+        herald.own_data_dir = Some(data_dir);
+        herald
+    }
+
+    /// Starts `herald --listen 127.0.0.1:0 --data-dir <data_dir> ARGS`, in `cwd` if given.
+    async fn launch(
+        data_dir: &std::path::Path,
+        args: &[&str],
+        cwd: Option<&std::path::Path>,
+    ) -> Self {
         use tokio::io::AsyncBufReadExt;
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .arg("--static-dir")
-            .arg(data_dir.join("no-web-app"))
             .args(args)
             .env("HERALD_LOG", "info")
             .env("HERALD_JWT_SECRET", TEST_SECRET)
@@ -45,6 +74,7 @@ impl HeraldProcess {
             .spawn()
             .unwrap();
         let mut log = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut before = Vec::new();
         let address = loop {
             let line = tokio::time::timeout(TIMEOUT, log.next_line())
                 .await
@@ -54,14 +84,46 @@ impl HeraldProcess {
             if let Some((_, address)) = line.split_once("listening on ") {
                 break address.trim().to_owned();
             }
+            before.push(line);
         };
-        // Keep draining the log so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = log.next_line().await {} });
+        // Keep draining the log so the server never blocks on a full pipe, keeping its lines.
+        let lines = Arc::new((Mutex::new(before), Notify::new()));
+        let kept = Arc::clone(&lines);
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = log.next_line().await {
+                kept.0.lock().unwrap().push(line);
+                kept.1.notify_waiters();
+            }
+        });
         Self {
             base: format!("http://{address}"),
             child,
+            log: lines,
             own_data_dir: None,
         }
+    }
+
+    /// The first line the process logged that contains `text`, waiting
+    /// for it for at most [`TIMEOUT`].
+    pub async fn log_line_containing(&self, text: &str) -> String {
+        let (lines, added) = &*self.log;
+        let wait = async {
+            loop {
+                let notified = added.notified();
+                if let Some(line) = lines
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|line| line.contains(text))
+                {
+                    return line.clone();
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(TIMEOUT, wait)
+            .await
+            .unwrap_or_else(|_| panic!("herald logs a line containing {text:?} in time"))
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -65,7 +65,7 @@ impl TestServer {
     pub fn config() -> Config {
         let data_dir = fresh_data_dir();
         Config {
-            static_dir: data_dir.join("no-web-app"),
+            static_dir: Some(data_dir.join("no-web-app")),
             data_dir,
             jwt_secret: Some(TEST_SECRET.into()),
             jwt_leeway: Duration::ZERO,
@@ -150,12 +150,17 @@ impl TestServer {
     /// A cluster node keeping its state in the Redis at `redis_url`, running as `herald --redis`
     /// does; returns once it is ready (following the shared log).
     pub async fn start_node(redis_url: &str, adjust: impl FnOnce(&mut Config)) -> Self {
+        let node = Self::launch_node(redis_url, adjust).await;
+        node.wait_ready().await;
+        node
+    }
+
+    /// [`TestServer::start_node`] without waiting for it to be ready.
+    pub async fn launch_node(redis_url: &str, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Self::config();
         config.redis = Some(redis_url.to_owned());
         adjust(&mut config);
-        let node = Self::launch(config, herald_server::run).await;
-        node.wait_ready().await;
-        node
+        Self::launch(config, herald_server::run).await
     }
 
     /// A server speaking HTTPS with `certificate`, adjusted by `adjust`; its `base` and `http`

@@ -34,6 +34,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// The certificate authority of its TLS certificate, when it speaks TLS only.
+    tls_ca: Option<PathBuf>,
 }
 
 impl RedisServer {
@@ -44,20 +46,75 @@ impl RedisServer {
             port: free_port(),
             dir,
             child: None,
+            tls_ca: None,
         };
         redis.run().await;
         redis
     }
 
+    /// A `redis-server` speaking TLS only (`--port 0 --tls-port`), with a certificate for
+    /// `localhost` and `127.0.0.1` issued by a certificate authority made now.
+    pub async fn start_tls() -> Self {
+        let dir = fresh_data_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let (ca, certificate, key) = super::tls::issued_by_new_authority();
+        let tls_ca = dir.join("ca.pem");
+        std::fs::write(&tls_ca, ca).unwrap();
+        std::fs::write(dir.join("redis.pem"), certificate).unwrap();
+        std::fs::write(dir.join("redis-key.pem"), key).unwrap();
+        let mut redis = Self {
+            port: free_port(),
+            dir,
+            child: None,
+            tls_ca: Some(tls_ca),
+        };
+        redis.run().await;
+        redis
+    }
+
+    /// `redis://127.0.0.1:<port>`, or `rediss://` for one speaking TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The file holding the certificate authority of a TLS server's certificate.
+    pub fn tls_ca(&self) -> &Path {
+        self.tls_ca.as_deref().expect("a Redis speaking TLS")
+    }
+
+    /// How the server listens: on its port, or on its TLS port alone.
+    fn listen_args(&self) -> Vec<String> {
+        let port = self.port.to_string();
+        let Some(ca) = &self.tls_ca else {
+            return vec!["--port".into(), port];
+        };
+        let file = |name: &str| self.dir.join(name).display().to_string();
+        vec![
+            "--port".into(),
+            "0".into(),
+            "--tls-port".into(),
+            port,
+            "--tls-cert-file".into(),
+            file("redis.pem"),
+            "--tls-key-file".into(),
+            file("redis-key.pem"),
+            "--tls-ca-cert-file".into(),
+            ca.display().to_string(),
+            "--tls-auth-clients".into(),
+            "no".into(),
+        ]
     }
 
     /// Starts the process and waits for its "Ready to accept connections".
     async fn run(&mut self) {
         let mut child = Command::new(program("redis-server", "redis-server"))
-            .args(["--bind", "127.0.0.1", "--port"])
-            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1"])
+            .args(self.listen_args())
             .arg("--dir")
             .arg(&self.dir)
             .args([

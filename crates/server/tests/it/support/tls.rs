@@ -51,6 +51,25 @@ impl Drop for TestCertificate {
     }
 }
 
+/// A new certificate authority, and a certificate for `localhost` and `127.0.0.1` it issued
+/// with its key: (authority, certificate, key), each PEM.
+pub fn issued_by_new_authority() -> (String, String, String) {
+    let authority_key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Herald test authority");
+    let authority = params.self_signed(&authority_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let certificate =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &authority, &authority_key)
+            .unwrap();
+    (authority.pem(), certificate.pem(), key.serialize_pem())
+}
+
 /// A self-signed certificate and its key, both PEM.
 pub fn self_signed() -> (String, String) {
     let certified =
