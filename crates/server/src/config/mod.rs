@@ -526,7 +526,6 @@ pub struct Config {
 
     #[command(flatten)]
     pub operations: Operations,
-
 }
 
 /// Where the event log and the client directory live.

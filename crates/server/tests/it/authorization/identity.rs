@@ -419,3 +419,75 @@ async fn config_check_fetches_the_key_set() {
     assert!(!down.status.success(), "{said}");
     assert!(said.contains("503"), "{said}");
 }
+
+/// Serves `document` at `/jwks.json` over HTTPS, its certificate (for `127.0.0.1`) issued by
+/// an authority made now: the URL, and the authority's PEM file.
+async fn serve_over_https(document: Value) -> (String, std::path::PathBuf) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (authority, certificate, key) = crate::support::tls::issued_by_new_authority();
+    let dir = fresh_data_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    let authority_file = dir.join("authority.pem");
+    std::fs::write(&authority_file, authority).unwrap();
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(certificate.as_bytes()).unwrap()],
+            PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/jwks.json", listener.local_addr().unwrap());
+    let body = document.to_string();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            let body = body.clone();
+            tokio::spawn(async move {
+                // A handshake the client refuses ends here.
+                let Ok(mut tls) = acceptor.accept(socket).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0; 1024];
+                while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (url, authority_file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_set_is_fetched_over_https_with_a_trusted_certificate_only() {
+    let key = SigningKey::es256("tls-1");
+    let (url, authority) = serve_over_https(json!({"keys": [key.jwk]})).await;
+    let args = ["config", "check", "--jwks-url", url.as_str()];
+    // The system's roots (which SSL_CERT_FILE replaces) and the public ones.
+    let trusted =
+        crate::config_tools::herald(&args, &[("SSL_CERT_FILE", authority.to_str().unwrap())]).await;
+    let said = String::from_utf8_lossy(&trusted.stderr).into_owned();
+    assert!(trusted.status.success(), "{said}");
+    assert!(
+        said.contains("holds 1 usable keys: tls-1 (ES256)"),
+        "{said}"
+    );
+    let untrusted = crate::config_tools::herald(&args, &[]).await;
+    let said = String::from_utf8_lossy(&untrusted.stderr).into_owned();
+    assert!(!untrusted.status.success(), "{said}");
+    assert!(said.contains("certificate"), "names the cause: {said}");
+}

@@ -24,9 +24,7 @@ async fn nodes_share_events_through_a_redis_that_speaks_tls_only() {
     }
     // Stored in that Redis: a client resuming on the other node gets what it missed replayed.
     let missed = a.publish("orders", "created", json!({"n": 2})).await;
-    let mut resumed = b
-        .subscribe_after("topic=orders", Some(&published.id))
-        .await;
+    let mut resumed = b.subscribe_after("topic=orders", Some(&published.id)).await;
     resumed.connected().await;
     assert_eq!(resumed.envelope().await.id, missed.id);
 }
