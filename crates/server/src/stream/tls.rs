@@ -255,8 +255,9 @@ fn read_pair(
 
 #[cfg(unix)]
 type Hangups = Option<tokio::signal::unix::Signal>;
+/// No signals where there is no SIGHUP.
 #[cfg(not(unix))]
-type Hangups = ();
+type Hangups = Option<std::convert::Infallible>;
 
 #[cfg(unix)]
 fn hangups() -> Hangups {
@@ -267,7 +268,9 @@ fn hangups() -> Hangups {
 }
 
 #[cfg(not(unix))]
-fn hangups() -> Hangups {}
+fn hangups() -> Hangups {
+    None
+}
 
 /// Waits for the next `SIGHUP`; forever where there is none.
 #[cfg(unix)]
