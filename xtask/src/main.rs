@@ -72,12 +72,13 @@ fn workspace_root() -> PathBuf {
 fn run(herald_args: &[String]) -> Result<()> {
     let path = tools::ensure_build_tools()?;
     build_console(&path)?;
-    let console = std::env::current_dir()?.join("dist");
+    // A release build embeds dist/ by itself; leaving HERALD_EMBED_CONSOLE unset keeps this
+    // build the same as the `cargo run --release` of `herald token` it suggests, so neither
+    // rebuilds the other.
     step(
         "build and start herald (release, the console built in)",
         || {
             let mut command = Command::new("cargo");
-            command.env("HERALD_EMBED_CONSOLE", &console);
             command
                 .args([
                     "run",
