@@ -468,6 +468,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_audience_is_not_checked_unless_one_is_configured() {
+        let auth = Authenticator::with_secret("s3cret");
+        let mut claims =
+            serde_json::to_value(claims_for("alice", grants(), Duration::from_secs(60))).unwrap();
+        claims["aud"] = serde_json::json!(["https://api.example.com", "account"]);
+        claims["iss"] = serde_json::json!("https://id.example.com/");
+        let token = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &hmac_keys("s3cret").0,
+        )
+        .unwrap();
+        let credential = auth.verify(&token).await.unwrap();
+        assert_eq!(credential.grants, grants());
+    }
+
+    #[tokio::test]
     async fn expired_tokens_are_refused() {
         let auth = Authenticator::with_secret("s3cret");
         let mut claims = claims_for("alice", grants(), Duration::ZERO);
