@@ -10,6 +10,7 @@ pub mod http;
 pub mod hub;
 pub mod ids;
 mod memory;
+pub mod mercure;
 pub mod metrics;
 mod server;
 pub mod storage;

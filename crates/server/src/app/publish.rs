@@ -77,6 +77,7 @@ impl App {
         validate_publishable_event_type(kind)
             .map_err(|err| AppError::invalid("invalid_type", err.to_string()))?;
         let event = NewEvent {
+            mercure: None,
             streams: target.streams(),
             kind: kind.to_owned(),
             // An absent `data` is JSON `null`, the default of a raw value.

@@ -110,6 +110,7 @@ mod tests {
         for value in 0..n {
             let (reply, answer) = oneshot::channel();
             let event = NewEvent {
+                mercure: None,
                 streams: vec![StreamKey::Topic(Arc::from("a"))],
                 kind: "message".into(),
                 data: to_raw_value(&value).unwrap(),

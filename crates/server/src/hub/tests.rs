@@ -71,6 +71,7 @@ fn start(settings: HubSettings) -> Fixture {
 impl Fixture {
     async fn publish(&self, topic: &str, n: u64) -> Arc<StoredEvent> {
         let event = NewEvent {
+            mercure: None,
             streams: vec![StreamKey::Topic(Arc::from(topic))],
             kind: "message".into(),
             data: to_raw_value(&n).unwrap(),

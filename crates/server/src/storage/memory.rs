@@ -36,6 +36,8 @@ struct State {
     inboxes: HashMap<String, BTreeMap<u64, InboxItem>>,
     /// The id of the newest notification of any user.
     last_notification: u64,
+    /// The position of the newest event with each Mercure id; pruned with the history.
+    mercure_ids: HashMap<String, Seq>,
 }
 
 #[derive(Debug, Default)]
@@ -82,6 +84,9 @@ impl MemoryStorage {
             state.latest += 1;
             let seq = state.latest;
             let event = event.stored_at(seq);
+            if let Some(fields) = &event.mercure {
+                state.mercure_ids.insert(fields.id.clone(), seq);
+            }
             let forgotten_through = state.forgotten_through;
             for stream in &event.streams {
                 // A stream forgotten earlier comes back knowing it cannot replay from before.
@@ -156,6 +161,7 @@ impl MemoryStorage {
             streams,
             clients,
             forgotten_through,
+            mercure_ids,
             ..
         } = &mut *state;
         clients.retain(|client, seen| {
@@ -181,6 +187,13 @@ impl MemoryStorage {
             }
             true
         });
+        // Ids of events older than every stream's oldest are of events no longer held.
+        let oldest = streams
+            .values()
+            .filter_map(|history| history.events.front().map(|event| event.seq))
+            .min()
+            .unwrap_or(Seq::MAX);
+        mercure_ids.retain(|_, seq| *seq >= oldest);
     }
 }
 
@@ -206,6 +219,14 @@ impl Storage for MemoryStorage {
     ) -> BoxFuture<'a, Result<Replay, StorageError>> {
         let replay = self.read_now(streams, after, limit);
         Box::pin(async move { Ok(replay) })
+    }
+
+    fn find_mercure_id<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Seq>, StorageError>> {
+        let found = self.state().mercure_ids.get(id).copied();
+        Box::pin(async move { Ok(found) })
     }
 
     fn register_client<'a>(
@@ -366,6 +387,7 @@ mod tests {
 
     fn event(streams: &[&str]) -> NewEvent {
         NewEvent {
+            mercure: None,
             streams: streams
                 .iter()
                 .map(|s| StreamKey::Topic(Arc::from(*s)))

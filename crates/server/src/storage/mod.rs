@@ -101,6 +101,33 @@ impl StreamKey {
     }
 }
 
+/// What an update published through the Mercure hub keeps beside a Herald event, for its
+/// Mercure subscribers: its data is stored as a JSON string, which they receive as text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MercureFields {
+    /// The update's id as Mercure subscribers see it and resume from: the publisher's, or one
+    /// Herald generated (`urn:uuid:…`).
+    pub id: String,
+    /// Published without a type: Herald's subscribers see `message`, Mercure's no `event:`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untyped: bool,
+    /// The reconnection delay the publisher asked for, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<u64>,
+}
+
+impl MercureFields {
+    /// The fields as stored: compact JSON.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Fields written by [`MercureFields::encode`].
+    pub fn decode(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+}
+
 /// An event to append to the log.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -109,6 +136,8 @@ pub struct NewEvent {
     pub kind: String,
     pub data: Box<RawValue>,
     pub time: SystemTime,
+    /// Set for an update published through the Mercure hub.
+    pub mercure: Option<Box<MercureFields>>,
 }
 
 impl NewEvent {
@@ -121,6 +150,7 @@ impl NewEvent {
             kind: self.kind,
             data: self.data,
             time: self.time,
+            mercure: self.mercure,
         })
     }
 }
@@ -135,6 +165,7 @@ pub struct StoredEvent {
     pub kind: String,
     pub data: Box<RawValue>,
     pub time: SystemTime,
+    pub mercure: Option<Box<MercureFields>>,
 }
 
 /// The answer to a replay request.
@@ -275,4 +306,11 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
 
     /// Answers when the store is usable, for readiness checks.
     fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>>;
+
+    /// The position of the newest retained event whose Mercure id is `id` (a publisher may
+    /// reuse one), or `None` when no retained event has it.
+    fn find_mercure_id<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Seq>, StorageError>>;
 }

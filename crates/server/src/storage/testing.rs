@@ -156,4 +156,11 @@ impl Storage for Instrumented {
         let result = self.check();
         Box::pin(async move { result })
     }
+
+    fn find_mercure_id<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Seq>, StorageError>> {
+        self.inner.find_mercure_id(id)
+    }
 }

@@ -31,10 +31,11 @@ enum Operation {
     Notifications,
     MarkRead,
     Ping,
+    FindMercureId,
 }
 
 impl Operation {
-    const ALL: [Self; 13] = [
+    const ALL: [Self; 14] = [
         Self::Append,
         Self::Latest,
         Self::ReadAfter,
@@ -48,6 +49,7 @@ impl Operation {
         Self::Notifications,
         Self::MarkRead,
         Self::Ping,
+        Self::FindMercureId,
     ];
 
     fn label(self) -> &'static str {
@@ -65,6 +67,7 @@ impl Operation {
             Self::Notifications => "notifications",
             Self::MarkRead => "mark_read",
             Self::Ping => "ping",
+            Self::FindMercureId => "find_mercure_id",
         }
     }
 }
@@ -213,5 +216,12 @@ impl Storage for Timed {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>> {
         self.timed(Operation::Ping, self.inner.ping())
+    }
+
+    fn find_mercure_id<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Seq>, StorageError>> {
+        self.timed(Operation::FindMercureId, self.inner.find_mercure_id(id))
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use redis::Value;
 use serde_json::value::RawValue;
 
-use crate::storage::{Seq, StorageError, StoredEvent, StreamKey};
+use crate::storage::{MercureFields, Seq, StorageError, StoredEvent, StreamKey};
 use crate::time;
 
 /// One entry of the feed, in log order.
@@ -62,13 +62,15 @@ pub fn entry_seq(id: &Value) -> Result<Seq, StorageError> {
 }
 
 /// One stream entry, as XRANGE and XREAD return it: its id and its field/value pairs. Events
-/// carry `s` (their stream keys, one per line), `k`, `d` and `t`; control messages carry `c`.
+/// carry `s` (their stream keys, one per line), `k`, `d`, `t` and, for a Mercure update, `m`;
+/// control messages carry `c`.
 pub fn entry(id: Value, fields: Value) -> Result<FeedEntry, StorageError> {
     let seq = seq_of(&text(id)?)?;
     let Value::Array(fields) = fields else {
         return Err(malformed("fields are not a list"));
     };
     let (mut streams, mut kind, mut data, mut time) = (None, None, None, None);
+    let mut mercure = None;
     let mut fields = fields.into_iter();
     while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
         let value = text(value)?;
@@ -77,6 +79,7 @@ pub fn entry(id: Value, fields: Value) -> Result<FeedEntry, StorageError> {
             "k" => kind = Some(value),
             "d" => data = Some(value),
             "t" => time = Some(value),
+            "m" => mercure = Some(value),
             "c" => {
                 return Ok(FeedEntry::Control {
                     seq,
@@ -104,6 +107,14 @@ pub fn entry(id: Value, fields: Value) -> Result<FeedEntry, StorageError> {
         kind,
         data,
         time: time::from_unix_micros(micros),
+        mercure: match mercure {
+            Some(text) => {
+                Some(Box::new(MercureFields::decode(&text).ok_or_else(|| {
+                    malformed(format!("event {seq}'s Mercure fields"))
+                })?))
+            }
+            None => None,
+        },
     })))
 }
 

@@ -32,8 +32,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, Script, Value};
 
 use super::{
-    BoxFuture, InboxItem, InboxPage, InboxQuery, NewEvent, NewInboxItem, ReadChange, ReadTarget,
-    Replay, Seq, Storage, StorageError, StorageErrorKind, StoredEvent, StreamKey,
+    BoxFuture, InboxItem, InboxPage, InboxQuery, MercureFields, NewEvent, NewInboxItem, ReadChange,
+    ReadTarget, Replay, Seq, Storage, StorageError, StorageErrorKind, StoredEvent, StreamKey,
 };
 use crate::ids::ClientId;
 use crate::time;
@@ -100,6 +100,8 @@ struct Keys {
     notification_seq: String,
     nodes: String,
     retention_lock: String,
+    /// Mercure ids, each scored by the position of the newest event holding it.
+    mercure_ids: String,
     /// The prefix of the per-stream keys: `<prefix>s:`.
     stream_prefix: String,
 }
@@ -120,6 +122,7 @@ impl Keys {
             notification_seq: key("notification:seq"),
             nodes: key("nodes"),
             retention_lock: key("retention:lock"),
+            mercure_ids: key("mercure:ids"),
             stream_prefix: key("s:"),
         }
     }
@@ -273,6 +276,7 @@ impl RedisStorage {
             .key(&keys.clock)
             .key(&keys.clock_second)
             .key(&keys.forgotten)
+            .key(&keys.mercure_ids)
             .arg(&keys.stream_prefix)
             .arg(self.shared.max_events_per_stream)
             .arg(self.shared.feed_max_len)
@@ -282,10 +286,13 @@ impl RedisStorage {
             for stream in &event.streams {
                 invocation.arg(stream.encode());
             }
+            let mercure = event.mercure.as_deref();
             invocation
                 .arg(&event.kind)
                 .arg(event.data.get())
-                .arg(time::unix_micros(event.time));
+                .arg(time::unix_micros(event.time))
+                .arg(mercure.map(MercureFields::encode).unwrap_or_default())
+                .arg(mercure.map_or("", |fields| fields.id.as_str()));
         }
         let mut connection = self.connection();
         let seqs: Vec<Seq> =
@@ -425,6 +432,16 @@ impl RedisStorage {
         let Some(first_kept) = first_kept else {
             return Ok(());
         };
+        // Mercure ids of the events retention drops below.
+        Self::call(
+            "forgetting Mercure ids",
+            redis::cmd("ZREMRANGEBYSCORE")
+                .arg(&keys.mercure_ids)
+                .arg("-inf")
+                .arg(format!("({first_kept}"))
+                .exec_async(&mut connection),
+        )
+        .await?;
         let mut cursor: u64 = 0;
         loop {
             let (next, streams): (u64, Vec<String>) = Self::call(
@@ -559,6 +576,26 @@ impl Storage for RedisStorage {
                 redis::cmd("PING").exec_async(&mut connection),
             )
             .await
+        })
+    }
+
+    fn find_mercure_id<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Seq>, StorageError>> {
+        Box::pin(async move {
+            let mut connection = self.connection();
+            let score: Option<f64> = Self::call(
+                "looking up an event id",
+                redis::cmd("ZSCORE")
+                    .arg(&self.keys().mercure_ids)
+                    .arg(id)
+                    .query_async(&mut connection),
+            )
+            .await?;
+            // Positions stay far below 2^53, which a score holds exactly.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Ok(score.map(|score| score as Seq))
         })
     }
 }

@@ -28,7 +28,8 @@ pub(super) fn append_batch(
     {
         let mut insert_event = tx
             .prepare_cached(
-                "INSERT INTO events (streams, kind, data, time_ms) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO events (streams, kind, data, time_ms, mercure, mercure_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .map_err(&failed)?;
         let mut insert_stream = tx
@@ -36,12 +37,15 @@ pub(super) fn append_batch(
             .map_err(&failed)?;
         for event in events {
             let keys: Vec<String> = event.streams.iter().map(StreamKey::encode).collect();
+            let mercure = event.mercure.as_deref();
             insert_event
                 .execute(params![
                     keys.join("\n"),
                     event.kind,
                     event.data.get(),
-                    millis(event.time)
+                    millis(event.time),
+                    mercure.map(crate::storage::MercureFields::encode),
+                    mercure.map(|fields| fields.id.as_str()),
                 ])
                 .map_err(&failed)?;
             let seq = tx.last_insert_rowid();
@@ -153,7 +157,9 @@ pub(super) fn read_page(
     let mut events = Vec::with_capacity(seqs.len());
     {
         let mut event = tx
-            .prepare_cached("SELECT streams, kind, data, time_ms FROM events WHERE seq = ?1")
+            .prepare_cached(
+                "SELECT streams, kind, data, time_ms, mercure FROM events WHERE seq = ?1",
+            )
             .map_err(&failed)?;
         for seq in seqs {
             let row = event
@@ -163,10 +169,11 @@ pub(super) fn read_page(
                         row.get::<_, String>(1)?,
                         row.get::<_, String>(2)?,
                         row.get::<_, i64>(3)?,
+                        row.get::<_, Option<String>>(4)?,
                     ))
                 })
                 .map_err(&failed)?;
-            let (streams, kind, data, time_ms) = row;
+            let (streams, kind, data, time_ms, mercure) = row;
             let data = RawValue::from_string(data).map_err(|err| {
                 StorageError::unavailable(format!("event {seq} holds invalid JSON: {err}"))
             })?;
@@ -178,6 +185,10 @@ pub(super) fn read_page(
                 kind,
                 data,
                 time: from_millis(time_ms),
+                mercure: mercure
+                    .as_deref()
+                    .and_then(crate::storage::MercureFields::decode)
+                    .map(Box::new),
             }));
         }
     }
@@ -205,4 +216,16 @@ fn has_history(tx: &Connection, key: &str) -> rusqlite::Result<bool> {
     )
     .optional()
     .map(|found| found.is_some())
+}
+
+/// The position of the newest event with the Mercure id `id`.
+pub(super) fn find_mercure_id(reader: &Connection, id: &str) -> Result<Option<Seq>, StorageError> {
+    reader
+        .query_row(
+            "SELECT MAX(seq) FROM events WHERE mercure_id = ?1",
+            [id],
+            |row| row.get::<_, Option<i64>>(0),
+        )
+        .map(|seq| seq.map(to_seq))
+        .map_err(storage_error("cannot look up an event id"))
 }

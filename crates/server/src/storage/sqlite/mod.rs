@@ -291,4 +291,12 @@ impl Storage for SqliteStorage {
                 .map_err(storage_error("the database does not answer"))
         })
     }
+
+    fn find_mercure_id<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Seq>, StorageError>> {
+        let id = id.to_owned();
+        self.read(move |_, reader| log::find_mercure_id(reader, &id))
+    }
 }

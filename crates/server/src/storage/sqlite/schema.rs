@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use super::{Inner, Seq, SqliteSettings, inbox};
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// The writer's page cache, in KiB (SQLite's default is 2 MiB per connection). Appends touch
 /// the last pages of the log and its indexes (client ids lead with their issue time, so new
@@ -101,6 +101,18 @@ fn migrate_locked(writer: &Connection) -> Result<(), String> {
         writer
             .execute_batch(&format!("{} PRAGMA user_version = 2;", inbox::SCHEMA))
             .map_err(|e| format!("cannot add the notification inbox: {e}"))?;
+    }
+    if version < 3 {
+        // What updates published through the Mercure hub keep, and their ids to resume from.
+        writer
+            .execute_batch(
+                "ALTER TABLE events ADD COLUMN mercure TEXT;
+                 ALTER TABLE events ADD COLUMN mercure_id TEXT;
+                 CREATE INDEX events_by_mercure_id ON events (mercure_id, seq)
+                     WHERE mercure_id IS NOT NULL;
+                 PRAGMA user_version = 3;",
+            )
+            .map_err(|e| format!("cannot add the Mercure fields: {e}"))?;
     }
     Ok(())
 }

@@ -27,6 +27,7 @@ fn settings() -> SqliteSettings {
 
 fn event(topic: &str, n: u32) -> NewEvent {
     NewEvent {
+        mercure: None,
         streams: vec![StreamKey::Topic(Arc::from(topic))],
         kind: "message".into(),
         data: to_raw_value(&n).unwrap(),
@@ -268,6 +269,7 @@ async fn an_expired_clients_stream_cannot_be_replayed_silently() {
         )
         .unwrap();
     let direct = NewEvent {
+        mercure: None,
         streams: vec![StreamKey::Client(client.clone())],
         ..event("unused", 1)
     };
@@ -313,6 +315,7 @@ async fn retention_forgets_empty_streams_and_expired_clients_with_their_trim_rec
     let client = ClientId::generate();
     storage.register_client(&client).await.unwrap();
     let direct = NewEvent {
+        mercure: None,
         streams: vec![StreamKey::Client(client.clone())],
         ..event("unused", 0)
     };
