@@ -6,9 +6,10 @@
 //! A template is matched as its expansions are built: each literal must appear as it is, and
 //! each expression takes a run of the characters its operator may expand to (for `{var}`, the
 //! unreserved ones and percent-encoded octets, so it never spans a `/`; for `{+var}` and
-//! `{#var}` the reserved ones too; the other operators with their own prefix). Matching is a
-//! search over (part, position) pairs, memoised, so it is linear in the topic's length for each
-//! part whatever the template.
+//! `{#var}` the reserved ones too; the other operators with their own prefix). Matching walks
+//! the template part by part over the set of positions the topic may have reached, and an
+//! expression's run from a position is walked once whichever start reached it, so the work is
+//! linear in the topic's length for each part, whatever the template.
 
 /// A topic selector, parsed once.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +213,9 @@ fn template_matches(parts: &[Part], topic: &str) -> bool {
     reachable[0] = true;
     for part in parts {
         let mut next = vec![false; topic.len() + 1];
+        // Positions an expression's run has been walked from: the rest of that run is the same
+        // whichever start reached them.
+        let mut walked = vec![false; topic.len() + 1];
         for start in 0..=topic.len() {
             if !reachable[start] {
                 continue;
@@ -222,7 +226,9 @@ fn template_matches(parts: &[Part], topic: &str) -> bool {
                         next[start + literal.len()] = true;
                     }
                 }
-                Part::Expression(operator) => expand_from(*operator, topic, start, &mut next),
+                Part::Expression(operator) => {
+                    expand_from(*operator, topic, start, &mut next, &mut walked);
+                }
             }
         }
         reachable = next;
@@ -230,8 +236,15 @@ fn template_matches(parts: &[Part], topic: &str) -> bool {
     reachable[topic.len()]
 }
 
-/// Marks in `next` every position an expression of `operator` starting at `start` may end at.
-fn expand_from(operator: Operator, topic: &[u8], start: usize, next: &mut [bool]) {
+/// Marks in `next` every position an expression of `operator` starting at `start` may end at,
+/// stopping where an earlier start's run was already walked.
+fn expand_from(
+    operator: Operator,
+    topic: &[u8],
+    start: usize,
+    next: &mut [bool],
+    walked: &mut [bool],
+) {
     // Every expression may expand to nothing (an undefined variable).
     next[start] = true;
     let mut at = start;
@@ -254,6 +267,9 @@ fn expand_from(operator: Operator, topic: &[u8], start: usize, next: &mut [bool]
         }
     }
     while at < topic.len() {
+        if std::mem::replace(&mut walked[at], true) {
+            break;
+        }
         let step = allowed_at(operator, topic, at);
         if step == 0 {
             break;
