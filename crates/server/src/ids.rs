@@ -35,6 +35,23 @@ pub fn request_id() -> String {
     hex(&random_bytes::<8>())
 }
 
+/// A random (version 4) UUID as a URN, `urn:uuid:xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`: the id
+/// of a Mercure update published without one, and of a Mercure subscriber.
+pub fn urn_uuid() -> String {
+    let mut bytes = random_bytes::<16>();
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let h = hex(&bytes);
+    format!(
+        "urn:uuid:{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
+}
+
 /// A random number for jitter.
 pub fn random_u32() -> u32 {
     u32::from_le_bytes(random_bytes())

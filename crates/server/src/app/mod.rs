@@ -5,6 +5,7 @@
 
 mod demo;
 mod inbox;
+mod mercure;
 mod publish;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::storage::{NodeRecord, Storage, StorageError};
 
 pub use demo::{DemoStream, ORDER_PLACED, ORDERS_TOPIC};
+pub use mercure::MercureUpdate;
 pub use publish::Target;
 
 /// What the use cases are configured with.

@@ -28,7 +28,7 @@ pub enum Target {
 }
 
 impl Target {
-    fn streams(self) -> Vec<StreamKey> {
+    pub(super) fn streams(self) -> Vec<StreamKey> {
         match self {
             Self::Topics { topics, private } => topics
                 .into_iter()

@@ -11,6 +11,7 @@ mod cli;
 mod derived;
 mod file;
 mod identity;
+mod mercure;
 mod operations;
 mod protocol;
 mod show;
@@ -27,6 +28,7 @@ use clap::{ArgAction, Args, FromArgMatches};
 
 pub use cli::{Cli, Command, ConfigCommand, Invocation, ServeArgs, TokenArgs, load, load_from};
 pub use identity::Identity;
+pub use mercure::MercureSettings;
 pub use operations::{LogFormat, Operations};
 pub use protocol::Protocols;
 pub use show::defaults as defaults_toml;
@@ -526,6 +528,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub operations: Operations,
+
+    #[command(flatten)]
+    pub mercure: MercureSettings,
 }
 
 /// Where the event log and the client directory live.
@@ -570,6 +575,7 @@ impl Config {
         self.cors_origins.retain(|origin| !origin.is_empty());
         self.protocols.normalize();
         self.identity.normalize();
+        self.mercure.normalize();
     }
 }
 

@@ -19,7 +19,11 @@ const PREAMBLE: &str = "\
 ";
 
 /// Settings whose values are never printed.
-const SECRETS: &[&str] = &["jwt_secret"];
+const SECRETS: &[&str] = &[
+    "jwt_secret",
+    "mercure_publisher_jwt_key",
+    "mercure_subscriber_jwt_key",
+];
 
 /// Every setting with its help and default, as a TOML file.
 pub fn defaults() -> String {

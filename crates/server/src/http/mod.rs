@@ -8,6 +8,7 @@ mod demo;
 mod dev;
 mod error;
 mod events;
+mod mercure;
 mod notifications;
 mod observe;
 mod openapi;
@@ -77,6 +78,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/dev/users", get(dev::users))
         .route("/api/dev/token", post(dev::token))
         .route("/api/openapi.json", get(openapi::document))
+        .route(
+            "/.well-known/mercure",
+            get(mercure::subscribe)
+                .head(mercure::probe)
+                .post(mercure::publish),
+        )
         .route("/api/{*rest}", axum::routing::any(route_not_found))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -153,8 +160,10 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
+            header::CACHE_CONTROL,
             HeaderName::from_static("last-event-id"),
         ])
+        .expose_headers([HeaderName::from_static("last-event-id")])
         .max_age(std::time::Duration::from_secs(3600));
     if origins.iter().any(|origin| origin == "*") {
         return Some(layer.allow_origin(AllowOrigin::any()));

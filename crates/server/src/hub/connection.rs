@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::queue::{Full, Offered, Queue, Queued};
 use crate::ids::{ClientId, ConnectionId};
+use crate::mercure::MercureSubscriber;
 use crate::storage::{Seq, StreamKey};
 
 /// Who holds a connection, as its credential said when it opened.
@@ -36,8 +37,12 @@ pub struct Connection {
     pub topics: Vec<Arc<str>>,
     pub connected_at: SystemTime,
     /// The streams this connection receives: its topics (and their private events where
-    /// allowed), its client stream, its user's stream and broadcasts.
+    /// allowed), its client stream, its user's stream and broadcasts. A Mercure subscriber's
+    /// are the topics its exact selectors name, public and private, and its client stream: what
+    /// it receives of them its [`MercureSubscriber`] decides.
     pub streams: Vec<StreamKey>,
+    /// Set for a subscriber of the Mercure hub: its events are framed as Mercure frames them.
+    pub mercure: Option<Box<MercureSubscriber>>,
     /// Bounded: a subscriber that lets it fill up is closed rather than buffered without limit.
     pub(super) queue: Queue,
     /// Set to end the stream; the writer is woken through the queue.
@@ -72,6 +77,46 @@ impl Connection {
             streams.push(StreamKey::User(Arc::clone(user)));
         }
         streams.push(StreamKey::Broadcast);
+        Self::with_streams(client_id, topics, streams, None, holder, capacity)
+    }
+
+    /// A subscriber of the Mercure hub.
+    pub fn mercure(
+        client_id: ClientId,
+        subscriber: MercureSubscriber,
+        holder: Holder,
+        capacity: usize,
+    ) -> Arc<Self> {
+        let mut streams = Vec::new();
+        for topic in subscriber.exact_topics() {
+            let topic: Arc<str> = Arc::from(topic);
+            streams.push(StreamKey::Topic(Arc::clone(&topic)));
+            streams.push(StreamKey::Private(topic));
+        }
+        streams.push(StreamKey::Client(client_id.clone()));
+        let topics = subscriber
+            .selectors
+            .iter()
+            .map(|selector| Arc::from(selector.as_str()))
+            .collect();
+        Self::with_streams(
+            client_id,
+            topics,
+            streams,
+            Some(Box::new(subscriber)),
+            holder,
+            capacity,
+        )
+    }
+
+    fn with_streams(
+        client_id: ClientId,
+        topics: Vec<Arc<str>>,
+        streams: Vec<StreamKey>,
+        mercure: Option<Box<MercureSubscriber>>,
+        holder: Holder,
+        capacity: usize,
+    ) -> Arc<Self> {
         let connection = Self {
             id: ConnectionId::generate(),
             client_id,
@@ -79,6 +124,7 @@ impl Connection {
             topics,
             connected_at: SystemTime::now(),
             streams,
+            mercure,
             queue: Queue::new(capacity),
             closing: AtomicBool::new(false),
             close_reason: OnceLock::new(),

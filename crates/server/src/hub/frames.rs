@@ -22,6 +22,44 @@ pub fn event_frame(event: &StoredEvent, stream: &StreamKey) -> Bytes {
     encode(Frame::new().id(&event.id).event(&event.kind).data(&data))
 }
 
+/// The frame of `event` for a Mercure subscriber: `id` (the update's Mercure id, or Herald's),
+/// `event` unless it was published without a type, `retry` when the publisher gave one, and
+/// the data as it was published: the text of an update published through Mercure, the JSON of
+/// one published through Herald.
+pub fn mercure_event(event: &StoredEvent) -> Bytes {
+    let Some(fields) = event.mercure.as_deref() else {
+        return encode(
+            Frame::new()
+                .id(&event.id)
+                .event(&event.kind)
+                .data(event.data.get()),
+        );
+    };
+    let text: String = serde_json::from_str(event.data.get()).unwrap_or_else(|err| {
+        tracing::error!(%err, seq = event.seq, "a Mercure update's data is not a JSON string");
+        String::new()
+    });
+    let mut frame = Frame::new().id(&fields.id).data(&text);
+    if !fields.untyped {
+        frame = frame.event(&event.kind);
+    }
+    if let Some(retry) = fields.retry {
+        frame = frame.retry(retry);
+    }
+    encode(frame)
+}
+
+/// The first frame of a Mercure subscription: a comment, so the headers and a first byte
+/// leave at once, the reconnection delay, and (when the stream starts live) the position it
+/// starts from, which the subscriber resumes from if it reconnects before the first update.
+pub fn mercure_greeting(retry_ms: u64, id: Option<&str>) -> Bytes {
+    let frame = Frame::new().comment("").retry(retry_ms);
+    encode(match id {
+        Some(id) => frame.id(id),
+        None => frame,
+    })
+}
+
 /// The first frame of a subscription: the reconnection delay and `herald.connected`. `id` is the
 /// position the stream starts from when the client gave none, so a reconnect before the first
 /// event still resumes from here.

@@ -10,6 +10,7 @@ mod activity;
 mod cluster;
 mod connection;
 pub mod frames;
+mod mercure;
 mod queue;
 mod registry;
 mod replays;
@@ -34,6 +35,7 @@ use crate::storage::{NewEvent, NodeRecord, RedisStorage, Seq, Storage, StorageEr
 use cluster::Cluster;
 use connection::Connection;
 pub use connection::{Holder, Limits};
+pub use mercure::MercureSubscribeRequest;
 use registry::Registry;
 use replays::Replays;
 use sequencer::{PublishJob, Sequencer};
@@ -235,12 +237,7 @@ impl Hub {
         request: SubscribeRequest,
     ) -> Result<Subscription, SubscribeError> {
         let inner = &*self.inner;
-        if inner.cluster.is_some() && self.fanned_out_through() == 0 {
-            // Until the feed is followed, live events would not reach the new stream.
-            return Err(SubscribeError::Storage(StorageError::unavailable(
-                "this node is not yet following the shared log in Redis",
-            )));
-        }
+        self.require_following()?;
         // A new client id is recorded as it is issued; a returning one at the next pass.
         let recorded = request.client_id.is_none().then(crate::time::now_ms);
         let client_id = match request.client_id {
@@ -261,23 +258,7 @@ impl Hub {
         if let Some(at) = recorded {
             connection.recorded(at);
         }
-        inner
-            .registry
-            .insert(&connection, inner.settings.limits)
-            .map_err(|refused| SubscribeError::TooManyConnections {
-                scope: refused.scope,
-                limit: refused.limit,
-            })?;
-        if inner.shutdown.is_cancelled() {
-            // Registered after the shutdown closed everyone else.
-            connection.close(CloseReason::Shutdown);
-        }
-        inner.metrics.connections.inc();
-        inner.metrics.connections_opened.inc();
-        if let Some(cluster) = &inner.cluster {
-            cluster.joined(&connection);
-        }
-        let guard = subscription::Registration::new(self.clone(), Arc::clone(&connection));
+        let guard = self.register(&connection)?;
 
         // Registered before reading the log's position: every event numbered after `latest` is
         // fanned out to this connection, and anything at or before it is read from storage.
@@ -305,6 +286,46 @@ impl Hub {
             &connected,
             self.retry_with_jitter(),
         ))
+    }
+
+    /// Adds `connection` to the registry (closing it at once if the server is shutting down),
+    /// counts it and tells the cluster; the returned guard removes it when dropped.
+    fn register(
+        &self,
+        connection: &Arc<Connection>,
+    ) -> Result<subscription::Registration, SubscribeError> {
+        let inner = &*self.inner;
+        inner
+            .registry
+            .insert(connection, inner.settings.limits)
+            .map_err(|refused| SubscribeError::TooManyConnections {
+                scope: refused.scope,
+                limit: refused.limit,
+            })?;
+        if inner.shutdown.is_cancelled() {
+            // Registered after the shutdown closed everyone else.
+            connection.close(CloseReason::Shutdown);
+        }
+        inner.metrics.connections.inc();
+        inner.metrics.connections_opened.inc();
+        if let Some(cluster) = &inner.cluster {
+            cluster.joined(connection);
+        }
+        Ok(subscription::Registration::new(
+            self.clone(),
+            Arc::clone(connection),
+        ))
+    }
+
+    /// Refuses new streams on a cluster node until it follows the shared log: live events
+    /// would not reach them.
+    fn require_following(&self) -> Result<(), SubscribeError> {
+        if self.inner.cluster.is_some() && self.fanned_out_through() == 0 {
+            return Err(SubscribeError::Storage(StorageError::unavailable(
+                "this node is not yet following the shared log in Redis",
+            )));
+        }
+        Ok(())
     }
 
     /// Closes every connection of a client, on every node of a cluster, with `reconnect: false`;

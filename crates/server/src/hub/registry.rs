@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use herald_protocol::system::CloseReason;
 use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
@@ -41,6 +42,8 @@ struct Inner {
     /// Topic and client streams to the connections receiving them. Broadcasts go to every
     /// connection, so they have no entry.
     streams: HashMap<StreamKey, HashMap<ConnectionId, Arc<Connection>>>,
+    /// Mercure subscribers with a `*` or template selector: offered every event with a topic.
+    mercure_patterns: HashMap<ConnectionId, Arc<Connection>>,
     /// Live connections per client address.
     addresses: HashMap<IpAddr, usize>,
     /// Clients that left with their last activity not yet recorded.
@@ -117,6 +120,15 @@ impl Registry {
         inner
             .connections
             .insert(connection.id.clone(), Arc::clone(connection));
+        if connection
+            .mercure
+            .as_ref()
+            .is_some_and(|subscriber| subscriber.has_patterns())
+        {
+            inner
+                .mercure_patterns
+                .insert(connection.id.clone(), Arc::clone(connection));
+        }
         for stream in &connection.streams {
             if *stream != StreamKey::Broadcast {
                 inner
@@ -142,6 +154,7 @@ impl Registry {
             return;
         }
         self.removed.fetch_add(1, Ordering::Relaxed);
+        inner.mercure_patterns.remove(&connection.id);
         let recorded = connection.recorded_ms();
         if now_ms().saturating_sub(recorded) > self.record_leaving_after_ms {
             inner.left.push(connection.client_id.clone());
@@ -165,6 +178,7 @@ impl Registry {
             }
         }
         release_spare(&mut inner.connections);
+        release_spare(&mut inner.mercure_patterns);
         release_spare(&mut inner.streams);
         release_spare(&mut inner.addresses);
     }
@@ -305,11 +319,24 @@ impl Registry {
 }
 
 impl Inner {
-    /// Queues `event` for every connection receiving one of its streams, adding those to write
-    /// to (their writer waits with its sink lent) to `to_flush`.
+    /// Queues `event` for every connection receiving one of its streams, and for every Mercure
+    /// subscriber it is for, adding those to write to (their writer waits with its sink lent)
+    /// to `to_flush`. Each frame is built once, when a first connection needs it.
     fn queue(&self, event: &StoredEvent, to_flush: &mut Vec<Arc<Connection>>) {
         let mut seen: HashSet<&ConnectionId> = HashSet::new();
-        let dedupe = event.streams.len() > 1;
+        let patterns = !self.mercure_patterns.is_empty()
+            && event.streams.iter().any(|stream| stream.topic().is_some());
+        let dedupe = event.streams.len() > 1 || patterns;
+        let mut mercure_frame: Option<Bytes> = None;
+        let mut offer = |connection: &Arc<Connection>, frame: &Bytes| {
+            let item = Queued {
+                seq: event.seq,
+                bytes: frame.clone(),
+            };
+            if connection.offer(item) {
+                to_flush.push(Arc::clone(connection));
+            }
+        };
         for stream in &event.streams {
             let targets: Box<dyn Iterator<Item = &Arc<Connection>>> = match stream {
                 StreamKey::Broadcast => Box::new(self.connections.values()),
@@ -318,21 +345,37 @@ impl Inner {
                     None => continue,
                 },
             };
-            let mut targets = targets.peekable();
-            if targets.peek().is_none() {
-                continue;
-            }
-            let frame = frames::event_frame(event, stream);
+            let mut frame: Option<Bytes> = None;
             for connection in targets {
                 if dedupe && !seen.insert(&connection.id) {
                     continue;
                 }
-                let item = Queued {
-                    seq: event.seq,
-                    bytes: frame.clone(),
-                };
-                if connection.offer(item) {
-                    to_flush.push(Arc::clone(connection));
+                match &connection.mercure {
+                    Some(subscriber) if subscriber.accepts(event) => {
+                        offer(
+                            connection,
+                            mercure_frame.get_or_insert_with(|| frames::mercure_event(event)),
+                        );
+                    }
+                    Some(_) => {}
+                    None => offer(
+                        connection,
+                        frame.get_or_insert_with(|| frames::event_frame(event, stream)),
+                    ),
+                }
+            }
+        }
+        if patterns {
+            for connection in self.mercure_patterns.values() {
+                let accepts = connection
+                    .mercure
+                    .as_ref()
+                    .is_some_and(|subscriber| subscriber.accepts(event));
+                if accepts && seen.insert(&connection.id) {
+                    offer(
+                        connection,
+                        mercure_frame.get_or_insert_with(|| frames::mercure_event(event)),
+                    );
                 }
             }
         }

@@ -132,8 +132,12 @@ impl Subscription {
             Start::Replay { after } => (Phase::Replay, after, None),
             Start::Reset { latest, .. } => (Phase::Live, latest, None),
         };
-        let mut greeting =
-            BytesMut::from(&frames::greeting(retry_ms, greeting_id.as_deref(), connected)[..]);
+        let greeting = if registration.connection.mercure.is_some() {
+            frames::mercure_greeting(retry_ms, greeting_id.as_deref())
+        } else {
+            frames::greeting(retry_ms, greeting_id.as_deref(), connected)
+        };
+        let mut greeting = BytesMut::from(&greeting[..]);
         if let Start::Reset { reason, latest } = start {
             greeting.extend_from_slice(&frames::reset(reason, &hub.format_id(latest)));
             hub.metrics().resets.inc();
@@ -286,12 +290,18 @@ impl Subscription {
             if event.seq <= self.last_sent {
                 continue;
             }
-            if let Some(stream) = event
-                .streams
-                .iter()
-                .find(|stream| connection.receives(stream))
-            {
-                chunk.extend_from_slice(&frames::event_frame(&event, stream));
+            let frame = match &connection.mercure {
+                Some(subscriber) => subscriber
+                    .accepts(&event)
+                    .then(|| frames::mercure_event(&event)),
+                None => event
+                    .streams
+                    .iter()
+                    .find(|stream| connection.receives(stream))
+                    .map(|stream| frames::event_frame(&event, stream)),
+            };
+            if let Some(frame) = frame {
+                chunk.extend_from_slice(&frame);
                 self.hub.metrics().events_replayed.inc();
                 self.hub.metrics().events_delivered.inc();
             }

@@ -1,6 +1,8 @@
-//! The Mercure dialect of the hub: topic selectors (exact, `*`, URI templates), what a token's
-//! `mercure` claim allows, and how an update is framed for a Mercure subscriber.
+//! The Mercure dialect of the hub: topic selectors (exact, `*`, URI templates), the subscriber
+//! and the rule for which updates reach it.
 
 pub mod selector;
+mod subscriber;
 
 pub use selector::{Selector, any_matches};
+pub use subscriber::MercureSubscriber;

@@ -20,6 +20,7 @@ mod durability;
 mod event_connections;
 mod hostile;
 mod inbox;
+mod mercure;
 mod operations;
 mod protocols;
 mod replay;

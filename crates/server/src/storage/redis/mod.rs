@@ -21,6 +21,7 @@
 mod clients;
 mod codec;
 mod inbox;
+mod mercure;
 mod node;
 
 use std::future::Future;
@@ -432,16 +433,7 @@ impl RedisStorage {
         let Some(first_kept) = first_kept else {
             return Ok(());
         };
-        // Mercure ids of the events retention drops below.
-        Self::call(
-            "forgetting Mercure ids",
-            redis::cmd("ZREMRANGEBYSCORE")
-                .arg(&keys.mercure_ids)
-                .arg("-inf")
-                .arg(format!("({first_kept}"))
-                .exec_async(&mut connection),
-        )
-        .await?;
+        self.forget_mercure_ids(&first_kept).await?;
         let mut cursor: u64 = 0;
         loop {
             let (next, streams): (u64, Vec<String>) = Self::call(
@@ -583,19 +575,6 @@ impl Storage for RedisStorage {
         &'a self,
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Seq>, StorageError>> {
-        Box::pin(async move {
-            let mut connection = self.connection();
-            let score: Option<f64> = Self::call(
-                "looking up an event id",
-                redis::cmd("ZSCORE")
-                    .arg(&self.keys().mercure_ids)
-                    .arg(id)
-                    .query_async(&mut connection),
-            )
-            .await?;
-            // Positions stay far below 2^53, which a score holds exactly.
-            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            Ok(score.map(|score| score as Seq))
-        })
+        Box::pin(self.mercure_id(id))
     }
 }
