@@ -2,6 +2,7 @@
 //! selectors, publishing forms, Mercure's framing and credentials, resuming from publishers'
 //! ids, and one log shared with `/events`, on one node and across a cluster.
 
+mod cluster;
 mod dialects;
 mod hub;
 mod resume;
