@@ -123,6 +123,7 @@ fn hub_settings(config: &Config) -> HubSettings {
         max_client_ids: config.max_client_ids,
         max_concurrent_replays: config.max_concurrent_replays,
         max_replays_per_address: config.replays_per_address(),
+        mercure_subscriptions: config.mercure.mercure_subscriptions,
     }
 }
 

@@ -8,6 +8,7 @@ use herald_protocol::names::{DEFAULT_EVENT_TYPE, validate_publishable_event_type
 
 use super::{App, AppError, Target};
 use crate::hub::{MercureSubscribeRequest, Subscription};
+use crate::mercure::ActiveSubscription;
 use crate::storage::{MercureFields, NewEvent};
 
 /// An update as a Mercure publisher sends it.
@@ -60,6 +61,35 @@ impl App {
             .publish_latency
             .observe(started.elapsed().as_secs_f64());
         Ok(id)
+    }
+
+    /// The active Mercure subscriptions (on every node), and the id to resume from to receive
+    /// every change after them.
+    pub async fn mercure_subscriptions(
+        &self,
+    ) -> Result<(Vec<ActiveSubscription>, String), AppError> {
+        let last_event_id = self.hub().latest_id().await?;
+        let subscriptions = self
+            .hub()
+            .connections()
+            .await?
+            .into_iter()
+            .filter_map(|record| {
+                let mercure = record.mercure?;
+                Some(
+                    record
+                        .topics
+                        .into_iter()
+                        .map(move |topic| ActiveSubscription {
+                            topic,
+                            subscriber: mercure.subscriber.clone(),
+                            payload: mercure.payload.clone(),
+                        }),
+                )
+            })
+            .flatten()
+            .collect();
+        Ok((subscriptions, last_event_id))
     }
 
     /// Opens a Mercure subscriber's stream; with the `Last-Event-ID` its response names.

@@ -23,6 +23,23 @@ pub struct MercureSettings {
     )]
     pub mercure_anonymous: bool,
 
+    /// Announce Mercure subscriptions as they start and end (a private update on
+    /// `/.well-known/mercure/subscriptions/{topic}/{subscriber}`) and serve the subscriptions
+    /// API at `/.well-known/mercure/subscriptions`. `--mercure-subscriptions=false` turns off
+    /// what a file turned on.
+    #[arg(
+        long,
+        env = "HERALD_MERCURE_SUBSCRIPTIONS",
+        value_name = "BOOL",
+        action = ArgAction::Set,
+        num_args = 0..=1,
+        require_equals = true,
+        default_value = "false",
+        default_missing_value = "true",
+        value_parser = BoolishValueParser::new()
+    )]
+    pub mercure_subscriptions: bool,
+
     /// The key Mercure publishers' tokens are verified with, in place of Herald's own keys: a
     /// shared secret (HS256), or a public key in PEM (RS256, ES256, EdDSA).
     #[arg(long, env = "HERALD_MERCURE_PUBLISHER_JWT_KEY", value_name = "KEY")]

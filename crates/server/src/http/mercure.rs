@@ -79,7 +79,7 @@ fn find_token(parts: &Parts) -> Result<Option<(String, Carrier)>, ApiError> {
 
 /// The request's verified credential for `role`, if it carries one: 401 for a bad one, and for
 /// a change authenticated by the cookie that does not come from an allowed origin.
-async fn credential(
+pub(super) async fn credential(
     state: &AppState,
     parts: &Parts,
     role: MercureRole,

@@ -9,6 +9,7 @@ mod dev;
 mod error;
 mod events;
 mod mercure;
+mod mercure_subscriptions;
 mod notifications;
 mod observe;
 mod openapi;
@@ -83,6 +84,14 @@ pub fn router(state: AppState) -> Router {
             get(mercure::subscribe)
                 .head(mercure::probe)
                 .post(mercure::publish),
+        )
+        .route(
+            "/.well-known/mercure/subscriptions",
+            get(mercure_subscriptions::list),
+        )
+        .route(
+            "/.well-known/mercure/subscriptions/{*rest}",
+            get(mercure_subscriptions::list),
         )
         .route("/api/{*rest}", axum::routing::any(route_not_found))
         .route("/healthz", get(ops::healthz))

@@ -154,6 +154,13 @@ pub fn record(connection: &Connection) -> NodeRecord {
         topics: connection.topic_names(),
         connected_at: crate::time::unix_millis(connection.connected_at),
         node: String::new(),
+        mercure: connection
+            .mercure
+            .as_ref()
+            .map(|subscriber| crate::storage::MercureRecord {
+                subscriber: subscriber.id.clone(),
+                payload: subscriber.payload.clone(),
+            }),
     }
 }
 

@@ -7,7 +7,7 @@ use super::connection::{Connection, Holder};
 use super::subscription::Start;
 use super::{Hub, SubscribeError, Subscription};
 use crate::ids::ClientId;
-use crate::mercure::MercureSubscriber;
+use crate::mercure::{ActiveSubscription, MercureSubscriber};
 
 /// What a Mercure subscriber asked for.
 #[derive(Debug, Clone)]
@@ -76,6 +76,9 @@ impl Hub {
                 }
             }
         };
+        // Announced after the position is read, so the subscriber's own subscription reaches
+        // it live when it selects it.
+        self.announce(&connection, true).await?;
         let connected = Connected {
             client_id: connection.client_id.to_string(),
             connection_id: connection.id.as_str().to_owned(),
@@ -93,5 +96,63 @@ impl Hub {
             self.retry_with_jitter(),
         );
         Ok((subscription, header))
+    }
+}
+
+impl Hub {
+    /// With subscriptions announced, publishes that each subscription of a Mercure
+    /// `connection` started (`active`) or ended.
+    async fn announce(&self, connection: &Connection, active: bool) -> Result<(), SubscribeError> {
+        for update in self.subscription_updates(connection, active) {
+            self.publish(update).await.map_err(|err| match err {
+                super::PublishError::Storage(err) => SubscribeError::Storage(err),
+                super::PublishError::ShuttingDown => SubscribeError::Storage(
+                    crate::storage::StorageError::unavailable("the server is shutting down"),
+                ),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn subscription_updates(
+        &self,
+        connection: &Connection,
+        active: bool,
+    ) -> Vec<crate::storage::NewEvent> {
+        let Some(subscriber) = connection.mercure.as_ref() else {
+            return Vec::new();
+        };
+        if !self.inner.settings.mercure_subscriptions {
+            return Vec::new();
+        }
+        subscriber
+            .selectors
+            .iter()
+            .map(|selector| {
+                ActiveSubscription {
+                    topic: selector.as_str().to_owned(),
+                    subscriber: subscriber.id.clone(),
+                    payload: subscriber.payload.clone(),
+                }
+                .update(active)
+            })
+            .collect()
+    }
+
+    /// A Mercure connection is gone: announces that its subscriptions ended, in the background
+    /// (a failure is logged; the subscriptions API no longer lists them either way).
+    pub(super) fn mercure_released(&self, connection: &Connection) {
+        let updates = self.subscription_updates(connection, false);
+        if updates.is_empty() {
+            return;
+        }
+        let hub = self.clone();
+        tokio::spawn(async move {
+            for update in updates {
+                if let Err(err) = hub.publish(update).await {
+                    tracing::warn!(%err, "could not announce the end of a Mercure subscription");
+                }
+            }
+        });
     }
 }

@@ -67,6 +67,8 @@ pub struct HubSettings {
     pub max_concurrent_replays: usize,
     /// Replay pages read at once for one address; `None`: no limit.
     pub max_replays_per_address: Option<usize>,
+    /// Whether Mercure subscriptions are announced as they start and end.
+    pub mercure_subscriptions: bool,
 }
 
 /// Why a publish failed.
@@ -392,6 +394,7 @@ impl Hub {
         if let Some(cluster) = &self.inner.cluster {
             cluster.left(connection);
         }
+        self.mercure_released(connection);
     }
 
     /// The reconnection delay for one connection: the base plus up to half again, at random.
@@ -414,5 +417,11 @@ impl Hub {
 
     fn format_id(&self, seq: Seq) -> String {
         self.inner.storage.format_id(seq)
+    }
+
+    /// The id of the log's newest position: resuming from it misses nothing published after.
+    pub async fn latest_id(&self) -> Result<String, StorageError> {
+        let latest = self.inner.storage.latest().await?;
+        Ok(self.format_id(latest))
     }
 }

@@ -35,6 +35,7 @@ fn settings() -> HubSettings {
         max_client_ids: 1000,
         max_concurrent_replays: 8,
         max_replays_per_address: None,
+        mercure_subscriptions: false,
     }
 }
 

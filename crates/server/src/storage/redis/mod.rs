@@ -40,7 +40,7 @@ use crate::ids::ClientId;
 use crate::time;
 
 pub use codec::FeedEntry;
-pub use node::{FeedReader, NodeRecord};
+pub use node::{FeedReader, MercureRecord, NodeRecord};
 
 /// How long any one Redis operation may take before it fails: a publish fails fast with 503
 /// rather than waiting for a Redis that does not answer.

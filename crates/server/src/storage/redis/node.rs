@@ -25,6 +25,18 @@ pub struct NodeRecord {
     /// The node holding the connection; filled in when listed.
     #[serde(skip)]
     pub node: String,
+    /// For a subscriber of the Mercure hub: its id and its credential's payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mercure: Option<MercureRecord>,
+}
+
+/// A Mercure subscriber, as the subscriptions API lists it; its selectors are the record's
+/// topics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MercureRecord {
+    pub subscriber: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
 }
 
 /// A connection of its own that follows the feed: blocking reads do not hold up the commands

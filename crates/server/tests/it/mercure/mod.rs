@@ -6,6 +6,7 @@ mod cluster;
 mod dialects;
 mod hub;
 mod resume;
+mod subscriptions;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
