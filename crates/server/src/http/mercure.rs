@@ -102,6 +102,24 @@ fn checked_topic(topic: &str) -> Result<Arc<str>, ApiError> {
 
 /// `GET /.well-known/mercure`: an event stream of the updates the `topic` selectors select and
 /// the credential may receive.
+#[utoipa::path(
+    get,
+    path = "/.well-known/mercure",
+    tag = "mercure",
+    params(
+        ("topic" = Vec<String>, Query, description = "A topic selector: an exact topic, `*`, or an RFC 6570 URI template (`https://example.com/books/{id}`); repeat for several."),
+        ("lastEventID" = Option<String>, Query, description = "Replay the updates after this id (an update's Mercure id or a Herald event id); the `Last-Event-ID` header wins."),
+        ("Last-Event-ID" = Option<String>, Header, description = "Replay the updates after this id (sent by EventSource when it reconnects)."),
+        ("authorization" = Option<String>, Query, description = "A Mercure credential, for clients that cannot set `Authorization`; the `mercureAuthorization` cookie works too."),
+    ),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "An endless `text/event-stream` framed as Mercure frames it: `id`, `event` when the update has a type, `retry` when given, and the update's data, one `data:` line per line. With a last event id, the `Last-Event-ID` header names where the stream starts (`earliest` when that id cannot be replayed, which the stream also announces with `herald.reset`).", content_type = "text/event-stream", body = String),
+        (status = 400, description = "No `topic`, an invalid one, or too many", body = herald_protocol::api::ErrorBody),
+        (status = 401, description = "A bad or expired credential, or none where anonymous subscribers are not allowed (`--mercure-anonymous`)", body = herald_protocol::api::ErrorBody),
+        (status = 503, response = super::responses::Unavailable),
+    )
+)]
 pub async fn subscribe(
     State(state): State<AppState>,
     ClientAddress(address): ClientAddress,
@@ -211,6 +229,23 @@ async fn subscribe_request(
 
 /// `POST /.well-known/mercure`: publishes the update the form describes; answers its id as
 /// text.
+#[utoipa::path(
+    post,
+    path = "/.well-known/mercure",
+    tag = "mercure",
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`topic` (repeatable; the first is canonical, the others alternates), `data` (text), `private` (present: private), `id` (the update's id; without one Herald generates `urn:uuid:…`), `type`, `retry` (milliseconds)."),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The update is stored; the body is its id", content_type = "text/plain", body = String),
+        (status = 400, description = "No `topic`, an invalid topic, id, type or retry", body = herald_protocol::api::ErrorBody),
+        (status = 401, description = "No credential, or a bad or expired one", body = herald_protocol::api::ErrorBody),
+        (status = 403, description = "The credential's `mercure.publish` does not select every topic of the update, or a cookie credential from another origin", body = herald_protocol::api::ErrorBody),
+        (status = 413, response = super::responses::TooLarge),
+        (status = 415, description = "The body is not `application/x-www-form-urlencoded`", body = herald_protocol::api::ErrorBody),
+        (status = 429, response = super::responses::RateLimited),
+        (status = 503, response = super::responses::Unavailable),
+    )
+)]
 pub async fn publish(
     State(state): State<AppState>,
     request: Request,

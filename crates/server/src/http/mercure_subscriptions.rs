@@ -14,6 +14,19 @@ use crate::auth::MercureRole;
 use crate::mercure::subscriptions::{SUBSCRIPTIONS_PATH, collection};
 
 /// The subscriptions the path names: all, those of one topic selector, or one.
+#[utoipa::path(
+    get,
+    path = "/.well-known/mercure/subscriptions",
+    tag = "mercure",
+    description = "With `--mercure-subscriptions`. Also `/.well-known/mercure/subscriptions/{topic}` (the subscriptions of one selector) and `/.well-known/mercure/subscriptions/{topic}/{subscriber}` (one, 404 when it is not active), each part percent-encoded. Needs a Mercure credential whose `mercure.subscribe` selects the URL.",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A JSON-LD document: `@context`, `id`, `type` (`Subscriptions`), `lastEventID` (resume from it to receive every change after this list) and `subscriptions` (`id`, `type`, `topic`, `subscriber`, `active`, `payload`)", content_type = "application/ld+json", body = Object),
+        (status = 401, description = "No credential, or a bad one", body = herald_protocol::api::ErrorBody),
+        (status = 403, description = "The credential's `mercure.subscribe` does not select the URL", body = herald_protocol::api::ErrorBody),
+        (status = 404, description = "The subscriptions API is off, or no such subscription", body = herald_protocol::api::ErrorBody),
+    )
+)]
 pub async fn list(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     if !state.config.mercure.mercure_subscriptions {
         return Err(route_not_found().await);

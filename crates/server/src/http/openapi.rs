@@ -51,6 +51,9 @@ use utoipa::{Modify, OpenApi};
         super::ops::healthz,
         super::ops::readyz,
         super::ops::metrics,
+        super::mercure::subscribe,
+        super::mercure::publish,
+        super::mercure_subscriptions::list,
         document,
     ),
     components(responses(Unauthorized, NotAdmin, TooLarge, NotJson, RateLimited, Unavailable), schemas(

@@ -100,6 +100,8 @@ async fn the_openapi_document_describes_the_api() {
         "/healthz",
         "/readyz",
         "/metrics",
+        "/.well-known/mercure",
+        "/.well-known/mercure/subscriptions",
     ] {
         assert!(document["paths"][path].is_object(), "{path} is documented");
     }
