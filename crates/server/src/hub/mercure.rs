@@ -7,7 +7,8 @@ use super::connection::{Connection, Holder};
 use super::subscription::Start;
 use super::{Hub, SubscribeError, Subscription};
 use crate::ids::ClientId;
-use crate::mercure::{ActiveSubscription, MercureSubscriber};
+use crate::mercure::{ActiveSubscription, MercureSubscriber, any_matches};
+use crate::storage::{Seq, StreamKey};
 
 /// What a Mercure subscriber asked for.
 #[derive(Debug, Clone)]
@@ -46,34 +47,13 @@ impl Hub {
         );
         connection.recorded(crate::time::now_ms());
         let guard = self.register(&connection)?;
-        let storage = self.storage();
         // Registered before reading the log's position, as `/events` is.
-        let latest = storage.latest().await?;
-        let (start, header) = match request.last_event_id {
-            None => (Start::Live { from: latest }, None),
+        let latest = self.storage().latest().await?;
+        let (start, header, replay_streams) = match request.last_event_id {
+            None => (Start::Live { from: latest }, None, None),
             Some(id) => {
-                let known = match storage.parse_id(&id) {
-                    Some(seq) => Some(seq),
-                    None => storage.find_mercure_id(&id).await?,
-                }
-                .filter(|seq| *seq <= latest);
-                match known {
-                    Some(after) if !patterns => (Start::Replay { after }, Some(id)),
-                    Some(_) => (
-                        Start::Reset {
-                            reason: ResetReason::HistoryExpired,
-                            latest,
-                        },
-                        Some(EARLIEST.to_owned()),
-                    ),
-                    None => (
-                        Start::Reset {
-                            reason: ResetReason::UnknownId,
-                            latest,
-                        },
-                        Some(EARLIEST.to_owned()),
-                    ),
-                }
+                self.mercure_start(&connection, &id, latest, patterns)
+                    .await?
             }
         };
         // Announced after the position is read, so the subscriber's own subscription reaches
@@ -88,18 +68,97 @@ impl Hub {
             connection = connection.id.as_str(),
             "subscribed to the Mercure hub"
         );
-        let subscription = Subscription::new(
+        let mut subscription = Subscription::new(
             self.clone(),
             guard,
             start,
             &connected,
             self.retry_with_jitter(),
         );
+        if let Some(streams) = replay_streams {
+            subscription = subscription.replaying(streams);
+        }
         Ok((subscription, header))
     }
 }
 
+/// The most streams a replay for `*` or template selectors reads: past it, history is not
+/// replayed (and the stream says so).
+const MAX_REPLAY_STREAMS: usize = 10_000;
+
 impl Hub {
+    /// Where a Mercure stream asking for history after `id` starts, the `Last-Event-ID` its
+    /// response names, and the streams its history is read from when they are not the
+    /// connection's own (for `*` and template selectors: every topic stream they select).
+    async fn mercure_start(
+        &self,
+        connection: &Connection,
+        id: &str,
+        latest: Seq,
+        patterns: bool,
+    ) -> Result<(Start, Option<String>, Option<Vec<StreamKey>>), SubscribeError> {
+        let storage = self.storage();
+        let streams = if patterns {
+            let Some(subscriber) = connection.mercure.as_deref() else {
+                return Ok((Start::Live { from: latest }, None, None));
+            };
+            let mut streams = storage.topic_streams().await?;
+            streams.retain(|stream| {
+                stream
+                    .topic()
+                    .is_some_and(|topic| any_matches(&subscriber.selectors, [topic]))
+            });
+            if streams.len() > MAX_REPLAY_STREAMS {
+                let start = Start::Reset {
+                    reason: ResetReason::HistoryExpired,
+                    latest,
+                };
+                return Ok((start, Some(EARLIEST.to_owned()), None));
+            }
+            Some(streams)
+        } else {
+            None
+        };
+        let readable = streams.as_deref().unwrap_or(&connection.streams);
+        // With `*` or a template, a stream retention forgot is not listed: a position before
+        // what any forgotten stream lost cannot be replayed whole.
+        let floor = if patterns {
+            storage.earliest(&[]).await?
+        } else {
+            0
+        };
+        let after = if id == EARLIEST {
+            Some(storage.earliest(readable).await?.max(floor))
+        } else {
+            match storage.parse_id(id) {
+                Some(seq) => Some(seq),
+                None => storage.find_mercure_id(id).await?,
+            }
+            .filter(|seq| *seq <= latest)
+        };
+        let (start, header) = match after {
+            Some(after) if after >= floor => (
+                Start::Replay { after },
+                if id == EARLIEST { EARLIEST } else { id }.to_owned(),
+            ),
+            Some(_) => (
+                Start::Reset {
+                    reason: ResetReason::HistoryExpired,
+                    latest,
+                },
+                EARLIEST.to_owned(),
+            ),
+            None => (
+                Start::Reset {
+                    reason: ResetReason::UnknownId,
+                    latest,
+                },
+                EARLIEST.to_owned(),
+            ),
+        };
+        Ok((start, Some(header), streams))
+    }
+
     /// With subscriptions announced, publishes that each subscription of a Mercure
     /// `connection` started (`active`) or ended.
     async fn announce(&self, connection: &Connection, active: bool) -> Result<(), SubscribeError> {

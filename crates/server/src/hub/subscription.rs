@@ -14,7 +14,7 @@ use super::connection::Connection;
 use super::queue::Queued;
 use super::sink::Sink;
 use super::{Hub, frames};
-use crate::storage::{Replay, Seq, StoredEvent};
+use crate::storage::{Replay, Seq, StoredEvent, StreamKey};
 
 /// Events read from storage per replay step.
 const REPLAY_PAGE: usize = 256;
@@ -117,6 +117,9 @@ pub struct Subscription {
     /// When the connection must end, if ever: at its maximum lifetime or when its credential
     /// expires, whichever comes first, and the reason it will be given.
     expires: Option<(Instant, CloseReason)>,
+    /// The streams history is read from, when they are not the connection's own: those of a
+    /// Mercure subscriber's `*` and template selectors.
+    replay_streams: Option<Vec<StreamKey>>,
 }
 
 impl Subscription {
@@ -170,7 +173,14 @@ impl Subscription {
             timer: Box::pin(tokio::time::sleep_until(first_deadline)),
             last_write: now,
             expires,
+            replay_streams: None,
         }
+    }
+
+    /// Reads history from `streams` rather than the connection's own.
+    pub(super) fn replaying(mut self, streams: Vec<StreamKey>) -> Self {
+        self.replay_streams = Some(streams);
+        self
     }
 
     fn connection(&self) -> &Arc<Connection> {
@@ -252,8 +262,12 @@ impl Subscription {
             // Boxed: waiting for a place is rare and short, and every idle stream's task would
             // otherwise be sized for it.
             let place = Box::pin(self.hub.replays().place(connection.holder.address)).await;
+            let streams = self
+                .replay_streams
+                .as_deref()
+                .unwrap_or(&connection.streams);
             let read = storage
-                .read_after(&connection.streams, self.last_sent, REPLAY_PAGE)
+                .read_after(streams, self.last_sent, REPLAY_PAGE)
                 .await;
             drop(place);
             match read {

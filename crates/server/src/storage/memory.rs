@@ -221,6 +221,36 @@ impl Storage for MemoryStorage {
         Box::pin(async move { Ok(replay) })
     }
 
+    fn topic_streams(&self) -> BoxFuture<'_, Result<Vec<StreamKey>, StorageError>> {
+        let streams = self
+            .state()
+            .streams
+            .keys()
+            .filter(|stream| stream.topic().is_some())
+            .cloned()
+            .collect();
+        Box::pin(async move { Ok(streams) })
+    }
+
+    fn earliest<'a>(
+        &'a self,
+        streams: &'a [StreamKey],
+    ) -> BoxFuture<'a, Result<Seq, StorageError>> {
+        let state = self.state();
+        let earliest = streams
+            .iter()
+            .map(|stream| {
+                state
+                    .streams
+                    .get(stream)
+                    .map_or(state.forgotten_through, |history| history.trimmed_through)
+            })
+            .max()
+            .unwrap_or(state.forgotten_through)
+            .max(self.floor);
+        Box::pin(async move { Ok(earliest) })
+    }
+
     fn find_mercure_id<'a>(
         &'a self,
         id: &'a str,

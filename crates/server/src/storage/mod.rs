@@ -307,6 +307,15 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Answers when the store is usable, for readiness checks.
     fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>>;
 
+    /// The streams of topics, public and private, that hold history.
+    fn topic_streams(&self) -> BoxFuture<'_, Result<Vec<StreamKey>, StorageError>>;
+
+    /// The position a replay of `streams` may start from without being refused: before the
+    /// oldest event they still hold, and not before any event they or a forgotten stream lost
+    /// (so with no streams, the newest position any forgotten stream lost).
+    fn earliest<'a>(&'a self, streams: &'a [StreamKey])
+    -> BoxFuture<'a, Result<Seq, StorageError>>;
+
     /// The position of the newest retained event whose Mercure id is `id` (a publisher may
     /// reuse one), or `None` when no retained event has it.
     fn find_mercure_id<'a>(

@@ -157,6 +157,17 @@ impl Storage for Instrumented {
         Box::pin(async move { result })
     }
 
+    fn topic_streams(&self) -> BoxFuture<'_, Result<Vec<StreamKey>, StorageError>> {
+        self.inner.topic_streams()
+    }
+
+    fn earliest<'a>(
+        &'a self,
+        streams: &'a [StreamKey],
+    ) -> BoxFuture<'a, Result<Seq, StorageError>> {
+        self.inner.earliest(streams)
+    }
+
     fn find_mercure_id<'a>(
         &'a self,
         id: &'a str,

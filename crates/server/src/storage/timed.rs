@@ -32,10 +32,12 @@ enum Operation {
     MarkRead,
     Ping,
     FindMercureId,
+    TopicStreams,
+    Earliest,
 }
 
 impl Operation {
-    const ALL: [Self; 14] = [
+    const ALL: [Self; 16] = [
         Self::Append,
         Self::Latest,
         Self::ReadAfter,
@@ -50,6 +52,8 @@ impl Operation {
         Self::MarkRead,
         Self::Ping,
         Self::FindMercureId,
+        Self::TopicStreams,
+        Self::Earliest,
     ];
 
     fn label(self) -> &'static str {
@@ -68,6 +72,8 @@ impl Operation {
             Self::MarkRead => "mark_read",
             Self::Ping => "ping",
             Self::FindMercureId => "find_mercure_id",
+            Self::TopicStreams => "topic_streams",
+            Self::Earliest => "earliest",
         }
     }
 }
@@ -216,6 +222,17 @@ impl Storage for Timed {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StorageError>> {
         self.timed(Operation::Ping, self.inner.ping())
+    }
+
+    fn topic_streams(&self) -> BoxFuture<'_, Result<Vec<StreamKey>, StorageError>> {
+        self.timed(Operation::TopicStreams, self.inner.topic_streams())
+    }
+
+    fn earliest<'a>(
+        &'a self,
+        streams: &'a [StreamKey],
+    ) -> BoxFuture<'a, Result<Seq, StorageError>> {
+        self.timed(Operation::Earliest, self.inner.earliest(streams))
     }
 
     fn find_mercure_id<'a>(

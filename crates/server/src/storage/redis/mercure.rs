@@ -1,8 +1,9 @@
-//! Mercure ids in Redis: a sorted set of ids, each scored by the position of the newest event
-//! holding it (written by `append.lua`), looked up to resume from and forgotten with the
-//! history.
+//! What the Mercure hub asks of Redis: ids in a sorted set, each scored by the position of the
+//! newest event holding it (written by `append.lua`), looked up to resume from and forgotten
+//! with the history; the topic streams, for selectors that are not one topic; and where a
+//! replay may start from, for `earliest`.
 
-use super::{RedisStorage, Seq, StorageError};
+use super::{RedisStorage, Seq, StorageError, StreamKey};
 
 impl RedisStorage {
     /// The position of the newest event with the Mercure id `id`.
@@ -33,5 +34,41 @@ impl RedisStorage {
                 .exec_async(&mut connection),
         )
         .await
+    }
+
+    /// The streams of topics, public and private, that hold history.
+    pub(super) async fn stored_topic_streams(&self) -> Result<Vec<StreamKey>, StorageError> {
+        let mut connection = self.connection();
+        let keys: Vec<String> = Self::call(
+            "listing the streams",
+            redis::cmd("SMEMBERS")
+                .arg(&self.keys().streams)
+                .query_async(&mut connection),
+        )
+        .await?;
+        Ok(keys
+            .iter()
+            .filter_map(|key| StreamKey::decode(key))
+            .filter(|stream| stream.topic().is_some())
+            .collect())
+    }
+
+    /// See [`crate::storage::Storage::earliest`].
+    pub(super) async fn earliest_of(&self, streams: &[StreamKey]) -> Result<Seq, StorageError> {
+        let keys = self.keys();
+        let mut invocation = self.scripts().earliest.prepare_invoke();
+        invocation.key(&keys.floor).key(&keys.forgotten);
+        for stream in streams {
+            invocation.key(keys.stream(stream));
+        }
+        let mut connection = self.connection();
+        let earliest: String = Self::call(
+            "finding where history begins",
+            invocation.invoke_async(&mut connection),
+        )
+        .await?;
+        earliest.parse().map_err(|_| {
+            StorageError::unavailable(format!("Redis answered {earliest:?} as a position"))
+        })
     }
 }

@@ -161,6 +161,7 @@ struct Scripts {
     notify: Script,
     inbox: Script,
     mark_read: Script,
+    earliest: Script,
 }
 
 impl Scripts {
@@ -177,6 +178,7 @@ impl Scripts {
             notify: Script::new(include_str!("lua/notify.lua")),
             inbox: Script::new(include_str!("lua/inbox.lua")),
             mark_read: Script::new(include_str!("lua/mark_read.lua")),
+            earliest: Script::new(include_str!("lua/earliest.lua")),
         }
     }
 }
@@ -569,6 +571,17 @@ impl Storage for RedisStorage {
             )
             .await
         })
+    }
+
+    fn topic_streams(&self) -> BoxFuture<'_, Result<Vec<StreamKey>, StorageError>> {
+        Box::pin(self.stored_topic_streams())
+    }
+
+    fn earliest<'a>(
+        &'a self,
+        streams: &'a [StreamKey],
+    ) -> BoxFuture<'a, Result<Seq, StorageError>> {
+        Box::pin(self.earliest_of(streams))
     }
 
     fn find_mercure_id<'a>(

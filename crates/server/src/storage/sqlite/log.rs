@@ -229,3 +229,56 @@ pub(super) fn find_mercure_id(reader: &Connection, id: &str) -> Result<Option<Se
         .map(|seq| seq.map(to_seq))
         .map_err(storage_error("cannot look up an event id"))
 }
+
+/// The streams of topics, public and private, that hold history.
+pub(super) fn topic_streams(reader: &Connection) -> Result<Vec<StreamKey>, StorageError> {
+    let failed = storage_error("cannot list the streams");
+    let mut query = reader
+        .prepare_cached(
+            "SELECT DISTINCT stream FROM event_streams
+             WHERE (stream >= 't:' AND stream < 't;') OR (stream >= 'p:' AND stream < 'p;')",
+        )
+        .map_err(&failed)?;
+    let rows = query
+        .query_map([], |row| row.get::<_, String>(0))
+        .map_err(&failed)?;
+    let mut streams = Vec::new();
+    for key in rows {
+        if let Some(stream) = StreamKey::decode(&key.map_err(&failed)?) {
+            streams.push(stream);
+        }
+    }
+    Ok(streams)
+}
+
+/// The position a replay of `keys` may start from without being refused; see
+/// [`crate::storage::Storage::earliest`].
+pub(super) fn earliest(
+    inner: &Inner,
+    reader: &mut Connection,
+    keys: &[String],
+) -> Result<Seq, StorageError> {
+    let failed = storage_error("cannot read history");
+    let tx = reader.transaction().map_err(&failed)?;
+    let forgotten = forgotten_floor(&tx).map_err(&failed)?;
+    if keys.is_empty() {
+        return Ok(forgotten.max(inner.floor));
+    }
+    let mut trimmed = tx
+        .prepare_cached("SELECT trimmed_through FROM trims WHERE stream = ?1")
+        .map_err(&failed)?;
+    let mut earliest = inner.floor;
+    for key in keys {
+        let through: Option<i64> = trimmed
+            .query_row([key], |row| row.get(0))
+            .optional()
+            .map_err(&failed)?;
+        let lost = match through {
+            Some(through) => to_seq(through),
+            None if has_history(&tx, key).map_err(&failed)? => 0,
+            None => forgotten,
+        };
+        earliest = earliest.max(lost);
+    }
+    Ok(earliest)
+}

@@ -292,6 +292,18 @@ impl Storage for SqliteStorage {
         })
     }
 
+    fn topic_streams(&self) -> BoxFuture<'_, Result<Vec<StreamKey>, StorageError>> {
+        self.read(|_, reader| log::topic_streams(reader))
+    }
+
+    fn earliest<'a>(
+        &'a self,
+        streams: &'a [StreamKey],
+    ) -> BoxFuture<'a, Result<Seq, StorageError>> {
+        let keys: Vec<String> = streams.iter().map(StreamKey::encode).collect();
+        self.read(move |inner, reader| log::earliest(inner, reader, &keys))
+    }
+
     fn find_mercure_id<'a>(
         &'a self,
         id: &'a str,

@@ -77,3 +77,56 @@ async fn an_unknown_id_starts_from_now_and_says_so() {
 fn urlencode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn earliest_replays_all_the_history_kept() {
+    let server = hub().await;
+    let ids = [
+        publish(&server, &[("topic", "books"), ("data", "1")]).await,
+        publish(&server, &[("topic", "books"), ("data", "2")]).await,
+    ];
+    publish(&server, &[("topic", "authors"), ("data", "not for books")]).await;
+    let mut stream = resume(&server, "topic=books", Some("earliest")).await;
+    assert_eq!(stream.headers["last-event-id"], "earliest");
+    for id in &ids {
+        assert_eq!(&stream.next_event().await.id, id);
+    }
+    let live = publish(&server, &[("topic", "books"), ("data", "3")]).await;
+    assert_eq!(stream.next_event().await.id, live);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn template_and_wildcard_subscribers_resume_across_the_topics_they_select() {
+    let server = hub().await;
+    let first = publish(
+        &server,
+        &[("topic", "https://example.com/books/1"), ("id", "b1")],
+    )
+    .await;
+    let other_book = publish(&server, &[("topic", "https://example.com/books/2")]).await;
+    let author = publish(&server, &[("topic", "https://example.com/authors/1")]).await;
+    let both = publish(
+        &server,
+        &[
+            ("topic", "https://example.com/authors/2"),
+            ("topic", "https://example.com/books/3"),
+        ],
+    )
+    .await;
+    let template = super::topics(&["https://example.com/books/{id}"]);
+    let mut books = resume(&server, &template, Some(&first)).await;
+    assert_eq!(books.headers["last-event-id"], first.as_str());
+    assert_eq!(books.next_event().await.id, other_book);
+    assert_eq!(
+        books.next_event().await.id,
+        both,
+        "through an alternate topic, once"
+    );
+    let mut everything = resume(&server, "topic=*", Some("earliest")).await;
+    for id in [&first, &other_book, &author, &both] {
+        assert_eq!(&everything.next_event().await.id, id);
+    }
+    let live = publish(&server, &[("topic", "https://example.com/books/9")]).await;
+    assert_eq!(books.next_event().await.id, live);
+    assert_eq!(everything.next_event().await.id, live);
+}

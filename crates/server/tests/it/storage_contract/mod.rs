@@ -7,14 +7,19 @@ use std::time::{Duration, SystemTime};
 
 use herald_server::ids::ClientId;
 use herald_server::storage::{
-    InboxQuery, MemoryStorage, MercureFields, NewEvent, NewInboxItem, ReadChange, ReadTarget,
-    RedisSettings, RedisStorage, Replay, Seq, SqliteSettings, SqliteStorage, Storage, StoredEvent,
-    StreamKey,
+    InboxQuery, MemoryStorage, NewEvent, NewInboxItem, ReadChange, ReadTarget, RedisSettings,
+    RedisStorage, Replay, Seq, SqliteSettings, SqliteStorage, Storage, StoredEvent, StreamKey,
 };
 use serde_json::value::to_raw_value;
 
+mod mercure;
+
 use crate::support::services::RedisServer;
 use crate::support::{eventually, fresh_data_dir};
+use mercure::{
+    lists_topic_streams_and_where_their_history_begins,
+    mercure_updates_keep_their_fields_and_are_found_by_id,
+};
 
 /// Events kept per stream by every store under test.
 const KEPT: usize = 3;
@@ -466,84 +471,6 @@ async fn marking_read_changes_only_the_owners_inbox_once(backend: Backend) {
     assert_eq!(all.unread_count, 0);
 }
 
-async fn mercure_updates_keep_their_fields_and_are_found_by_id(backend: Backend) {
-    let store = open(backend).await;
-    let storage = &*store.storage;
-    let before = storage.latest().await.unwrap();
-    let update = |id: &str, retry| {
-        let mut event = event(&[topic("books/1"), topic("books")], 0);
-        event.data = to_raw_value("line one\n\n  line three").unwrap();
-        event.mercure = Some(Box::new(MercureFields {
-            id: id.to_owned(),
-            untyped: true,
-            retry,
-        }));
-        event
-    };
-    let first = storage
-        .append(vec![
-            update("urn:uuid:1", Some(2500)),
-            event(&[topic("books")], 1),
-        ])
-        .await
-        .unwrap();
-    let again = storage
-        .append(vec![update("id-[\"x\"]", None)])
-        .await
-        .unwrap();
-    let reused = storage
-        .append(vec![update("id-[\"x\"]", None)])
-        .await
-        .unwrap();
-    let Replay::Events { events, .. } = storage
-        .read_after(&[topic("books/1")], before, 10)
-        .await
-        .unwrap()
-    else {
-        panic!("the history is there");
-    };
-    let fields: Vec<_> = events
-        .iter()
-        .map(|event| event.mercure.as_deref().cloned())
-        .collect();
-    let x = |retry| {
-        Some(MercureFields {
-            id: "id-[\"x\"]".into(),
-            untyped: true,
-            retry,
-        })
-    };
-    assert_eq!(
-        fields,
-        [
-            Some(MercureFields {
-                id: "urn:uuid:1".into(),
-                untyped: true,
-                retry: Some(2500)
-            }),
-            x(None),
-            x(None),
-        ],
-        "each update as stored, in order"
-    );
-    assert_eq!(events[0].data.get(), "\"line one\\n\\n  line three\"");
-    assert_eq!(
-        storage.find_mercure_id("urn:uuid:1").await.unwrap(),
-        Some(first[0].seq)
-    );
-    assert_ne!(again[0].seq, reused[0].seq);
-    assert_eq!(
-        storage.find_mercure_id("id-[\"x\"]").await.unwrap(),
-        Some(reused[0].seq),
-        "a reused id names its newest event"
-    );
-    assert_eq!(
-        storage.find_mercure_id("urn:uuid:unknown").await.unwrap(),
-        None
-    );
-    assert_eq!(storage.find_mercure_id(&first[1].id).await.unwrap(), None);
-}
-
 async fn answers_a_ping(backend: Backend) {
     let store = open(backend).await;
     store.storage.ping().await.unwrap();
@@ -585,5 +512,6 @@ contract!(
     the_inbox_keeps_the_newest_and_counts_unread,
     marking_read_changes_only_the_owners_inbox_once,
     mercure_updates_keep_their_fields_and_are_found_by_id,
+    lists_topic_streams_and_where_their_history_begins,
     answers_a_ping,
 );
