@@ -10,15 +10,16 @@ use tokio::net::TcpStream;
 
 use super::socket::read_more;
 
-/// The request line that sends a connection here.
-const PREFIX: &[u8] = b"GET /events";
+/// The request lines that send a connection here: `/events`, and the Mercure hub's
+/// subscriptions (not its subscriptions API, whose path goes on with `/`).
+const PREFIXES: [&[u8]; 2] = [b"GET /events", b"GET /.well-known/mercure"];
 /// The most a request head may take; browsers send well under 2 KiB.
 const MAX_HEAD: usize = 16 * 1024;
 
 /// How a connection is served, as its first bytes tell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
-    /// `GET /events`: Herald's own event-stream writer.
+    /// `GET /events` or `GET /.well-known/mercure`: Herald's own event-stream writer.
     Events,
     /// Any other HTTP/1 request: hyper.
     Http1,
@@ -51,14 +52,17 @@ fn route(buf: &[u8]) -> Option<Route> {
     if HTTP2_PREFACE.starts_with(buf) {
         return None;
     }
-    let events = if buf.len() > PREFIX.len() {
-        buf.starts_with(PREFIX) && matches!(buf[PREFIX.len()], b' ' | b'?')
-    } else if PREFIX.starts_with(buf) {
-        return None;
-    } else {
-        false
-    };
-    Some(if events { Route::Events } else { Route::Http1 })
+    let mut undecided = false;
+    for prefix in PREFIXES {
+        if buf.len() > prefix.len() {
+            if buf.starts_with(prefix) && matches!(buf[prefix.len()], b' ' | b'?') {
+                return Some(Route::Events);
+            }
+        } else if prefix.starts_with(buf) {
+            undecided = true;
+        }
+    }
+    (!undecided).then_some(Route::Http1)
 }
 
 /// Reads and parses the request head. `Ok(Err(answer))` is a complete refusal to send back.
@@ -256,5 +260,16 @@ mod tests {
         );
         assert_eq!(route(b"PRI * HTTP/1.1\r\n"), Some(Route::Http1));
         assert_eq!(route(b"PUT /x"), Some(Route::Http1));
+        assert_eq!(
+            route(b"GET /.well-known/mercure?topic=a"),
+            Some(Route::Events)
+        );
+        assert_eq!(route(b"GET /.well-known/merc"), None);
+        assert_eq!(
+            route(b"GET /.well-known/mercure/subscriptions"),
+            Some(Route::Http1)
+        );
+        assert_eq!(route(b"POST /.well-known/mercure"), Some(Route::Http1));
+        assert_eq!(route(b"GET /.well-known/openid"), Some(Route::Http1));
     }
 }

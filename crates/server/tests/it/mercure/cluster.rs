@@ -53,3 +53,31 @@ async fn updates_and_their_ids_are_shared_by_every_node() {
 fn urlencode(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subscriptions_api_lists_the_subscribers_of_every_node() {
+    let redis = RedisServer::start().await;
+    let nodes = crate::cluster::nodes(&redis, 2, |config| {
+        config.mercure.mercure_anonymous = true;
+        config.mercure.mercure_subscriptions = true;
+    })
+    .await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let _on_a = subscribe(a, &topics(&["https://example.com/books/{id}"])).await;
+    let reader = super::token(&[], &["*"]);
+    let url = b.url("/.well-known/mercure/subscriptions");
+    crate::support::eventually("node B lists node A's subscriber", || async {
+        let response = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .unwrap();
+        let document: serde_json::Value = response.json().await.unwrap();
+        document["subscriptions"].as_array().is_some_and(|all| {
+            all.iter()
+                .any(|one| one["topic"] == "https://example.com/books/{id}")
+        })
+    })
+    .await;
+}

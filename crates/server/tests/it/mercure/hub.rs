@@ -334,3 +334,54 @@ async fn a_subscriber_stream_ends_when_its_credential_expires() {
         herald_protocol::system::CloseReason::CredentialExpired
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_of_allowed_origins_may_subscribe_and_publish() {
+    const APP: &str = "https://app.example.com";
+    let server = TestServer::start_with(|config| {
+        config.mercure.mercure_anonymous = true;
+        config.cors_origins = vec![APP.into()];
+    })
+    .await;
+    let preflight = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, server.url("/.well-known/mercure"))
+        .header("origin", APP)
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 200);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], APP);
+    let allowed = preflight.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("last-event-id"),
+        "{allowed}"
+    );
+    let stream = subscribe_with(
+        reqwest::Client::new()
+            .get(server.url("/.well-known/mercure?topic=a&lastEventID=earliest"))
+            .header("origin", APP),
+    )
+    .await;
+    assert_eq!(stream.headers["access-control-allow-origin"], APP);
+    assert_eq!(stream.headers["last-event-id"], "earliest");
+    let exposed = stream.headers["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("last-event-id"), "{exposed}");
+    let head = reqwest::Client::new()
+        .head(server.url("/.well-known/mercure?topic=a"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(head.headers()["content-type"], "text/event-stream");
+}
