@@ -130,41 +130,13 @@ impl AccessToken {
     /// The token a request carries, if any. An `Authorization` header that is not a bearer
     /// token is refused rather than ignored.
     pub fn find(parts: &Parts) -> Result<Option<Self>, ApiError> {
-        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            let value = value.to_str().unwrap_or_default().trim();
-            let token = value
-                .split_once(' ')
-                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-                .map(|(_, token)| token.trim())
-                .filter(|token| !token.is_empty())
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::UNAUTHORIZED,
-                        "invalid_token",
-                        "the Authorization header must be `Bearer <token>`",
-                    )
-                })?;
+        if let Some(token) = bearer(parts)? {
             return Ok(Some(Self::Header(token.to_owned())));
         }
-        if let Some(query) = parts.uri.query() {
-            let found = form_urlencoded::parse(query.as_bytes())
-                .find(|(key, _)| key == QUERY)
-                .map(|(_, value)| value.into_owned());
-            if let Some(token) = found {
-                return Ok(Some(Self::Query(token)));
-            }
+        if let Some(token) = query_parameter(parts, QUERY) {
+            return Ok(Some(Self::Query(token)));
         }
-        let cookie = parts
-            .headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(';'))
-            .find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                (name == COOKIE).then(|| value.trim_matches('"').to_owned())
-            });
-        Ok(cookie.map(Self::Cookie))
+        Ok(cookie(parts, COOKIE).map(Self::Cookie))
     }
 
     pub fn token(&self) -> &str {
@@ -172,6 +144,51 @@ impl AccessToken {
             Self::Header(token) | Self::Query(token) | Self::Cookie(token) => token,
         }
     }
+}
+
+/// The token of the request's `Authorization: Bearer` header, if it has that header; any
+/// other `Authorization` header is refused rather than passed over.
+pub fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .unwrap_or_default()
+        .trim()
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .filter(|token| !token.is_empty())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "the Authorization header must be `Bearer <token>`",
+            )
+        })
+}
+
+/// The first value of the query parameter `name`, decoded.
+pub fn query_parameter(parts: &Parts, name: &str) -> Option<String> {
+    form_urlencoded::parse(parts.uri.query()?.as_bytes())
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// The value of the cookie `name`.
+pub fn cookie(parts: &Parts, name: &str) -> Option<String> {
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.trim_matches('"').to_owned())
+        })
 }
 
 #[cfg(test)]

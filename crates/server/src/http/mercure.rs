@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use herald_protocol::names::validate_topic;
 
 use super::AppState;
-use super::caller::ClientAddress;
+use super::caller::{ClientAddress, bearer, cookie, query_parameter};
 use super::error::ApiError;
 use super::events::event_stream_response;
 use super::origin::require_allowed_origin;
@@ -40,41 +40,13 @@ enum Carrier {
 /// The token a Mercure request carries, and where it came from. A malformed `Authorization`
 /// header is refused rather than passed over.
 fn find_token(parts: &Parts) -> Result<Option<(String, Carrier)>, ApiError> {
-    if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().unwrap_or_default().trim();
-        let token = value
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_token",
-                    "the Authorization header must be `Bearer <token>`",
-                )
-            })?;
+    if let Some(token) = bearer(parts)? {
         return Ok(Some((token.to_owned(), Carrier::Header)));
     }
-    if let Some(query) = parts.uri.query() {
-        let found = form_urlencoded::parse(query.as_bytes())
-            .find(|(key, _)| key == QUERY)
-            .map(|(_, value)| value.into_owned());
-        if let Some(token) = found {
-            return Ok(Some((token, Carrier::Query)));
-        }
+    if let Some(token) = query_parameter(parts, QUERY) {
+        return Ok(Some((token, Carrier::Query)));
     }
-    let cookie = parts
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .find_map(|pair| {
-            let (name, value) = pair.trim().split_once('=')?;
-            (name == COOKIE).then(|| value.trim_matches('"').to_owned())
-        });
-    Ok(cookie.map(|token| (token, Carrier::Cookie)))
+    Ok(cookie(parts, COOKIE).map(|token| (token, Carrier::Cookie)))
 }
 
 /// The request's verified credential for `role`, if it carries one: 401 for a bad one, and for
