@@ -173,6 +173,18 @@ impl Drop for Server {
 /// The key the test servers sign and verify tokens with.
 const SECRET: &str = "e2e-secret-of-at-least-thirty-two-bytes";
 
+/// A Mercure credential signed with the key every test server verifies: its `mercure` claim
+/// lists `publish` and `subscribe` selectors, and it has no `exp`.
+pub fn mercure_token(publish: &[&str], subscribe: &[&str]) -> String {
+    let claims = serde_json::json!({"mercure": {"publish": publish, "subscribe": subscribe}});
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("a token is signed")
+}
+
 /// A client, built from `builder`, whose requests carry a credential that may publish
 /// anywhere and use the admin endpoints.
 fn operator_client(builder: reqwest::ClientBuilder) -> reqwest::Client {
