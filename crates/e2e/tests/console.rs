@@ -113,6 +113,31 @@ async fn the_console_connects_and_shows_live_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_of_a_type_never_named_is_shown_too() {
+    let server = Server::start(dist_dir()).await;
+    let browser = Browser::launch("every_type").await;
+    open_console(&server, &browser).await;
+    // Published by a back-end: the console never heard of the type.
+    let ack: PublishResponse = server
+        .http
+        .post(server.url("/api/publish"))
+        .json(&json!({"topic": "demo", "type": "invoice.paid", "data": {"amount": 42}}))
+        .send()
+        .await
+        .expect("publish")
+        .json()
+        .await
+        .expect("an acknowledgement");
+    let line = browser
+        .wait_text("the event is shown", &event(&ack.id), |text| {
+            text.contains("invoice.paid")
+        })
+        .await;
+    assert!(line.contains("42"), "its data is shown: {line:?}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_through_the_form_shows_the_event_and_its_id() {
     let server = Server::start(dist_dir()).await;
     let browser = Browser::launch("publish_form").await;

@@ -30,8 +30,6 @@ const FLUSH_EVERY: Duration = Duration::from_millis(50);
 pub struct Session {
     pub state: RwSignal<ConnectionState>,
     pub topics: RwSignal<Vec<String>>,
-    /// Event types the stream listens for: `EventSource` only delivers types it was told about.
-    pub types: RwSignal<Vec<String>>,
     pub client_id: RwSignal<Option<String>>,
     pub last_event_id: RwSignal<Option<String>>,
     pub log: RwSignal<EventLog>,
@@ -55,7 +53,6 @@ impl Session {
         Self {
             state: RwSignal::new(ConnectionState::ClosedByYou),
             topics: RwSignal::new(topics),
-            types: RwSignal::new(vec![DEFAULT_EVENT_TYPE.to_owned()]),
             client_id: RwSignal::new(None),
             last_event_id: RwSignal::new(None),
             log: RwSignal::new(EventLog::new(LOG_CAPACITY)),
@@ -192,17 +189,15 @@ impl Session {
         );
         match Source::open(&url, move |signal| self.on_signal(signal)) {
             Ok(source) => {
+                // With `all_types`, every event comes as `message`; Herald's own keep their
+                // names.
                 for name in [
                     herald_protocol::system::CONNECTED,
                     herald_protocol::system::RESET,
                     herald_protocol::system::CLOSING,
-                    NOTIFICATION,
-                    NOTIFICATION_READ,
+                    DEFAULT_EVENT_TYPE,
                 ] {
                     source.listen(name);
-                }
-                for kind in self.types.get_untracked() {
-                    source.listen(&kind);
                 }
                 self.source.set_value(Some(source));
             }
@@ -226,19 +221,6 @@ impl Session {
         if self.state.get_untracked().wants_stream() {
             self.connect();
         }
-    }
-
-    /// Makes the stream deliver events of type `kind` from now on.
-    pub fn listen_for(self, kind: &str) {
-        if self.types.get_untracked().iter().any(|known| known == kind) {
-            return;
-        }
-        self.types.update(|types| types.push(kind.to_owned()));
-        self.source.with_value(|source| {
-            if let Some(source) = source {
-                source.listen(kind);
-            }
-        });
     }
 
     fn drop_source(self) {

@@ -124,6 +124,8 @@ pub fn events_url(
     if let Some(token) = access_token {
         query.push(format!("access_token={}", encode(token)));
     }
+    // Every event as `message`, so the console shows every type without naming it.
+    query.push("all_types=true".to_owned());
     format!("/events?{}", query.join("&"))
 }
 
@@ -209,8 +211,11 @@ mod tests {
         );
         assert_eq!(
             url,
-            "/events?topic=rooms%2F1&topic=b&client_id=abc&last_event_id=42&access_token=t%2Fk"
+            "/events?topic=rooms%2F1&topic=b&client_id=abc&last_event_id=42&access_token=t%2Fk&all_types=true"
         );
-        assert_eq!(events_url(&[], None, Some(""), None, encode), "/events?");
+        assert_eq!(
+            events_url(&[], None, Some(""), None, encode),
+            "/events?all_types=true"
+        );
     }
 }

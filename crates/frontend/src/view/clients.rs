@@ -56,7 +56,6 @@ pub fn ClientsPanel(session: Session) -> impl IntoView {
             broadcast_result.set(Some(Err(format!("Type: {err}."))));
             return;
         }
-        session.listen_for(&kind);
         let request = SendRequest {
             kind: Some(kind),
             data: Some(data),

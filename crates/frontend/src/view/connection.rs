@@ -8,7 +8,6 @@ use crate::state::parse_topics;
 #[component]
 pub fn ConnectionPanel(session: Session) -> impl IntoView {
     let new_topic = RwSignal::new(String::new());
-    let new_type = RwSignal::new(String::new());
     let add_topic = move || {
         let mut topics = session.topics.get_untracked();
         let before = topics.len();
@@ -20,13 +19,6 @@ pub fn ConnectionPanel(session: Session) -> impl IntoView {
         new_topic.set(String::new());
         if topics.len() != before {
             session.set_topics(topics);
-        }
-    };
-    let add_type = move || {
-        let kind = new_type.get_untracked().trim().to_owned();
-        if herald_protocol::names::validate_event_type(&kind).is_ok() {
-            session.listen_for(&kind);
-            new_type.set(String::new());
         }
     };
     view! {
@@ -70,17 +62,6 @@ pub fn ConnectionPanel(session: Session) -> impl IntoView {
                 <input id="new-topic" data-testid="new-topic" placeholder="rooms/42"
                     prop:value=move || new_topic.get() on:input=move |ev| new_topic.set(event_target_value(&ev)) />
                 <button type="submit" class="secondary">"Add topic"</button>
-            </form>
-            <h3>"Event types"</h3>
-            <p class="hint">"EventSource delivers only the types it listens for; publishing adds the type."</p>
-            <ul class="chips" data-testid="types">
-                <For each=move || session.types.get() key=|kind| kind.clone() children=|kind| view! { <li class="chip">{kind}</li> } />
-            </ul>
-            <form class="inline" on:submit=move |ev| { ev.prevent_default(); add_type(); }>
-                <label for="new-type" class="visually-hidden">"Listen for an event type"</label>
-                <input id="new-type" placeholder="order.created"
-                    prop:value=move || new_type.get() on:input=move |ev| new_type.set(event_target_value(&ev)) />
-                <button type="submit" class="secondary">"Listen"</button>
             </form>
             <dl>
                 <dt>"Client id"</dt>

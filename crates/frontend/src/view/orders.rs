@@ -19,7 +19,6 @@ pub fn OrdersPanel(session: Session) -> impl IntoView {
         });
     };
     let watch = move || {
-        session.listen_for("order.placed");
         let mut topics = session.topics.get_untracked();
         if !topics.iter().any(|topic| topic == ORDERS_TOPIC) {
             topics.push(ORDERS_TOPIC.to_owned());

@@ -29,9 +29,6 @@ pub fn PublishPanel(session: Session) -> impl IntoView {
             }
             Ok(request) => {
                 problems.set(Vec::new());
-                if let Some(kind) = &request.kind {
-                    session.listen_for(kind);
-                }
                 busy.set(true);
                 spawn_local(async move {
                     let answer = api::publish(&request).await.map(|ack| ack.id);

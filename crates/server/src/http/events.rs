@@ -30,6 +30,7 @@ use crate::stream::EventStreamSlot;
         ("topic" = Vec<String>, Query, description = "A topic to receive; repeat for several. With none, the connection receives only its client stream and broadcasts."),
         ("client_id" = Option<String>, Query, description = "Keep the client id issued in an earlier `herald.connected`."),
         ("last_event_id" = Option<String>, Query, description = "Replay events after this id; the `Last-Event-ID` header wins."),
+        ("all_types" = Option<bool>, Query, description = "`true`: frame every event without an `event:` line, so `EventSource.onmessage` receives all of them whatever their type (the envelope's `type` names it); Herald's own `herald.*` frames keep their names."),
         ("Last-Event-ID" = Option<String>, Header, description = "Replay events after this id (sent by EventSource when it reconnects)."),
         ("access_token" = Option<String>, Query, description = "A credential, for clients that cannot set `Authorization` (EventSource). The `herald_token` cookie works too."),
     ),
@@ -156,6 +157,18 @@ fn parse_request(
                 request.client_id = Some(client);
             }
             "last_event_id" => query_last_id = Some(value.into_owned()),
+            "all_types" => {
+                request.all_types = match &*value {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "invalid_all_types",
+                            "all_types is true or false",
+                        ));
+                    }
+                };
+            }
             // Other parameters (cache busters, credentials handled elsewhere) are not ours.
             _ => {}
         }

@@ -43,6 +43,9 @@ pub struct Connection {
     pub streams: Vec<StreamKey>,
     /// Set for a subscriber of the Mercure hub: its events are framed as Mercure frames them.
     pub mercure: Option<Box<MercureSubscriber>>,
+    /// Events are framed without their `event:` line (`all_types=true`), so `onmessage` gets
+    /// every type; the envelope still names it.
+    pub all_types: bool,
     /// Bounded: a subscriber that lets it fill up is closed rather than buffered without limit.
     pub(super) queue: Queue,
     /// Set to end the stream; the writer is woken through the queue.
@@ -63,6 +66,7 @@ impl Connection {
         topics: Vec<Arc<str>>,
         holder: Holder,
         capacity: usize,
+        all_types: bool,
     ) -> Arc<Self> {
         let mut streams: Vec<StreamKey> = topics.iter().cloned().map(StreamKey::Topic).collect();
         streams.extend(
@@ -77,7 +81,9 @@ impl Connection {
             streams.push(StreamKey::User(Arc::clone(user)));
         }
         streams.push(StreamKey::Broadcast);
-        Self::with_streams(client_id, topics, streams, None, holder, capacity)
+        Self::with_streams(
+            client_id, topics, streams, None, holder, capacity, all_types,
+        )
     }
 
     /// A subscriber of the Mercure hub.
@@ -106,6 +112,7 @@ impl Connection {
             Some(Box::new(subscriber)),
             holder,
             capacity,
+            false,
         )
     }
 
@@ -116,6 +123,7 @@ impl Connection {
         mercure: Option<Box<MercureSubscriber>>,
         holder: Holder,
         capacity: usize,
+        all_types: bool,
     ) -> Arc<Self> {
         let connection = Self {
             id: ConnectionId::generate(),
@@ -125,6 +133,7 @@ impl Connection {
             connected_at: SystemTime::now(),
             streams,
             mercure,
+            all_types,
             queue: Queue::new(capacity),
             closing: AtomicBool::new(false),
             close_reason: OnceLock::new(),

@@ -8,8 +8,10 @@ use herald_protocol::system::{self, CloseReason, Closing, Connected, Reset, Rese
 use crate::storage::{StoredEvent, StreamKey};
 use crate::time::rfc3339;
 
-/// The frame of `event` as delivered through `stream`: `id`, `event` and the envelope as `data`.
-pub fn event_frame(event: &StoredEvent, stream: &StreamKey) -> Bytes {
+/// The frame of `event` as delivered through `stream`: `id`, `event` (unless not `named`: then
+/// the browser dispatches it as `message`, and only the envelope names its type) and the
+/// envelope as `data`.
+pub fn event_frame(event: &StoredEvent, stream: &StreamKey, named: bool) -> Bytes {
     let time = rfc3339(event.time);
     let envelope = EnvelopeRef {
         id: &event.id,
@@ -19,7 +21,12 @@ pub fn event_frame(event: &StoredEvent, stream: &StreamKey) -> Bytes {
         time: &time,
     };
     let data = to_json(&envelope);
-    encode(Frame::new().id(&event.id).event(&event.kind).data(&data))
+    let frame = Frame::new().id(&event.id).data(&data);
+    encode(if named {
+        frame.event(&event.kind)
+    } else {
+        frame
+    })
 }
 
 /// The frame of `event` for a Mercure subscriber: `id` (the update's Mercure id, or Herald's),

@@ -100,6 +100,8 @@ pub struct SubscribeRequest {
     pub last_event_id: Option<String>,
     /// Who asks, as the credential says.
     pub holder: Holder,
+    /// Frame every event without its type, so `onmessage` receives them all (`all_types`).
+    pub all_types: bool,
 }
 
 /// A cheap handle to the hub; clones share it.
@@ -256,6 +258,7 @@ impl Hub {
             request.topics,
             request.holder,
             inner.settings.queue_capacity,
+            request.all_types,
         );
         if let Some(at) = recorded {
             connection.recorded(at);

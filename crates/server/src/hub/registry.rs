@@ -345,7 +345,7 @@ impl Inner {
                     None => continue,
                 },
             };
-            let mut frame: Option<Bytes> = None;
+            let (mut frame, mut unnamed): (Option<Bytes>, Option<Bytes>) = (None, None);
             for connection in targets {
                 if dedupe && !seen.insert(&connection.id) {
                     continue;
@@ -358,9 +358,13 @@ impl Inner {
                         );
                     }
                     Some(_) => {}
+                    None if connection.all_types => offer(
+                        connection,
+                        unnamed.get_or_insert_with(|| frames::event_frame(event, stream, false)),
+                    ),
                     None => offer(
                         connection,
-                        frame.get_or_insert_with(|| frames::event_frame(event, stream)),
+                        frame.get_or_insert_with(|| frames::event_frame(event, stream, true)),
                     ),
                 }
             }
@@ -398,7 +402,7 @@ mod tests {
         client: &ClientId,
         recorded_ms: Option<u64>,
     ) -> Arc<Connection> {
-        let connection = Connection::new(client.clone(), Vec::new(), Holder::default(), 8);
+        let connection = Connection::new(client.clone(), Vec::new(), Holder::default(), 8, false);
         if let Some(at) = recorded_ms {
             connection.recorded(at);
         }

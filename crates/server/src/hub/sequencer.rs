@@ -85,6 +85,7 @@ mod tests {
             vec![Arc::from("a")],
             Holder::default(),
             16,
+            false,
         );
         let limits = Limits {
             per_client: 1,

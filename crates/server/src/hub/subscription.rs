@@ -312,7 +312,7 @@ impl Subscription {
                     .streams
                     .iter()
                     .find(|stream| connection.receives(stream))
-                    .map(|stream| frames::event_frame(&event, stream)),
+                    .map(|stream| frames::event_frame(&event, stream, !connection.all_types)),
             };
             if let Some(frame) = frame {
                 chunk.extend_from_slice(&frame);

@@ -87,6 +87,7 @@ impl Fixture {
             client_id: None,
             last_event_id: last_event_id.map(str::to_owned),
             holder,
+            all_types: false,
         };
         Reader::new(self.hub.subscribe(request).await.unwrap())
     }

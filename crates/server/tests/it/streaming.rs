@@ -260,3 +260,45 @@ async fn heartbeats_move_a_quiet_subscribers_position_past_other_topics_events()
         "resumes with the next event, no reset"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_all_types_every_event_comes_as_a_message_naming_its_type_in_the_envelope() {
+    let server = TestServer::start().await;
+    let before = server.publish("orders", "order.created", json!(1)).await;
+    let replayed = server.publish("orders", "order.paid", json!(2)).await;
+    let mut stream = server
+        .subscribe_after("topic=orders&all_types=true", Some(&before.id))
+        .await;
+    let connected = stream.expect(herald_protocol::system::CONNECTED).await;
+    assert!(
+        !connected.data.is_empty(),
+        "Herald's own events keep their names"
+    );
+    let event = stream.next_event().await;
+    assert_eq!(event.event, "message", "a replayed event has no event line");
+    let envelope: herald_protocol::Envelope = serde_json::from_str(&event.data).unwrap();
+    assert_eq!(
+        (envelope.id.as_str(), envelope.kind.as_str()),
+        (replayed.id.as_str(), "order.paid")
+    );
+    let mut plain = server.subscribe("topic=orders").await;
+    plain.connected().await;
+    let live = server.publish("orders", "order.shipped", json!(3)).await;
+    let event = stream.next_event().await;
+    assert_eq!(
+        (event.id.as_str(), event.event.as_str()),
+        (live.id.as_str(), "message")
+    );
+    let named = plain.next_event().await;
+    assert_eq!(
+        named.event, "order.shipped",
+        "other subscribers still get the type"
+    );
+    let refused = server
+        .http
+        .get(server.url("/events?topic=orders&all_types=maybe"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+}
