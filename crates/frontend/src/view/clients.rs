@@ -16,7 +16,19 @@ const REFRESH_EVERY: Duration = Duration::from_secs(2);
 pub fn ClientsPanel(session: Session) -> impl IntoView {
     let clients = RwSignal::new(Vec::<ClientInfo>::new());
     let error = RwSignal::new(None::<String>);
+    // Only an administrator may list the clients: nobody else asks, so a console that is not
+    // signed in (or not as an administrator) sends no request bound to fail.
+    let is_admin = move || {
+        session
+            .account
+            .get_untracked()
+            .is_some_and(|account| account.admin)
+    };
     let refresh = move || {
+        if !is_admin() {
+            clients.set(Vec::new());
+            return;
+        }
         spawn_local(async move {
             match api::clients().await {
                 Ok(list) => {
@@ -27,7 +39,12 @@ pub fn ClientsPanel(session: Session) -> impl IntoView {
             }
         });
     };
-    refresh();
+    // Asked at once when an administrator signs in, then every few seconds.
+    Effect::new(move |_| {
+        if session.account.get().is_some_and(|account| account.admin) {
+            refresh();
+        }
+    });
     if let Ok(handle) = set_interval_with_handle(refresh, REFRESH_EVERY) {
         on_cleanup(move || handle.clear());
     }
