@@ -71,6 +71,41 @@ pub struct ClientInfo {
     pub node: Option<String>,
 }
 
+/// `GET /api/topics/{topic}/presence`: who receives a topic right now, on every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Presence {
+    pub topic: String,
+    /// Open event streams receiving the topic.
+    pub connections: usize,
+    /// Distinct clients among them (the tabs sharing one client id count once).
+    pub clients: usize,
+    /// The users among them, each with its connections, by user id; anonymous connections are
+    /// counted above only. Present only for a caller whose `subscribe` selector matches the
+    /// topic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users: Option<Vec<UserPresence>>,
+}
+
+/// One user receiving a topic, in [`Presence`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserPresence {
+    pub user: String,
+    pub connections: usize,
+}
+
+/// One live topic in `GET /api/topics`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TopicSummary {
+    pub topic: String,
+    pub connections: usize,
+    pub clients: usize,
+    /// Distinct authenticated users.
+    pub users: usize,
+}
+
 /// `POST /api/users/{user_id}/notifications`: a notification for one user's inbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

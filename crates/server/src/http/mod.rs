@@ -15,6 +15,7 @@ mod observe;
 mod openapi;
 mod ops;
 mod origin;
+mod presence;
 mod publish;
 mod responses;
 
@@ -75,6 +76,8 @@ pub fn router(state: AppState) -> Router {
             "/api/notifications/{id}/read",
             post(notifications::read_one),
         )
+        .route("/api/topics", get(presence::topics))
+        .route("/api/topics/{topic}/presence", get(presence::topic))
         .route("/api/me", get(dev::me))
         .route("/api/dev/users", get(dev::users))
         .route("/api/dev/token", post(dev::token))

@@ -4,8 +4,8 @@ use axum::Json;
 use herald_protocol::Envelope;
 use herald_protocol::api::{
     ClientInfo, DevTokenRequest, DevUser, ErrorBody, ErrorDetail, HealthStatus, Identity,
-    NewNotification, NotificationPage, OrderPlaced, OrderReceipt, PublishRequest, PublishResponse,
-    SendRequest, SendResponse, TokenResponse,
+    NewNotification, NotificationPage, OrderPlaced, OrderReceipt, Presence, PublishRequest,
+    PublishResponse, SendRequest, SendResponse, TokenResponse, TopicSummary, UserPresence,
 };
 use herald_protocol::auth::{Claims, Grants};
 use herald_protocol::payloads::{ChatDelta, ChatDone, ChatError, Notification, NotificationRead};
@@ -51,6 +51,8 @@ use utoipa::{Modify, OpenApi};
         super::ops::healthz,
         super::ops::readyz,
         super::ops::metrics,
+        super::presence::topic,
+        super::presence::topics,
         super::mercure::subscribe,
         super::mercure::publish,
         super::mercure_subscriptions::list,
@@ -75,6 +77,9 @@ use utoipa::{Modify, OpenApi};
         SendRequest,
         SendResponse,
         ClientInfo,
+        Presence,
+        UserPresence,
+        TopicSummary,
         HealthStatus,
         NewNotification,
         NotificationPage,

@@ -22,6 +22,7 @@ mod hostile;
 mod inbox;
 mod mercure;
 mod operations;
+mod presence;
 mod protocols;
 mod replay;
 mod shutdown;

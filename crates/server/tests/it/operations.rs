@@ -102,6 +102,8 @@ async fn the_openapi_document_describes_the_api() {
         "/metrics",
         "/.well-known/mercure",
         "/.well-known/mercure/subscriptions",
+        "/api/topics",
+        "/api/topics/{topic}/presence",
     ] {
         assert!(document["paths"][path].is_object(), "{path} is documented");
     }

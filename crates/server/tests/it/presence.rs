@@ -1,0 +1,146 @@
+//! Presence: who receives a topic (`GET /api/topics/{topic}/presence`), counted over every
+//! node, with the users shown only to those allowed to see the topic's private events; and the
+//! live topics for administrators (`GET /api/topics`).
+
+use serde_json::{Value, json};
+
+use crate::support::services::RedisServer;
+use crate::support::{SseStream, TestServer, client_with_token, eventually, token};
+
+async fn presence(server: &TestServer, http: &reqwest::Client, topic: &str) -> (u16, Value) {
+    let encoded: String = form_urlencoded::byte_serialize(topic.as_bytes()).collect();
+    let response = http
+        .get(server.url(&format!("/api/topics/{encoded}/presence")))
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topics_audience_is_counted_by_connection_client_and_user() {
+    let server = TestServer::start().await;
+    let alice = client_with_token(&token("alice", &[], &["rooms/*"], false));
+    let bob = client_with_token(&token("bob", &[], &[], false));
+    let first = alice
+        .get(server.url("/events?topic=rooms%2F1"))
+        .send()
+        .await
+        .unwrap();
+    let mut first_tab = SseStream::new(first);
+    let client_id = first_tab.connected().await.client_id;
+    let second_tab = server
+        .connected_as(&alice, &format!("topic=rooms%2F1&client_id={client_id}"))
+        .await;
+    let _bob = server
+        .connected_as(&bob, "topic=rooms%2F1&topic=rooms%2F2")
+        .await;
+    let _anonymous = server
+        .connected_as(&reqwest::Client::new(), "topic=rooms%2F1")
+        .await;
+
+    let (status, seen) = presence(&server, &alice, "rooms/1").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        seen,
+        json!({
+            "topic": "rooms/1", "connections": 4, "clients": 3,
+            "users": [{"user": "alice", "connections": 2}, {"user": "bob", "connections": 1}],
+        }),
+        "two tabs of one client, one user"
+    );
+    let (status, counts) = presence(&server, &reqwest::Client::new(), "rooms/1").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        counts,
+        json!({"topic": "rooms/1", "connections": 4, "clients": 3}),
+        "no users"
+    );
+    assert_eq!(
+        presence(&server, &bob, "rooms/1").await.1.get("users"),
+        None
+    );
+
+    drop(second_tab);
+    eventually("the closed tab leaves", || async {
+        presence(&server, &alice, "rooms/1").await.1["users"][0]
+            == json!({"user": "alice", "connections": 1})
+    })
+    .await;
+    let (_, nobody) = presence(&server, &alice, "rooms/9").await;
+    assert_eq!(
+        nobody,
+        json!({"topic": "rooms/9", "connections": 0, "clients": 0, "users": []})
+    );
+    assert_eq!(presence(&server, &alice, "a\nb").await.0, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_topics_audience_is_for_those_who_may_subscribe_to_it() {
+    let server =
+        TestServer::start_with(|config| config.private_topics = vec!["secret/*".into()]).await;
+    let member = client_with_token(&token("ada", &[], &["secret/*"], false));
+    let _stream = server.connected_as(&member, "topic=secret%2Fplans").await;
+    assert_eq!(
+        presence(&server, &reqwest::Client::new(), "secret/plans")
+            .await
+            .0,
+        401
+    );
+    let outsider = client_with_token(&token("eve", &[], &["public"], false));
+    assert_eq!(presence(&server, &outsider, "secret/plans").await.0, 403);
+    let (status, seen) = presence(&server, &member, "secret/plans").await;
+    assert_eq!(status, 200);
+    assert_eq!(seen["users"], json!([{"user": "ada", "connections": 1}]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_list_the_live_topics() {
+    let server = TestServer::start().await;
+    let _a = server
+        .connected_streams(&["rooms/1", "rooms/2", "news"])
+        .await;
+    let alice = client_with_token(&token("alice", &[], &[], false));
+    let _b = server.connected_as(&alice, "topic=rooms%2F2").await;
+    let topics: Value = server
+        .http
+        .get(server.url("/api/topics?prefix=rooms%2F"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        topics,
+        json!([
+            {"topic": "rooms/1", "connections": 1, "clients": 1, "users": 1},
+            {"topic": "rooms/2", "connections": 2, "clients": 2, "users": 2},
+        ])
+    );
+    let refused = alice.get(server.url("/api/topics")).send().await.unwrap();
+    assert_eq!(refused.status(), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_counts_every_node_of_a_cluster() {
+    let redis = RedisServer::start().await;
+    let nodes = crate::cluster::nodes(&redis, 2, |_| {}).await;
+    let alice = client_with_token(&token("alice", &[], &["*"], false));
+    let bob = client_with_token(&token("bob", &[], &[], false));
+    let _on_a = nodes[0].connected_as(&alice, "topic=lobby").await;
+    let _on_b = nodes[1].connected_as(&bob, "topic=lobby").await;
+    for node in &nodes {
+        eventually("each node counts both", || async {
+            presence(node, &alice, "lobby").await.1
+                == json!({
+                    "topic": "lobby", "connections": 2, "clients": 2,
+                    "users": [{"user": "alice", "connections": 1}, {"user": "bob", "connections": 1}],
+                })
+        })
+        .await;
+    }
+}
