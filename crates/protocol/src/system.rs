@@ -8,6 +8,23 @@ pub const CONNECTED: &str = "herald.connected";
 pub const RESET: &str = "herald.reset";
 /// Event name sent just before the server ends a stream on purpose.
 pub const CLOSING: &str = "herald.closing";
+/// Event name of a user coming to or leaving a topic (`presence=true`).
+pub const PRESENCE: &str = "herald.presence";
+
+/// Data of `herald.presence`: a user's first connection to a topic opened (`joined`), or its
+/// last closed (`left`), each with its time (RFC 3339).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PresenceChange {
+    pub topic: String,
+    pub user: String,
+    /// The client of that first or last connection.
+    pub client_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub left: Option<String>,
+}
 
 /// Data of `herald.connected`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -124,6 +124,7 @@ fn hub_settings(config: &Config) -> HubSettings {
         max_concurrent_replays: config.max_concurrent_replays,
         max_replays_per_address: config.replays_per_address(),
         mercure_subscriptions: config.mercure.mercure_subscriptions,
+        presence_grace: config.retry.saturating_mul(2),
     }
 }
 

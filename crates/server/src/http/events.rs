@@ -30,6 +30,7 @@ use crate::stream::EventStreamSlot;
         ("topic" = Vec<String>, Query, description = "A topic to receive; repeat for several. With none, the connection receives only its client stream and broadcasts."),
         ("client_id" = Option<String>, Query, description = "Keep the client id issued in an earlier `herald.connected`."),
         ("last_event_id" = Option<String>, Query, description = "Replay events after this id; the `Last-Event-ID` header wins."),
+        ("presence" = Option<bool>, Query, description = "`true`: also receive `herald.presence` `{\"topic\", \"user\", \"client_id\", \"joined\" | \"left\"}` (the time, RFC 3339) when a user's first connection to one of the topics opens or its last closes; a user who leaves and comes back within a few seconds (a reload, a reconnect) neither leaves nor joins."),
         ("all_types" = Option<bool>, Query, description = "`true`: frame every event without an `event:` line, so `EventSource.onmessage` receives all of them whatever their type (the envelope's `type` names it); Herald's own `herald.*` frames keep their names."),
         ("Last-Event-ID" = Option<String>, Header, description = "Replay events after this id (sent by EventSource when it reconnects)."),
         ("access_token" = Option<String>, Query, description = "A credential, for clients that cannot set `Authorization` (EventSource). The `herald_token` cookie works too."),
@@ -157,18 +158,8 @@ fn parse_request(
                 request.client_id = Some(client);
             }
             "last_event_id" => query_last_id = Some(value.into_owned()),
-            "all_types" => {
-                request.all_types = match &*value {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => {
-                        return Err(ApiError::bad_request(
-                            "invalid_all_types",
-                            "all_types is true or false",
-                        ));
-                    }
-                };
-            }
+            "all_types" => request.options.all_types = flag("all_types", &value)?,
+            "presence" => request.options.presence = flag("presence", &value)?,
             // Other parameters (cache busters, credentials handled elsewhere) are not ours.
             _ => {}
         }
@@ -179,6 +170,18 @@ fn parse_request(
     // An empty id means "none", as EventSource treats it.
     request.last_event_id = header_last_id.or(query_last_id).filter(|id| !id.is_empty());
     Ok(request)
+}
+
+/// A boolean query parameter: `true` or `false` (`1` or `0`).
+fn flag(name: &'static str, value: &str) -> Result<bool, ApiError> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ApiError::bad_request(
+            "invalid_parameter",
+            format!("{name} is true or false"),
+        )),
+    }
 }
 
 /// A `text/event-stream` response streaming `chunks`, with the headers that keep every proxy and

@@ -28,6 +28,15 @@ pub struct Holder {
     pub address: Option<IpAddr>,
 }
 
+/// How a connection's stream is framed and what it asks for besides its topics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamOptions {
+    /// Events without their `event:` line (`all_types=true`).
+    pub all_types: bool,
+    /// `herald.presence` when a user comes to or leaves one of its topics (`presence=true`).
+    pub presence: bool,
+}
+
 /// The registry's side of one connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -66,9 +75,12 @@ impl Connection {
         topics: Vec<Arc<str>>,
         holder: Holder,
         capacity: usize,
-        all_types: bool,
+        options: StreamOptions,
     ) -> Arc<Self> {
         let mut streams: Vec<StreamKey> = topics.iter().cloned().map(StreamKey::Topic).collect();
+        if options.presence {
+            streams.extend(topics.iter().cloned().map(StreamKey::Presence));
+        }
         streams.extend(
             holder
                 .private_topics
@@ -82,7 +94,13 @@ impl Connection {
         }
         streams.push(StreamKey::Broadcast);
         Self::with_streams(
-            client_id, topics, streams, None, holder, capacity, all_types,
+            client_id,
+            topics,
+            streams,
+            None,
+            holder,
+            capacity,
+            options.all_types,
         )
     }
 

@@ -12,6 +12,15 @@ use crate::time::rfc3339;
 /// the browser dispatches it as `message`, and only the envelope names its type) and the
 /// envelope as `data`.
 pub fn event_frame(event: &StoredEvent, stream: &StreamKey, named: bool) -> Bytes {
+    // Herald's own: its name and its data, whatever the connection's framing.
+    if matches!(stream, StreamKey::Presence(_)) {
+        return encode(
+            Frame::new()
+                .id(&event.id)
+                .event(system::PRESENCE)
+                .data(event.data.get()),
+        );
+    }
     let time = rfc3339(event.time);
     let envelope = EnvelopeRef {
         id: &event.id,

@@ -11,6 +11,7 @@ mod cluster;
 mod connection;
 pub mod frames;
 mod mercure;
+mod presence;
 mod queue;
 mod registry;
 mod replays;
@@ -34,7 +35,7 @@ use crate::storage::{NewEvent, NodeRecord, RedisStorage, Seq, Storage, StorageEr
 
 use cluster::Cluster;
 use connection::Connection;
-pub use connection::{Holder, Limits};
+pub use connection::{Holder, Limits, StreamOptions};
 pub use mercure::MercureSubscribeRequest;
 use registry::Registry;
 use replays::Replays;
@@ -69,6 +70,8 @@ pub struct HubSettings {
     pub max_replays_per_address: Option<usize>,
     /// Whether Mercure subscriptions are announced as they start and end.
     pub mercure_subscriptions: bool,
+    /// How long a user may be gone from a topic before `herald.presence` says it left.
+    pub presence_grace: Duration,
 }
 
 /// Why a publish failed.
@@ -89,6 +92,11 @@ pub enum SubscribeError {
     TooManyConnections { scope: &'static str, limit: usize },
     #[error("storage failed: {0}")]
     Storage(#[from] StorageError),
+    #[error(
+        "presence events are not available in cluster mode yet: subscribe without presence=true \
+         and ask GET /api/topics/{{topic}}/presence"
+    )]
+    PresenceInCluster,
 }
 
 /// What a subscriber asked for.
@@ -100,8 +108,8 @@ pub struct SubscribeRequest {
     pub last_event_id: Option<String>,
     /// Who asks, as the credential says.
     pub holder: Holder,
-    /// Frame every event without its type, so `onmessage` receives them all (`all_types`).
-    pub all_types: bool,
+    /// How the stream is framed and what it asks for besides its topics.
+    pub options: StreamOptions,
 }
 
 /// A cheap handle to the hub; clones share it.
@@ -127,6 +135,8 @@ struct Inner {
     cluster: Option<Cluster>,
     /// Places to read replay pages.
     replays: Replays,
+    /// Who is on each topic.
+    presence: presence::Tracker,
 }
 
 /// How many publishes the sequencer takes in one storage append.
@@ -183,6 +193,7 @@ impl Hub {
                 fanned_out_through,
                 shutdown: shutdown.clone(),
                 cluster,
+                presence: presence::Tracker::default(),
             }),
         };
         tokio::spawn(sequencer.run(jobs, PUBLISH_BATCH));
@@ -242,6 +253,9 @@ impl Hub {
     ) -> Result<Subscription, SubscribeError> {
         let inner = &*self.inner;
         self.require_following()?;
+        if request.options.presence && inner.cluster.is_some() {
+            return Err(SubscribeError::PresenceInCluster);
+        }
         // A new client id is recorded as it is issued; a returning one at the next pass.
         let recorded = request.client_id.is_none().then(crate::time::now_ms);
         let client_id = match request.client_id {
@@ -258,7 +272,7 @@ impl Hub {
             request.topics,
             request.holder,
             inner.settings.queue_capacity,
-            request.all_types,
+            request.options,
         );
         if let Some(at) = recorded {
             connection.recorded(at);
@@ -316,6 +330,7 @@ impl Hub {
         if let Some(cluster) = &inner.cluster {
             cluster.joined(connection);
         }
+        self.presence_opened(connection);
         Ok(subscription::Registration::new(
             self.clone(),
             Arc::clone(connection),
@@ -398,6 +413,7 @@ impl Hub {
             cluster.left(connection);
         }
         self.mercure_released(connection);
+        self.presence_closed(connection);
     }
 
     /// The reconnection delay for one connection: the base plus up to half again, at random.

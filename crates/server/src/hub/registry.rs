@@ -141,6 +141,11 @@ impl Registry {
         Ok(())
     }
 
+    /// Whether a live connection receives `stream`.
+    pub fn is_received(&self, stream: &StreamKey) -> bool {
+        self.read().streams.contains_key(stream)
+    }
+
     /// Whether `client` holds a live connection here.
     pub fn has_client(&self, client: &ClientId) -> bool {
         self.read()
@@ -402,7 +407,13 @@ mod tests {
         client: &ClientId,
         recorded_ms: Option<u64>,
     ) -> Arc<Connection> {
-        let connection = Connection::new(client.clone(), Vec::new(), Holder::default(), 8, false);
+        let connection = Connection::new(
+            client.clone(),
+            Vec::new(),
+            Holder::default(),
+            8,
+            crate::hub::connection::StreamOptions::default(),
+        );
         if let Some(at) = recorded_ms {
             connection.recorded(at);
         }

@@ -72,7 +72,7 @@ mod tests {
     use serde_json::value::to_raw_value;
 
     use super::*;
-    use crate::hub::connection::{Connection, Holder, Limits};
+    use crate::hub::connection::{Connection, Holder, Limits, StreamOptions};
     use crate::ids::ClientId;
     use crate::storage::testing::Instrumented;
     use crate::storage::{MemoryStorage, StreamKey};
@@ -85,7 +85,7 @@ mod tests {
             vec![Arc::from("a")],
             Holder::default(),
             16,
-            false,
+            StreamOptions::default(),
         );
         let limits = Limits {
             per_client: 1,

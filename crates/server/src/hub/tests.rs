@@ -36,6 +36,7 @@ fn settings() -> HubSettings {
         max_concurrent_replays: 8,
         max_replays_per_address: None,
         mercure_subscriptions: false,
+        presence_grace: Duration::from_millis(100),
     }
 }
 
@@ -87,7 +88,7 @@ impl Fixture {
             client_id: None,
             last_event_id: last_event_id.map(str::to_owned),
             holder,
-            all_types: false,
+            options: StreamOptions::default(),
         };
         Reader::new(self.hub.subscribe(request).await.unwrap())
     }

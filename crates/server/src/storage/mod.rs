@@ -65,6 +65,8 @@ pub enum StreamKey {
     /// Every connection authenticated as this user.
     User(Arc<str>),
     Broadcast,
+    /// Who comes and goes on a topic (`herald.presence`), for its subscribers that asked.
+    Presence(Arc<str>),
 }
 
 impl StreamKey {
@@ -72,11 +74,12 @@ impl StreamKey {
     pub fn topic(&self) -> Option<&str> {
         match self {
             Self::Topic(topic) | Self::Private(topic) => Some(topic),
-            Self::Client(_) | Self::User(_) | Self::Broadcast => None,
+            Self::Client(_) | Self::User(_) | Self::Broadcast | Self::Presence(_) => None,
         }
     }
 
-    /// The key as stored text: `t:<topic>`, `p:<topic>`, `c:<client id>`, `u:<user>` or `b`.
+    /// The key as stored text: `t:<topic>`, `p:<topic>`, `c:<client id>`, `u:<user>`, `b` or
+    /// `r:<topic>`.
     /// Topics and user ids hold no control characters, so a newline can separate several keys.
     pub fn encode(&self) -> String {
         match self {
@@ -85,6 +88,7 @@ impl StreamKey {
             Self::Client(client) => format!("c:{client}"),
             Self::User(user) => format!("u:{user}"),
             Self::Broadcast => "b".to_owned(),
+            Self::Presence(topic) => format!("r:{topic}"),
         }
     }
 
@@ -94,6 +98,7 @@ impl StreamKey {
             Some(("t", topic)) => Some(Self::Topic(Arc::from(topic))),
             Some(("p", topic)) => Some(Self::Private(Arc::from(topic))),
             Some(("u", user)) => Some(Self::User(Arc::from(user))),
+            Some(("r", topic)) => Some(Self::Presence(Arc::from(topic))),
             Some(("c", client)) => ClientId::parse(client).map(Self::Client),
             None if text == "b" => Some(Self::Broadcast),
             _ => None,

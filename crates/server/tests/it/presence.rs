@@ -133,6 +133,16 @@ async fn presence_counts_every_node_of_a_cluster() {
     let bob = client_with_token(&token("bob", &[], &[], false));
     let _on_a = nodes[0].connected_as(&alice, "topic=lobby").await;
     let _on_b = nodes[1].connected_as(&bob, "topic=lobby").await;
+    let asked = alice
+        .get(nodes[0].url("/events?topic=lobby&presence=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        asked.status(),
+        400,
+        "join and leave events are for one node yet"
+    );
     for node in &nodes {
         eventually("each node counts both", || async {
             presence(node, &alice, "lobby").await.1
@@ -143,4 +153,98 @@ async fn presence_counts_every_node_of_a_cluster() {
         })
         .await;
     }
+}
+
+/// A `herald.presence` or the marker event, as the watcher reads them.
+async fn next_change(stream: &mut SseStream) -> (String, Value) {
+    let event = stream.next_event().await;
+    (event.event, serde_json::from_str(&event.data).unwrap())
+}
+
+fn change(kind: &str, user: &str) -> impl Fn(&(String, Value)) -> bool {
+    let (kind, user) = (kind.to_owned(), user.to_owned());
+    move |(event, data): &(String, Value)| {
+        event == "herald.presence" && data["user"] == user.as_str() && data.get(&kind).is_some()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_leaves_are_announced_once_per_user_and_not_for_a_reload() {
+    // The grace period is twice the reconnection delay.
+    let server =
+        TestServer::start_with(|config| config.retry = std::time::Duration::from_millis(150)).await;
+    let mut watcher = server
+        .connected_as(&reqwest::Client::new(), "topic=lobby&presence=true")
+        .await;
+    let as_user = |user: &str| client_with_token(&token(user, &[], &[], false));
+    let bob = as_user("bob");
+    let first_tab = server.connected_as(&bob, "topic=lobby").await;
+    let joined = next_change(&mut watcher).await;
+    assert!(change("joined", "bob")(&joined), "{joined:?}");
+    assert_eq!(joined.1["topic"], "lobby");
+    assert!(joined.1["client_id"].is_string());
+    let second_tab = server.connected_as(&bob, "topic=lobby").await;
+    drop(first_tab);
+    // The next is carol's arrival: bob's second tab and closed first tab changed nothing.
+    let _carol = server.connected_as(&as_user("carol"), "topic=lobby").await;
+    assert!(change("joined", "carol")(&next_change(&mut watcher).await));
+
+    // Dave reloads: gone and back within the grace period, one arrival and no departure.
+    let dave = as_user("dave");
+    let before_reload = server.connected_as(&dave, "topic=lobby").await;
+    assert!(change("joined", "dave")(&next_change(&mut watcher).await));
+    drop(before_reload);
+    let _after_reload = server.connected_as(&dave, "topic=lobby").await;
+    drop(second_tab);
+    // Bob's departure comes after the grace period; dave's, scheduled before it, never did.
+    let left = next_change(&mut watcher).await;
+    assert!(change("left", "bob")(&left), "{left:?}");
+    assert!(left.1.get("joined").is_none());
+
+    // A subscriber that did not ask, and the topic's events, are not disturbed.
+    let mut quiet = server
+        .connected_as(&reqwest::Client::new(), "topic=lobby")
+        .await;
+    let _erin = server.connected_as(&as_user("erin"), "topic=lobby").await;
+    assert!(change("joined", "erin")(&next_change(&mut watcher).await));
+    let marker = server.publish("lobby", "note", json!("after erin")).await;
+    assert_eq!(
+        quiet.envelope().await.id,
+        marker.id,
+        "no presence for who did not ask"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_reconnects_is_not_a_storm_of_presence_events() {
+    let server =
+        TestServer::start_with(|config| config.retry = std::time::Duration::from_millis(500)).await;
+    let mut watcher = server
+        .connected_as(
+            &reqwest::Client::new(),
+            "topic=lobby&presence=true&all_types=true",
+        )
+        .await;
+    let frank = client_with_token(&token("frank", &[], &[], false));
+    let mut connection = server.connected_as(&frank, "topic=lobby").await;
+    for _ in 0..500 {
+        // Gone, then back: as a client does when its connection drops.
+        drop(connection);
+        connection = server.connected_as(&frank, "topic=lobby").await;
+    }
+    let marker = server
+        .publish("lobby", "note", json!("after the storm"))
+        .await;
+    let mut presence = 0;
+    loop {
+        let (event, data) = next_change(&mut watcher).await;
+        if event == "herald.presence" {
+            presence += 1;
+            assert!(data.get("joined").is_some(), "{data}");
+            continue;
+        }
+        assert_eq!(data["id"], marker.id.as_str());
+        break;
+    }
+    assert_eq!(presence, 1, "one arrival for 501 connections");
 }
