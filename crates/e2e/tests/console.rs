@@ -433,3 +433,64 @@ async fn after_the_server_ends_a_stream_the_console_reconnects_as_the_same_clien
         .await;
     browser.close().await;
 }
+
+/// The API requests the server has answered with a status of 400 or more so far, by route and
+/// status, as its metrics count them.
+async fn failed_requests(server: &Server) -> Vec<String> {
+    let text = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .filter(|line| line.starts_with("herald_http_requests_total{"))
+        .filter(|line| {
+            line.split("status=\"")
+                .nth(1)
+                .is_some_and(|status| status.starts_with('4') || status.starts_with('5'))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_load_sends_no_request_bound_to_fail_signed_in_or_not() {
+    // Development mode: signed in as the demo administrator.
+    let server = Server::start(dist_dir()).await;
+    let browser = Browser::launch("clean_load_dev").await;
+    open_console(&server, &browser).await;
+    // The administrator's client list has come: it shows this console's own connection.
+    browser
+        .wait_text("the client list", "[data-testid=clients]", |text| {
+            text.contains("this console")
+        })
+        .await;
+    assert_eq!(failed_requests(&server).await, Vec::<String>::new());
+    browser.close().await;
+
+    // Outside development mode, nobody signed in: the console connects anonymously.
+    let server = Server::start_with(dist_dir(), |config| config.dev = false).await;
+    let browser = Browser::launch("clean_load_production").await;
+    browser.goto(&server.url("/")).await;
+    browser.wait_for("connected", OPEN).await;
+    assert_eq!(failed_requests(&server).await, Vec::<String>::new());
+    // The count does show a failed request: one made on purpose is listed.
+    browser
+        .client
+        .execute(
+            "return fetch('/api/nothing').then((r) => r.status);",
+            vec![],
+        )
+        .await
+        .expect("the page fetches");
+    let listed = failed_requests(&server).await;
+    assert!(
+        listed.len() == 1 && listed[0].contains("status=\"404\""),
+        "{listed:?}"
+    );
+    browser.close().await;
+}

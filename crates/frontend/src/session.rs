@@ -72,6 +72,13 @@ impl Session {
     /// copy-paste; otherwise connects anonymously until a token is given.
     pub fn start(self) {
         spawn_local(async move {
+            // Asked first, so a console outside development mode sends no request bound to
+            // fail (the development endpoints answer 404 there).
+            let development = api::me().await.is_ok_and(|me| me.development);
+            if !development {
+                self.connect();
+                return;
+            }
             match api::dev_users().await {
                 Some(users) => {
                     let first = users

@@ -174,6 +174,10 @@ pub struct Identity {
     pub admin: bool,
     /// When the credential expires, RFC 3339; `null` for an anonymous request.
     pub expires_at: Option<String>,
+    /// Whether the server runs in development mode (demo users and their credentials at
+    /// `/api/dev/…`).
+    #[serde(default)]
+    pub development: bool,
 }
 
 /// Data of `order.placed`, the event of the administrators' demo.

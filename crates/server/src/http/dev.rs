@@ -34,7 +34,8 @@ const DEMO_USERS: [(&str, &str, bool); 3] = [
     ),
     security((), ("bearer" = []))
 )]
-pub async fn me(principal: Principal) -> Json<Identity> {
+pub async fn me(State(state): State<AppState>, principal: Principal) -> Json<Identity> {
+    let development = state.config.dev;
     Json(match principal.credential() {
         None => Identity {
             user: None,
@@ -42,6 +43,7 @@ pub async fn me(principal: Principal) -> Json<Identity> {
             subscribe: Vec::new(),
             admin: false,
             expires_at: None,
+            development,
         },
         Some(credential) => Identity {
             user: Some(credential.user.to_string()),
@@ -49,6 +51,7 @@ pub async fn me(principal: Principal) -> Json<Identity> {
             subscribe: credential.grants.subscribe.clone(),
             admin: credential.grants.admin,
             expires_at: Some(rfc3339(credential.expires_at)),
+            development,
         },
     })
 }
