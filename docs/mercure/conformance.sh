@@ -10,7 +10,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 work="$(mktemp -d)"
-trap 'kill "$herald" 2>/dev/null || true; rm -rf "$work"' EXIT
+herald=""
+trap '[ -n "$herald" ] && kill "$herald" 2>/dev/null; rm -rf "$work"' EXIT
 
 curl -fsSL -o "$work/mercure.spec.ts" \
   https://raw.githubusercontent.com/dunglas/mercure/v0.24.2/conformance-tests/mercure.spec.ts

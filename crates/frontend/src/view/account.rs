@@ -22,7 +22,7 @@ pub fn AccountBar(session: Session) -> impl IntoView {
                             }
                         }>
                             <label class="visually-hidden" for="token-input">"Token"</label>
-                            <input id="token-input" data-testid="token-input" type="password" placeholder="Paste a token to sign in"
+                            <input id="token-input" data-testid="token-input" type="password" autocomplete="off" placeholder="Paste a token to sign in"
                                 prop:value=move || pasted.get() on:input=move |ev| pasted.set(event_target_value(&ev)) />
                             <button type="submit" class="small">"Sign in"</button>
                         </form>
