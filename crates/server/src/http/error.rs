@@ -132,9 +132,6 @@ impl From<SubscribeError> for ApiError {
                 Self::too_many("too_many_connections", err.to_string())
             }
             SubscribeError::Storage(err) => Self::storage(&err),
-            SubscribeError::PresenceInCluster => {
-                Self::bad_request("presence_unavailable", err.to_string())
-            }
         }
     }
 }

@@ -61,6 +61,9 @@ impl Hub {
             if let Err(err) = self.cap_clients().await {
                 tracing::warn!(%err, "keeping client ids under their cap failed; will retry");
             }
+            if let Err(err) = self.settle_departed_nodes().await {
+                tracing::warn!(%err, "settling the presence of departed nodes failed; will retry");
+            }
         }
     }
 

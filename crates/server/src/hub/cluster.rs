@@ -91,6 +91,11 @@ impl Cluster {
         }
     }
 
+    /// The shared Redis, and this node's name in it.
+    pub fn redis(&self) -> (&RedisStorage, &str) {
+        (&self.redis, &self.node)
+    }
+
     pub fn following(&self) -> bool {
         self.following.load(Ordering::Acquire)
     }

@@ -92,11 +92,6 @@ pub enum SubscribeError {
     TooManyConnections { scope: &'static str, limit: usize },
     #[error("storage failed: {0}")]
     Storage(#[from] StorageError),
-    #[error(
-        "presence events are not available in cluster mode yet: subscribe without presence=true \
-         and ask GET /api/topics/{{topic}}/presence"
-    )]
-    PresenceInCluster,
 }
 
 /// What a subscriber asked for.
@@ -196,6 +191,7 @@ impl Hub {
                 presence: presence::Tracker::default(),
             }),
         };
+        hub.start_presence();
         tokio::spawn(sequencer.run(jobs, PUBLISH_BATCH));
         let registry = Arc::clone(&hub.inner.registry);
         tokio::spawn(async move {
@@ -253,9 +249,6 @@ impl Hub {
     ) -> Result<Subscription, SubscribeError> {
         let inner = &*self.inner;
         self.require_following()?;
-        if request.options.presence && inner.cluster.is_some() {
-            return Err(SubscribeError::PresenceInCluster);
-        }
         // A new client id is recorded as it is issued; a returning one at the next pass.
         let recorded = request.client_id.is_none().then(crate::time::now_ms);
         let client_id = match request.client_id {

@@ -3,16 +3,22 @@
 //! a reconnect), that it `left`. Each is an event of the topic's presence stream, which the
 //! topic's subscribers that asked for presence receive. A user who comes and goes within the
 //! grace period causes no event at all, so a reconnect storm is not a presence storm.
+//!
+//! On one node the counts are kept here. In a cluster they are kept in Redis, each node's
+//! connections apart (`storage::redis::presence`): the node that sees a user arrive or leave
+//! announces it, once for the cluster, and the retention pass settles the users of a node that
+//! died. A node applies its changes in order, from one task.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
 use herald_protocol::system::{PRESENCE, PresenceChange};
+use tokio::sync::mpsc;
 
 use super::Hub;
 use super::connection::Connection;
-use crate::storage::{NewEvent, StreamKey};
+use crate::storage::{NewEvent, PresenceStep, StorageError, StreamKey};
 
 /// What is known of one user on one topic.
 #[derive(Debug, Default)]
@@ -26,10 +32,21 @@ struct Entry {
 /// A topic and a user on it.
 type Key = (Arc<str>, Arc<str>);
 
+/// A change for the cluster's task.
+#[derive(Debug)]
+enum Change {
+    /// A user's connection to a topic opened (`true`) or closed: (topic, user, client).
+    Connection(Arc<str>, Arc<str>, String, bool),
+    /// A connection watching a topic's presence opened (1) or closed (-1).
+    Watcher(Arc<str>, i64),
+}
+
 /// The users present on each topic, with their connections.
 #[derive(Debug, Default)]
 pub(super) struct Tracker {
     entries: Mutex<HashMap<Key, Entry>>,
+    /// In cluster mode: the changes for the task that applies them to Redis, in order.
+    changes: OnceLock<mpsc::UnboundedSender<Change>>,
 }
 
 impl Tracker {
@@ -39,9 +56,36 @@ impl Tracker {
 }
 
 impl Hub {
+    /// In cluster mode, starts the task that applies this node's changes to Redis.
+    pub(super) fn start_presence(&self) {
+        if self.inner.cluster.is_none() {
+            return;
+        }
+        let (sender, mut changes) = mpsc::unbounded_channel::<Change>();
+        let _ = self.inner.presence.changes.set(sender);
+        let hub = self.clone();
+        tokio::spawn(async move {
+            while let Some(change) = changes.recv().await {
+                let applied = match change {
+                    Change::Connection(topic, user, client_id, opened) => {
+                        hub.apply_in_cluster(&topic, &user, client_id, opened).await
+                    }
+                    Change::Watcher(topic, change) => hub.count_watcher(&topic, change).await,
+                };
+                if let Err(err) = applied {
+                    tracing::warn!(%err, "could not keep presence in Redis");
+                }
+            }
+        });
+    }
+
     /// A connection opened: its user joins each of its topics it was not on.
     pub(super) fn presence_opened(&self, connection: &Connection) {
-        let Some(user) = presence_user(self, connection) else {
+        if let Some(changes) = self.inner.presence.changes.get() {
+            send_changes(changes, connection, true);
+            return;
+        }
+        let Some(user) = presence_user(connection) else {
             return;
         };
         let mut joined = Vec::new();
@@ -62,14 +106,18 @@ impl Hub {
             }
         }
         for topic in joined {
-            self.announce_presence(&topic, user, connection, true);
+            self.publish_presence(&topic, user, connection.client_id.to_string(), true);
         }
     }
 
     /// A connection closed: its user leaves each of its topics where this was its last
     /// connection, unless it comes back within the grace period.
     pub(super) fn presence_closed(&self, connection: &Connection) {
-        let Some(user) = presence_user(self, connection) else {
+        if let Some(changes) = self.inner.presence.changes.get() {
+            send_changes(changes, connection, false);
+            return;
+        }
+        let Some(user) = presence_user(connection) else {
             return;
         };
         let mut entries = self.inner.presence.entries();
@@ -105,15 +153,89 @@ impl Hub {
         }
     }
 
-    fn announce_presence(&self, topic: &str, user: &str, connection: &Connection, joined: bool) {
-        self.publish_presence(topic, user, connection.client_id.to_string(), joined);
+    /// Applies one change to the cluster's counts; announces an arrival, and after the grace
+    /// period a departure, when Redis says the cluster saw one.
+    async fn apply_in_cluster(
+        &self,
+        topic: &Arc<str>,
+        user: &Arc<str>,
+        client_id: String,
+        opened: bool,
+    ) -> Result<(), StorageError> {
+        let Some(cluster) = &self.inner.cluster else {
+            return Ok(());
+        };
+        let (redis, node) = cluster.redis();
+        if opened {
+            if redis.presence_opened(topic, user, node).await? == PresenceStep::Arrived
+                && redis.presence_watched(topic, node, 0).await?
+            {
+                self.publish_presence(topic, user, client_id, true);
+            }
+            return Ok(());
+        }
+        if redis.presence_closed(topic, user, node).await? != PresenceStep::Vacated {
+            return Ok(());
+        }
+        let hub = self.clone();
+        let (topic, user) = (Arc::clone(topic), Arc::clone(user));
+        tokio::spawn(async move {
+            tokio::time::sleep(hub.inner.settings.presence_grace).await;
+            let Some(cluster) = &hub.inner.cluster else {
+                return;
+            };
+            let (redis, node) = cluster.redis();
+            let departed = match redis.presence_settle(&topic, &user, node).await {
+                Ok(step) => step == PresenceStep::Departed,
+                Err(err) => {
+                    tracing::warn!(%err, "could not settle a departure");
+                    false
+                }
+            };
+            if departed
+                && redis
+                    .presence_watched(&topic, node, 0)
+                    .await
+                    .unwrap_or(true)
+            {
+                hub.publish_presence(&topic, &user, client_id, false);
+            }
+        });
+        Ok(())
     }
 
-    /// Publishes the change on the topic's presence stream, in the background, when a
-    /// connection asked for it: otherwise nobody would receive it, and it costs a write.
+    /// In cluster mode, announces the departure of the users whose only connections were on
+    /// nodes that are gone (died without withdrawing).
+    pub(super) async fn settle_departed_nodes(&self) -> Result<(), StorageError> {
+        let Some(cluster) = &self.inner.cluster else {
+            return Ok(());
+        };
+        let (redis, _) = cluster.redis();
+        for (topic, user) in redis.presence_records().await? {
+            if redis.presence_settle(&topic, &user, "").await? == PresenceStep::Departed
+                && redis.presence_watched(&topic, "", 0).await?
+            {
+                self.publish_presence(&topic, &user, String::new(), false);
+            }
+        }
+        Ok(())
+    }
+
+    /// Counts a connection watching `topic`'s presence on this node.
+    async fn count_watcher(&self, topic: &str, change: i64) -> Result<(), StorageError> {
+        if let Some(cluster) = &self.inner.cluster {
+            let (redis, node) = cluster.redis();
+            redis.presence_watched(topic, node, change).await?;
+        }
+        Ok(())
+    }
+
+    /// Publishes the change on the topic's presence stream, in the background. On one node
+    /// only when a connection asks for it: otherwise nobody would receive it, and it costs a
+    /// write. (In a cluster, the connections that ask may be on another node.)
     fn publish_presence(&self, topic: &str, user: &str, client_id: String, joined: bool) {
         let stream = StreamKey::Presence(Arc::from(topic));
-        if !self.inner.registry.is_received(&stream) {
+        if self.inner.cluster.is_none() && !self.inner.registry.is_received(&stream) {
             return;
         }
         let now = crate::time::rfc3339(SystemTime::now());
@@ -144,10 +266,34 @@ impl Hub {
 }
 
 /// The user whose presence a connection counts for: an authenticated `/events` connection's.
-/// (In cluster mode presence is not tracked: one node does not know who else is on a topic.)
-fn presence_user<'a>(hub: &Hub, connection: &'a Connection) -> Option<&'a Arc<str>> {
-    if connection.mercure.is_some() || hub.inner.cluster.is_some() {
+fn presence_user(connection: &Connection) -> Option<&Arc<str>> {
+    if connection.mercure.is_some() {
         return None;
     }
     connection.holder.user.as_ref()
+}
+
+/// Queues a connection's changes for the cluster's task: its watching of its topics' presence
+/// (first, so a watcher counts before its own arrival), and its user's connection to them.
+fn send_changes(changes: &mpsc::UnboundedSender<Change>, connection: &Connection, opened: bool) {
+    let watching = connection
+        .streams
+        .iter()
+        .any(|stream| matches!(stream, StreamKey::Presence(_)));
+    for topic in &connection.topics {
+        if watching {
+            let _ = changes.send(Change::Watcher(
+                Arc::clone(topic),
+                if opened { 1 } else { -1 },
+            ));
+        }
+        if let Some(user) = presence_user(connection) {
+            let _ = changes.send(Change::Connection(
+                Arc::clone(topic),
+                Arc::clone(user),
+                connection.client_id.to_string(),
+                opened,
+            ));
+        }
+    }
 }

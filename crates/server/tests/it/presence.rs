@@ -133,16 +133,6 @@ async fn presence_counts_every_node_of_a_cluster() {
     let bob = client_with_token(&token("bob", &[], &[], false));
     let _on_a = nodes[0].connected_as(&alice, "topic=lobby").await;
     let _on_b = nodes[1].connected_as(&bob, "topic=lobby").await;
-    let asked = alice
-        .get(nodes[0].url("/events?topic=lobby&presence=true"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        asked.status(),
-        400,
-        "join and leave events are for one node yet"
-    );
     for node in &nodes {
         eventually("each node counts both", || async {
             presence(node, &alice, "lobby").await.1
@@ -207,11 +197,21 @@ async fn joins_and_leaves_are_announced_once_per_user_and_not_for_a_reload() {
         .await;
     let _erin = server.connected_as(&as_user("erin"), "topic=lobby").await;
     assert!(change("joined", "erin")(&next_change(&mut watcher).await));
+    // Arrivals on a topic the watcher does not receive are not its business.
+    let _elsewhere = server
+        .connected_as(&as_user("mallory"), "topic=elsewhere")
+        .await;
     let marker = server.publish("lobby", "note", json!("after erin")).await;
     assert_eq!(
         quiet.envelope().await.id,
         marker.id,
         "no presence for who did not ask"
+    );
+    let (event, data) = next_change(&mut watcher).await;
+    assert_eq!(
+        (event.as_str(), data["id"].as_str()),
+        ("note", Some(marker.id.as_str())),
+        "nothing of the other topic"
     );
 }
 
@@ -247,4 +247,30 @@ async fn a_storm_of_reconnects_is_not_a_storm_of_presence_events() {
         break;
     }
     assert_eq!(presence, 1, "one arrival for 501 connections");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_leaves_are_announced_once_across_a_cluster() {
+    let redis = RedisServer::start().await;
+    let nodes = crate::cluster::nodes(&redis, 2, |config| {
+        config.retry = std::time::Duration::from_millis(150);
+    })
+    .await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut watcher = a
+        .connected_as(&reqwest::Client::new(), "topic=lobby&presence=true")
+        .await;
+    let as_user = |user: &str| client_with_token(&token(user, &[], &[], false));
+    let alice = as_user("alice");
+    let on_b = b.connected_as(&alice, "topic=lobby").await;
+    let joined = next_change(&mut watcher).await;
+    assert!(change("joined", "alice")(&joined), "{joined:?}");
+    // A second tab on the other node, and the first closing: alice is still there.
+    let on_a = a.connected_as(&alice, "topic=lobby").await;
+    drop(on_b);
+    let _bob = b.connected_as(&as_user("bob"), "topic=lobby").await;
+    assert!(change("joined", "bob")(&next_change(&mut watcher).await));
+    drop(on_a);
+    let left = next_change(&mut watcher).await;
+    assert!(change("left", "alice")(&left), "{left:?}");
 }

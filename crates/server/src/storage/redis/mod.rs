@@ -23,6 +23,7 @@ mod codec;
 mod inbox;
 mod mercure;
 mod node;
+mod presence;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -41,6 +42,7 @@ use crate::time;
 
 pub use codec::FeedEntry;
 pub use node::{FeedReader, MercureRecord, NodeRecord};
+pub use presence::PresenceStep;
 
 /// How long any one Redis operation may take before it fails: a publish fails fast with 503
 /// rather than waiting for a Redis that does not answer.
@@ -162,6 +164,8 @@ struct Scripts {
     inbox: Script,
     mark_read: Script,
     earliest: Script,
+    presence: Script,
+    watched: Script,
 }
 
 impl Scripts {
@@ -179,6 +183,8 @@ impl Scripts {
             inbox: Script::new(include_str!("lua/inbox.lua")),
             mark_read: Script::new(include_str!("lua/mark_read.lua")),
             earliest: Script::new(include_str!("lua/earliest.lua")),
+            presence: Script::new(include_str!("lua/presence.lua")),
+            watched: Script::new(include_str!("lua/watched.lua")),
         }
     }
 }

@@ -1,0 +1,145 @@
+//! Presence across a cluster: for each user on each topic, a hash of every node's connections
+//! (`presence.lua`), so that a user's arrival and departure are announced once, by whichever
+//! node sees them, and a node that dies does not keep its users present for ever (the
+//! retention pass forgets its counts).
+
+use super::{RedisStorage, StorageError};
+use crate::time;
+
+/// What a change of a user's connections on a topic means for its presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceStep {
+    /// The user arrived: announce it.
+    Arrived,
+    /// Nothing to announce.
+    Unchanged,
+    /// The user has no connection left on a live node (after a close): settle after the grace
+    /// period.
+    Vacated,
+    /// The user left: announce it.
+    Departed,
+}
+
+impl RedisStorage {
+    fn presence_key(&self, topic: &str, user: &str) -> String {
+        format!("{}presence:{topic}\n{user}", self.keys().prefix)
+    }
+
+    async fn presence_script(
+        &self,
+        topic: &str,
+        user: &str,
+        operation: &str,
+        node: &str,
+    ) -> Result<i64, StorageError> {
+        let mut invocation = self.scripts().presence.prepare_invoke();
+        invocation
+            .key(self.presence_key(topic, user))
+            .key(&self.keys().nodes)
+            .arg(operation)
+            .arg(node)
+            .arg(time::now_ms());
+        let mut connection = self.connection();
+        Self::call("keeping presence", invocation.invoke_async(&mut connection)).await
+    }
+
+    /// `node` holds one more connection of `user` on `topic`.
+    pub async fn presence_opened(
+        &self,
+        topic: &str,
+        user: &str,
+        node: &str,
+    ) -> Result<PresenceStep, StorageError> {
+        Ok(
+            match self.presence_script(topic, user, "open", node).await? {
+                1 => PresenceStep::Arrived,
+                _ => PresenceStep::Unchanged,
+            },
+        )
+    }
+
+    /// `node` holds one less.
+    pub async fn presence_closed(
+        &self,
+        topic: &str,
+        user: &str,
+        node: &str,
+    ) -> Result<PresenceStep, StorageError> {
+        Ok(
+            match self.presence_script(topic, user, "close", node).await? {
+                0 => PresenceStep::Vacated,
+                _ => PresenceStep::Unchanged,
+            },
+        )
+    }
+
+    /// After the grace period (from `node`), or from the retention pass (no node): whether the
+    /// user left.
+    pub async fn presence_settle(
+        &self,
+        topic: &str,
+        user: &str,
+        node: &str,
+    ) -> Result<PresenceStep, StorageError> {
+        Ok(
+            match self.presence_script(topic, user, "settle", node).await? {
+                1 => PresenceStep::Departed,
+                _ => PresenceStep::Unchanged,
+            },
+        )
+    }
+
+    /// Counts `change` (1, -1 or 0) to `node`'s connections watching `topic`'s presence;
+    /// whether a live node has one: only then is a change of presence worth publishing.
+    pub async fn presence_watched(
+        &self,
+        topic: &str,
+        node: &str,
+        change: i64,
+    ) -> Result<bool, StorageError> {
+        let mut invocation = self.scripts().watched.prepare_invoke();
+        invocation
+            .key(format!("{}presence-watchers:{topic}", self.keys().prefix))
+            .key(&self.keys().nodes)
+            .arg(change)
+            .arg(node)
+            .arg(time::now_ms());
+        let mut connection = self.connection();
+        let watched: i64 = Self::call(
+            "counting presence watchers",
+            invocation.invoke_async(&mut connection),
+        )
+        .await?;
+        Ok(watched == 1)
+    }
+
+    /// The (topic, user) pairs with a presence record, for the retention pass.
+    pub async fn presence_records(&self) -> Result<Vec<(String, String)>, StorageError> {
+        let pattern = format!("{}presence:*", self.keys().prefix);
+        let prefix_len = self.keys().prefix.len() + "presence:".len();
+        let mut connection = self.connection();
+        let mut cursor: u64 = 0;
+        let mut records = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = Self::call(
+                "listing presence",
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut connection),
+            )
+            .await?;
+            records.extend(keys.iter().filter_map(|key| {
+                let (topic, user) = key.get(prefix_len..)?.split_once('\n')?;
+                Some((topic.to_owned(), user.to_owned()))
+            }));
+            if next == 0 {
+                return Ok(records);
+            }
+            cursor = next;
+        }
+    }
+}
