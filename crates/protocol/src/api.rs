@@ -95,6 +95,50 @@ pub struct UserPresence {
     pub connections: usize,
 }
 
+/// `GET /api/stats`: how the hub is doing, node by node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Stats {
+    /// One entry per live node (one without a cluster), by node name.
+    pub nodes: Vec<NodeStats>,
+}
+
+/// One node's figures: counts now, and rates and latencies over the last minute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NodeStats {
+    /// The node's name in the cluster; `local` without one.
+    pub node: String,
+    /// When the figures were taken, RFC 3339.
+    pub time: String,
+    /// Open event streams.
+    pub connections: u64,
+    /// Topics some stream of this node receives.
+    pub topics: u64,
+    /// Events published through this node per second, over the last minute.
+    pub publishes_per_second: f64,
+    /// Events written to this node's streams per second, over the last minute.
+    pub deliveries_per_second: f64,
+    /// Time from receiving a publish to acknowledging it, over the last minute, in
+    /// milliseconds; `null` without a publish.
+    pub publish_latency_ms: Option<LatencyPercentiles>,
+    /// Events replayed since the node started.
+    pub replays: u64,
+    /// Streams closed as slow consumers since the node started.
+    pub slow_consumer_closes: u64,
+    /// The size of the event log on disk (SQLite), in bytes; `null` for other stores.
+    pub storage_bytes: Option<u64>,
+}
+
+/// Percentiles of a latency, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LatencyPercentiles {
+    pub p50: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
 /// One live topic in `GET /api/topics`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

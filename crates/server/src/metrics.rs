@@ -1,6 +1,12 @@
 //! The Prometheus metrics Herald exports at `/metrics`.
 
+use std::collections::VecDeque;
 use std::sync::atomic::AtomicI64;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use hdrhistogram::Histogram as Hdr;
+use herald_protocol::api::LatencyPercentiles;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -8,6 +14,62 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Metric, Registry};
+
+/// The window publish latencies are kept over, for `GET /api/stats`.
+const LATENCY_WINDOW_SECONDS: u64 = 60;
+
+/// Publish latencies, one histogram per second of the window.
+#[derive(Debug, Default)]
+pub struct LatencyWindow {
+    seconds: Mutex<VecDeque<(u64, Hdr<u64>)>>,
+}
+
+impl LatencyWindow {
+    /// Records one publish's latency.
+    pub fn record(&self, latency: Duration) {
+        let second = crate::time::now_ms() / 1000;
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut seconds = self.seconds.lock().unwrap_or_else(PoisonError::into_inner);
+        if seconds.back().is_none_or(|(at, _)| *at != second) {
+            // Three significant digits, up to an hour: a few kilobytes a second.
+            let Ok(histogram) = Hdr::new_with_bounds(1, 3_600_000_000, 3) else {
+                return;
+            };
+            seconds.push_back((second, histogram));
+            while seconds.len() > 61 {
+                seconds.pop_front();
+            }
+        }
+        if let Some((_, histogram)) = seconds.back_mut() {
+            histogram.saturating_record(micros);
+        }
+    }
+
+    /// The percentiles over the last minute, in milliseconds; `None` without a publish.
+    pub fn percentiles(&self) -> Option<LatencyPercentiles> {
+        let since = (crate::time::now_ms() / 1000).saturating_sub(LATENCY_WINDOW_SECONDS);
+        let seconds = self.seconds.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut merged: Option<Hdr<u64>> = None;
+        for (_, histogram) in seconds.iter().filter(|(at, _)| *at > since) {
+            match &mut merged {
+                Some(merged) => {
+                    let _ = merged.add(histogram);
+                }
+                None => merged = Some(histogram.clone()),
+            }
+        }
+        let merged = merged.filter(|merged| !merged.is_empty())?;
+        #[allow(clippy::cast_precision_loss)]
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        Some(LatencyPercentiles {
+            p50: ms(merged.value_at_quantile(0.5)),
+            p99: ms(merged.value_at_quantile(0.99)),
+            max: ms(merged.max()),
+        })
+    }
+}
 
 /// Label of a connection closed by the server.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -70,6 +132,8 @@ pub struct Metrics {
     pub transport: Transport,
     /// HTTP requests by route.
     pub requests: Requests,
+    /// Publish latencies of the last minute, for `GET /api/stats`.
+    pub latency_window: LatencyWindow,
     /// The identity provider's key set.
     pub identity: Identity,
     /// Storage operations.
@@ -168,6 +232,7 @@ impl Metrics {
             process: Process::register(r),
             transport: Transport::register(r),
             requests: Requests::register(r),
+            latency_window: LatencyWindow::default(),
             identity: Identity::register(r),
             storage: StorageMetrics::register(r),
             registry,

@@ -60,6 +60,7 @@ impl App {
         self.metrics()
             .publish_latency
             .observe(started.elapsed().as_secs_f64());
+        self.metrics().latency_window.record(started.elapsed());
         Ok(id)
     }
 

@@ -123,6 +123,11 @@ impl App {
         Ok(self.hub().close_client(client).await?)
     }
 
+    /// Every live node's figures.
+    pub async fn stats(&self) -> Result<herald_protocol::api::Stats, AppError> {
+        Ok(self.hub().stats().await?)
+    }
+
     /// Whether this node can serve.
     pub async fn ready(&self) -> Result<(), AppError> {
         Ok(self.hub().ready().await?)

@@ -18,6 +18,7 @@ mod origin;
 mod presence;
 mod publish;
 mod responses;
+mod stats;
 
 pub use console::embedded as console_embedded;
 pub use error::ApiError;
@@ -76,6 +77,8 @@ pub fn router(state: AppState) -> Router {
             "/api/notifications/{id}/read",
             post(notifications::read_one),
         )
+        .route("/api/stats", get(stats::stats))
+        .route("/api/stats/stream", get(stats::stream))
         .route("/api/topics", get(presence::topics))
         .route("/api/topics/{topic}/presence", get(presence::topic))
         .route("/api/me", get(dev::me))

@@ -7,6 +7,7 @@ use herald_protocol::api::{
     NewNotification, NotificationPage, OrderPlaced, OrderReceipt, Presence, PublishRequest,
     PublishResponse, SendRequest, SendResponse, TokenResponse, TopicSummary, UserPresence,
 };
+use herald_protocol::api::{LatencyPercentiles, NodeStats, Stats};
 use herald_protocol::auth::{Claims, Grants};
 use herald_protocol::payloads::{ChatDelta, ChatDone, ChatError, Notification, NotificationRead};
 use herald_protocol::system::{CloseReason, Closing, Connected, Reset, ResetReason};
@@ -51,6 +52,8 @@ use utoipa::{Modify, OpenApi};
         super::ops::healthz,
         super::ops::readyz,
         super::ops::metrics,
+        super::stats::stats,
+        super::stats::stream,
         super::presence::topic,
         super::presence::topics,
         super::mercure::subscribe,
@@ -79,6 +82,9 @@ use utoipa::{Modify, OpenApi};
         ClientInfo,
         Presence,
         UserPresence,
+        Stats,
+        NodeStats,
+        LatencyPercentiles,
         TopicSummary,
         HealthStatus,
         NewNotification,

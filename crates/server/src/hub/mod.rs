@@ -17,6 +17,7 @@ mod registry;
 mod replays;
 mod sequencer;
 mod sink;
+mod stats;
 mod subscription;
 #[cfg(test)]
 mod tests;
@@ -72,6 +73,8 @@ pub struct HubSettings {
     pub mercure_subscriptions: bool,
     /// How long a user may be gone from a topic before `herald.presence` says it left.
     pub presence_grace: Duration,
+    /// The SQLite database, whose size `GET /api/stats` reports; `None` for other stores.
+    pub log_file: Option<std::path::PathBuf>,
 }
 
 /// Why a publish failed.
@@ -132,6 +135,8 @@ struct Inner {
     replays: Replays,
     /// Who is on each topic.
     presence: presence::Tracker,
+    /// The counters of the last minute, for the rates of `GET /api/stats`.
+    samples: stats::Samples,
 }
 
 /// How many publishes the sequencer takes in one storage append.
@@ -189,9 +194,11 @@ impl Hub {
                 shutdown: shutdown.clone(),
                 cluster,
                 presence: presence::Tracker::default(),
+                samples: stats::Samples::default(),
             }),
         };
         hub.start_presence();
+        hub.start_stats(shutdown.clone());
         tokio::spawn(sequencer.run(jobs, PUBLISH_BATCH));
         let registry = Arc::clone(&hub.inner.registry);
         tokio::spawn(async move {

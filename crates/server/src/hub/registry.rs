@@ -141,6 +141,15 @@ impl Registry {
         Ok(())
     }
 
+    /// How many topics some live connection receives.
+    pub fn topic_count(&self) -> usize {
+        self.read()
+            .streams
+            .keys()
+            .filter(|stream| matches!(stream, StreamKey::Topic(_)))
+            .count()
+    }
+
     /// Whether a live connection receives `stream`.
     pub fn is_received(&self, stream: &StreamKey) -> bool {
         self.read().streams.contains_key(stream)

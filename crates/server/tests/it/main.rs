@@ -27,6 +27,7 @@ mod protocols;
 mod replay;
 mod shutdown;
 mod slow_consumer;
+mod stats;
 mod storage_contract;
 mod streaming;
 mod targeting;

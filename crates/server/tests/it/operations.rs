@@ -104,6 +104,8 @@ async fn the_openapi_document_describes_the_api() {
         "/.well-known/mercure/subscriptions",
         "/api/topics",
         "/api/topics/{topic}/presence",
+        "/api/stats",
+        "/api/stats/stream",
     ] {
         assert!(document["paths"][path].is_object(), "{path} is documented");
     }

@@ -143,3 +143,58 @@ impl RedisStorage {
         }
     }
 }
+
+impl RedisStorage {
+    fn stats_key(&self, node: &str) -> String {
+        format!("{}stats:{node}", self.keys().prefix)
+    }
+
+    /// Writes `node`'s figures for the other nodes, for a few seconds.
+    pub async fn put_node_stats(
+        &self,
+        node: &str,
+        stats: &herald_protocol::api::NodeStats,
+    ) -> Result<(), StorageError> {
+        let json = serde_json::to_string(stats)
+            .map_err(|err| StorageError::unavailable(format!("encoding figures: {err}")))?;
+        let mut connection = self.connection();
+        Self::call(
+            "sharing figures",
+            redis::cmd("SET")
+                .arg(self.stats_key(node))
+                .arg(json)
+                .arg("PX")
+                .arg(3000)
+                .exec_async(&mut connection),
+        )
+        .await
+    }
+
+    /// The figures the live nodes last wrote.
+    pub async fn node_stats(&self) -> Result<Vec<herald_protocol::api::NodeStats>, StorageError> {
+        let mut connection = self.connection();
+        let nodes: Vec<String> = Self::call(
+            "listing nodes",
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(&self.keys().nodes)
+                .arg(time::now_ms())
+                .arg("+inf")
+                .query_async(&mut connection),
+        )
+        .await?;
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut mget = redis::cmd("MGET");
+        for node in &nodes {
+            mget.arg(self.stats_key(node));
+        }
+        let values: Vec<Option<String>> =
+            Self::call("reading figures", mget.query_async(&mut connection)).await?;
+        Ok(values
+            .into_iter()
+            .flatten()
+            .filter_map(|json| serde_json::from_str(&json).ok())
+            .collect())
+    }
+}
