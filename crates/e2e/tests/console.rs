@@ -494,3 +494,66 @@ async fn a_clean_load_sends_no_request_bound_to_fail_signed_in_or_not() {
     );
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overview_draws_the_hubs_figures_as_they_move() {
+    let server = Server::start(dist_dir()).await;
+    let browser = Browser::launch("overview").await;
+    open_console(&server, &browser).await;
+    browser
+        .wait_for("the overview", "[data-testid=overview]")
+        .await;
+    // A point a second: once two have come, a line is drawn.
+    browser
+        .wait_for(
+            "two points of connections",
+            "[data-testid=overview-connections]:not([data-points='0']):not([data-points='1'])",
+        )
+        .await;
+    let connections = browser
+        .wait_text(
+            "the console's own connection counted",
+            "[data-testid=overview-connections] figcaption",
+            |text| text.ends_with(" 1.0"),
+        )
+        .await;
+    assert!(connections.starts_with("Connections"), "{connections}");
+    for n in 0..20 {
+        publish(&server, json!({"n": n})).await;
+    }
+    // The publishes move the chart; what it shows is what the server says.
+    let latest = browser
+        .wait_text(
+            "publishes per second above zero",
+            "[data-testid=overview-publishes] figcaption",
+            |text| {
+                text.rsplit(' ')
+                    .next()
+                    .and_then(|n| n.parse::<f64>().ok())
+                    .is_some_and(|n| n > 0.0)
+            },
+        )
+        .await;
+    let stats: Value = server
+        .http
+        .get(server.url("/api/stats"))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats json");
+    assert!(
+        stats["nodes"][0]["publishes_per_second"].as_f64().unwrap() > 0.0,
+        "{stats}"
+    );
+    assert!(latest.starts_with("Publishes/s"), "{latest}");
+    browser
+        .wait_text(
+            "the node is listed",
+            "[data-testid=overview-nodes]",
+            |text| text.contains("local: 1 connections"),
+        )
+        .await;
+    browser.close().await;
+}

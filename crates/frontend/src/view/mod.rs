@@ -8,6 +8,7 @@ mod countdown;
 mod inbox;
 mod log;
 mod orders;
+mod overview;
 mod publish;
 
 use leptos::prelude::*;
@@ -60,6 +61,7 @@ pub fn App() -> impl IntoView {
                 <clients::ClientsPanel session=session />
             </div>
             <div class="column wide">
+                <overview::OverviewPanel session=session />
                 <log::LogPanel session=session />
                 <div class="demos">
                     <countdown::CountdownPanel />
