@@ -557,3 +557,20 @@ async fn the_overview_draws_the_hubs_figures_as_they_move() {
         .await;
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_who_is_on_its_topics() {
+    let server = Server::start(dist_dir()).await;
+    let browser = Browser::launch("presence").await;
+    open_console(&server, &browser).await;
+    // The console itself, signed in as the demo administrator, who may see the users.
+    let line = browser
+        .wait_text(
+            "the console's topic",
+            "[data-testid=presence] [data-topic=demo]",
+            |text| text.contains("1 connection, 1 client"),
+        )
+        .await;
+    assert!(line.contains("ada (1)"), "{line}");
+    browser.close().await;
+}

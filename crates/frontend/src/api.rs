@@ -77,6 +77,12 @@ pub async fn clients() -> Result<Vec<ClientInfo>, String> {
     answer(authorized(Request::get("/api/clients")).send().await).await
 }
 
+/// Who receives `topic` now.
+pub async fn presence(topic: &str) -> Result<herald_protocol::api::Presence, String> {
+    let url = format!("/api/topics/{}/presence", path_segment(topic));
+    answer(authorized(Request::get(&url)).send().await).await
+}
+
 pub async fn close_client(client_id: &str) -> Result<(), String> {
     let url = format!("/api/clients/{}", path_segment(client_id));
     let response = authorized(Request::delete(&url))

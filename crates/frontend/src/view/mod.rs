@@ -9,6 +9,7 @@ mod inbox;
 mod log;
 mod orders;
 mod overview;
+mod presence;
 mod publish;
 
 use leptos::prelude::*;
@@ -58,6 +59,7 @@ pub fn App() -> impl IntoView {
                 <inbox::InboxPanel session=session />
                 <publish::PublishPanel session=session />
                 <orders::OrdersPanel session=session />
+                <presence::PresencePanel session=session />
                 <clients::ClientsPanel session=session />
             </div>
             <div class="column wide">
