@@ -40,9 +40,9 @@ async fn wait_until_gone(server: &Server, client_id: &str) {
     }
 }
 
-/// How many subscriber connections the server has accepted so far.
-async fn connections_opened(server: &Server) -> f64 {
-    let text = server
+/// The server's metrics, as Prometheus scrapes them.
+async fn metrics_text(server: &Server) -> String {
+    server
         .http
         .get(server.url("/metrics"))
         .send()
@@ -50,7 +50,12 @@ async fn connections_opened(server: &Server) -> f64 {
         .expect("metrics")
         .text()
         .await
-        .expect("metrics text");
+        .expect("metrics text")
+}
+
+/// How many subscriber connections the server has accepted so far.
+async fn connections_opened(server: &Server) -> f64 {
+    let text = metrics_text(server).await;
     text.lines()
         .find_map(|line| {
             line.strip_prefix("herald_connections_opened_total ")?
@@ -437,15 +442,7 @@ async fn after_the_server_ends_a_stream_the_console_reconnects_as_the_same_clien
 /// The API requests the server has answered with a status of 400 or more so far, by route and
 /// status, as its metrics count them.
 async fn failed_requests(server: &Server) -> Vec<String> {
-    let text = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let text = metrics_text(server).await;
     text.lines()
         .filter(|line| line.starts_with("herald_http_requests_total{"))
         .filter(|line| {

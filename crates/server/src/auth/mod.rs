@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::metrics::Metrics;
 
-pub use keys::{KeySet, MIN_REFRESH as MIN_KEY_SET_REFRESH};
+pub use keys::KeySet;
 pub use mercure::{MercureCredential, MercureRole};
 pub use principal::{Denied, Principal};
 pub use rate::{RateLimited, RateLimiter};

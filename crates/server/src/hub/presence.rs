@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::Hub;
 use super::connection::Connection;
-use crate::storage::{NewEvent, PresenceStep, StorageError, StreamKey};
+use crate::storage::{NewEvent, PresenceOperation, PresenceStep, StorageError, StreamKey};
 
 /// What is known of one user on one topic.
 #[derive(Debug, Default)]
@@ -167,14 +167,21 @@ impl Hub {
         };
         let (redis, node) = cluster.redis();
         if opened {
-            if redis.presence_opened(topic, user, node).await? == PresenceStep::Arrived
+            if redis
+                .presence(PresenceOperation::Open, topic, user, node)
+                .await?
+                == PresenceStep::Arrived
                 && redis.presence_watched(topic, node, 0).await?
             {
                 self.publish_presence(topic, user, client_id, true);
             }
             return Ok(());
         }
-        if redis.presence_closed(topic, user, node).await? != PresenceStep::Vacated {
+        if redis
+            .presence(PresenceOperation::Close, topic, user, node)
+            .await?
+            != PresenceStep::Vacated
+        {
             return Ok(());
         }
         let hub = self.clone();
@@ -185,7 +192,10 @@ impl Hub {
                 return;
             };
             let (redis, node) = cluster.redis();
-            let departed = match redis.presence_settle(&topic, &user, node).await {
+            let departed = match redis
+                .presence(PresenceOperation::Settle, &topic, &user, node)
+                .await
+            {
                 Ok(step) => step == PresenceStep::Departed,
                 Err(err) => {
                     tracing::warn!(%err, "could not settle a departure");
@@ -212,7 +222,10 @@ impl Hub {
         };
         let (redis, _) = cluster.redis();
         for (topic, user) in redis.presence_records().await? {
-            if redis.presence_settle(&topic, &user, "").await? == PresenceStep::Departed
+            if redis
+                .presence(PresenceOperation::Settle, &topic, &user, "")
+                .await?
+                == PresenceStep::Departed
                 && redis.presence_watched(&topic, "", 0).await?
             {
                 self.publish_presence(&topic, &user, String::new(), false);

@@ -41,7 +41,8 @@ use crate::ids::ClientId;
 pub use inbox::{InboxItem, InboxPage, InboxQuery, NewInboxItem, ReadChange, ReadTarget};
 pub use memory::MemoryStorage;
 pub use redis::{
-    FeedEntry, FeedReader, MercureRecord, NodeRecord, PresenceStep, RedisSettings, RedisStorage,
+    FeedEntry, FeedReader, MercureRecord, NodeRecord, PresenceOperation, PresenceStep,
+    RedisSettings, RedisStorage,
 };
 pub use sqlite::{SqliteSettings, SqliteStorage};
 pub use timed::Timed;

@@ -42,7 +42,7 @@ use crate::time;
 
 pub use codec::FeedEntry;
 pub use node::{FeedReader, MercureRecord, NodeRecord};
-pub use presence::PresenceStep;
+pub use presence::{PresenceOperation, PresenceStep};
 
 /// How long any one Redis operation may take before it fails: a publish fails fast with 503
 /// rather than waiting for a Redis that does not answer.

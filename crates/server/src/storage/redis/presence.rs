@@ -20,73 +20,52 @@ pub enum PresenceStep {
     Departed,
 }
 
+/// A change to a user's presence on a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceOperation {
+    /// A node holds one more connection of the user.
+    Open,
+    /// A node holds one less.
+    Close,
+    /// After the grace period, or from the retention pass: has the user left?
+    Settle,
+}
+
 impl RedisStorage {
     fn presence_key(&self, topic: &str, user: &str) -> String {
         format!("{}presence:{topic}\n{user}", self.keys().prefix)
     }
 
-    async fn presence_script(
+    /// Applies `operation` for `user` on `topic` from `node` (empty for the retention pass)
+    /// and says what it means; see `presence.lua`.
+    pub async fn presence(
         &self,
+        operation: PresenceOperation,
         topic: &str,
         user: &str,
-        operation: &str,
         node: &str,
-    ) -> Result<i64, StorageError> {
+    ) -> Result<PresenceStep, StorageError> {
+        let name = match operation {
+            PresenceOperation::Open => "open",
+            PresenceOperation::Close => "close",
+            PresenceOperation::Settle => "settle",
+        };
         let mut invocation = self.scripts().presence.prepare_invoke();
         invocation
             .key(self.presence_key(topic, user))
             .key(&self.keys().nodes)
-            .arg(operation)
+            .arg(name)
             .arg(node)
             .arg(time::now_ms());
         let mut connection = self.connection();
-        Self::call("keeping presence", invocation.invoke_async(&mut connection)).await
-    }
-
-    /// `node` holds one more connection of `user` on `topic`.
-    pub async fn presence_opened(
-        &self,
-        topic: &str,
-        user: &str,
-        node: &str,
-    ) -> Result<PresenceStep, StorageError> {
-        Ok(
-            match self.presence_script(topic, user, "open", node).await? {
-                1 => PresenceStep::Arrived,
-                _ => PresenceStep::Unchanged,
-            },
-        )
-    }
-
-    /// `node` holds one less.
-    pub async fn presence_closed(
-        &self,
-        topic: &str,
-        user: &str,
-        node: &str,
-    ) -> Result<PresenceStep, StorageError> {
-        Ok(
-            match self.presence_script(topic, user, "close", node).await? {
-                0 => PresenceStep::Vacated,
-                _ => PresenceStep::Unchanged,
-            },
-        )
-    }
-
-    /// After the grace period (from `node`), or from the retention pass (no node): whether the
-    /// user left.
-    pub async fn presence_settle(
-        &self,
-        topic: &str,
-        user: &str,
-        node: &str,
-    ) -> Result<PresenceStep, StorageError> {
-        Ok(
-            match self.presence_script(topic, user, "settle", node).await? {
-                1 => PresenceStep::Departed,
-                _ => PresenceStep::Unchanged,
-            },
-        )
+        let answer: i64 =
+            Self::call("keeping presence", invocation.invoke_async(&mut connection)).await?;
+        Ok(match (operation, answer) {
+            (PresenceOperation::Open, 1) => PresenceStep::Arrived,
+            (PresenceOperation::Close, 0) => PresenceStep::Vacated,
+            (PresenceOperation::Settle, 1) => PresenceStep::Departed,
+            _ => PresenceStep::Unchanged,
+        })
     }
 
     /// Counts `change` (1, -1 or 0) to `node`'s connections watching `topic`'s presence;
