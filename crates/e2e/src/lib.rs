@@ -270,7 +270,8 @@ impl Browser {
         .collect();
         args.push(format!("--user-data-dir={}", profile.display()));
         let capabilities = serde_json::json!({
-            "goog:chromeOptions": { "binary": chromium, "args": args }
+            "goog:chromeOptions": { "binary": chromium, "args": args },
+            "goog:loggingPrefs": { "browser": "ALL" }
         });
         let serde_json::Value::Object(capabilities) = capabilities else {
             unreachable!("built as an object")
@@ -422,8 +423,47 @@ impl Browser {
         panic!("step {step:?} failed: {message} ({saved})");
     }
 
+    /// The entries of the browser's console at level `SEVERE` since the last call: errors
+    /// logged by the page, uncaught exceptions, and failed loads of resources and requests.
+    pub async fn console_errors(&self) -> Vec<String> {
+        let entries = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .expect("ChromeDriver's browser log");
+        entries
+            .as_array()
+            .expect("a list of entries")
+            .iter()
+            .filter(|entry| entry["level"] == "SEVERE")
+            .map(|entry| entry["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
     pub async fn close(self) {
         let _ = self.client.clone().close().await;
         let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// ChromeDriver's command for the browser's console log (`goog:loggingPrefs` asks it to keep
+/// one), which W3C WebDriver does not have.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
     }
 }

@@ -455,7 +455,7 @@ async fn failed_requests(server: &Server) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_clean_load_sends_no_request_bound_to_fail_signed_in_or_not() {
+async fn a_clean_load_sends_no_request_bound_to_fail_and_logs_no_error_signed_in_or_not() {
     // Development mode: signed in as the demo administrator.
     let server = Server::start(dist_dir()).await;
     let browser = Browser::launch("clean_load_dev").await;
@@ -467,6 +467,7 @@ async fn a_clean_load_sends_no_request_bound_to_fail_signed_in_or_not() {
         })
         .await;
     assert_eq!(failed_requests(&server).await, Vec::<String>::new());
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
     browser.close().await;
 
     // Outside development mode, nobody signed in: the console connects anonymously.
@@ -475,6 +476,7 @@ async fn a_clean_load_sends_no_request_bound_to_fail_signed_in_or_not() {
     browser.goto(&server.url("/")).await;
     browser.wait_for("connected", OPEN).await;
     assert_eq!(failed_requests(&server).await, Vec::<String>::new());
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
     // The count does show a failed request: one made on purpose is listed.
     browser
         .client
@@ -489,6 +491,9 @@ async fn a_clean_load_sends_no_request_bound_to_fail_signed_in_or_not() {
         listed.len() == 1 && listed[0].contains("status=\"404\""),
         "{listed:?}"
     );
+    // And the browser's console shows it, as it would any error on the way.
+    let errors = browser.console_errors().await;
+    assert!(errors.len() == 1 && errors[0].contains("404"), "{errors:?}");
     browser.close().await;
 }
 

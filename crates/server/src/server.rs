@@ -125,6 +125,7 @@ fn hub_settings(config: &Config) -> HubSettings {
         max_replays_per_address: config.replays_per_address(),
         mercure_subscriptions: config.mercure.mercure_subscriptions,
         presence_grace: config.retry.saturating_mul(2),
+        presence_rate: config.presence.presence_rate,
         log_file: (config.redis.is_none() && config.storage == StorageKind::Sqlite)
             .then(|| config.data_dir.join("herald.db")),
     }

@@ -13,6 +13,7 @@ mod file;
 mod identity;
 mod mercure;
 mod operations;
+mod presence;
 mod protocol;
 mod show;
 #[cfg(test)]
@@ -30,6 +31,7 @@ pub use cli::{Cli, Command, ConfigCommand, Invocation, ServeArgs, TokenArgs, loa
 pub use identity::Identity;
 pub use mercure::MercureSettings;
 pub use operations::{LogFormat, Operations};
+pub use presence::PresenceSettings;
 pub use protocol::Protocols;
 pub use show::defaults as defaults_toml;
 pub use validate::ConfigError;
@@ -531,6 +533,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub mercure: MercureSettings,
+
+    #[command(flatten)]
+    pub presence: PresenceSettings,
 }
 
 /// Where the event log and the client directory live.
@@ -554,28 +559,6 @@ impl Default for Config {
             .expect("the declared defaults parse");
         #[allow(clippy::expect_used)]
         Self::from_arg_matches(&matches).expect("the declared defaults parse")
-    }
-}
-
-impl Config {
-    /// An empty text or list entry means "none": `--redis=` and `--jwt-secret=` turn off what a
-    /// file set, and an empty entry in a list is no entry.
-    fn normalize(&mut self) {
-        self.jwt_secret = self.jwt_secret.take().filter(|secret| !secret.is_empty());
-        self.redis = self.redis.take().filter(|url| !url.is_empty());
-        self.static_dir = self
-            .static_dir
-            .take()
-            .filter(|dir| !dir.as_os_str().is_empty());
-        self.redis_ca = self
-            .redis_ca
-            .take()
-            .filter(|path| !path.as_os_str().is_empty());
-        self.private_topics.retain(|topic| !topic.is_empty());
-        self.cors_origins.retain(|origin| !origin.is_empty());
-        self.protocols.normalize();
-        self.identity.normalize();
-        self.mercure.normalize();
     }
 }
 

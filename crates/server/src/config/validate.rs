@@ -39,6 +39,7 @@ impl Config {
         self.check_origins()?;
         self.protocols.check().map_err(ConfigError::Invalid)?;
         self.identity.check().map_err(ConfigError::Invalid)?;
+        self.presence.check().map_err(ConfigError::Invalid)?;
         if self
             .jwt_secret
             .as_ref()
@@ -207,4 +208,26 @@ impl Config {
 
 fn invalid(message: &str) -> ConfigError {
     ConfigError::Invalid(message.to_owned())
+}
+
+impl Config {
+    /// An empty text or list entry means "none": `--redis=` and `--jwt-secret=` turn off what a
+    /// file set, and an empty entry in a list is no entry.
+    pub(super) fn normalize(&mut self) {
+        self.jwt_secret = self.jwt_secret.take().filter(|secret| !secret.is_empty());
+        self.redis = self.redis.take().filter(|url| !url.is_empty());
+        self.static_dir = self
+            .static_dir
+            .take()
+            .filter(|dir| !dir.as_os_str().is_empty());
+        self.redis_ca = self
+            .redis_ca
+            .take()
+            .filter(|path| !path.as_os_str().is_empty());
+        self.private_topics.retain(|topic| !topic.is_empty());
+        self.cors_origins.retain(|origin| !origin.is_empty());
+        self.protocols.normalize();
+        self.identity.normalize();
+        self.mercure.normalize();
+    }
 }

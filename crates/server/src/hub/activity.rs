@@ -61,6 +61,7 @@ impl Hub {
             if let Err(err) = self.cap_clients().await {
                 tracing::warn!(%err, "keeping client ids under their cap failed; will retry");
             }
+            self.sweep_presence_pace();
             if let Err(err) = self.settle_departed_nodes().await {
                 tracing::warn!(%err, "settling the presence of departed nodes failed; will retry");
             }

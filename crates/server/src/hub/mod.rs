@@ -11,6 +11,7 @@ mod cluster;
 mod connection;
 pub mod frames;
 mod mercure;
+mod pacing;
 mod presence;
 mod queue;
 mod registry;
@@ -73,6 +74,8 @@ pub struct HubSettings {
     pub mercure_subscriptions: bool,
     /// How long a user may be gone from a topic before `herald.presence` says it left.
     pub presence_grace: Duration,
+    /// The most `herald.presence` events a topic gets a second, after a burst of as many.
+    pub presence_rate: u32,
     /// The SQLite database, whose size `GET /api/stats` reports; `None` for other stores.
     pub log_file: Option<std::path::PathBuf>,
 }

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::Hub;
 use super::connection::Connection;
+use super::pacing::{self, Admission, Pacer};
 use crate::storage::{NewEvent, PresenceOperation, PresenceStep, StorageError, StreamKey};
 
 /// What is known of one user on one topic.
@@ -47,6 +48,8 @@ pub(super) struct Tracker {
     entries: Mutex<HashMap<Key, Entry>>,
     /// In cluster mode: the changes for the task that applies them to Redis, in order.
     changes: OnceLock<mpsc::UnboundedSender<Change>>,
+    /// Each topic's pace of announcements.
+    pacer: Pacer,
 }
 
 impl Tracker {
@@ -228,7 +231,7 @@ impl Hub {
                 == PresenceStep::Departed
                 && redis.presence_watched(&topic, "", 0).await?
             {
-                self.publish_presence(&topic, &user, String::new(), false);
+                self.publish_presence(&Arc::from(topic), &Arc::from(user), String::new(), false);
             }
         }
         Ok(())
@@ -243,27 +246,82 @@ impl Hub {
         Ok(())
     }
 
-    /// Publishes the change on the topic's presence stream, in the background. On one node
-    /// only when a connection asks for it: otherwise nobody would receive it, and it costs a
-    /// write. (In a cluster, the connections that ask may be on another node.)
-    fn publish_presence(&self, topic: &str, user: &str, client_id: String, joined: bool) {
-        let stream = StreamKey::Presence(Arc::from(topic));
-        if self.inner.cluster.is_none() && !self.inner.registry.is_received(&stream) {
+    /// Announces a change on the topic's presence stream, in the background, within the
+    /// topic's pace. On one node only when a connection asks for it: otherwise nobody would
+    /// receive it, and it costs a write. (In a cluster, the connections that ask may be on
+    /// another node.)
+    fn publish_presence(&self, topic: &Arc<str>, user: &Arc<str>, client_id: String, joined: bool) {
+        if !self.presence_watched_here(topic) {
             return;
         }
-        let now = crate::time::rfc3339(SystemTime::now());
-        let change = PresenceChange {
-            topic: topic.to_owned(),
-            user: user.to_owned(),
+        let change = pacing::Change {
+            user: Arc::clone(user),
             client_id,
-            joined: joined.then(|| now.clone()),
-            left: (!joined).then_some(now),
+            joined,
+            time: SystemTime::now(),
         };
-        let Ok(data) = serde_json::value::to_raw_value(&change) else {
+        let rate = self.inner.settings.presence_rate;
+        match self.inner.presence.pacer.admit(topic, rate, change) {
+            Admission::Now(change) => self.announce_presence(topic, change),
+            Admission::Waiting(true) => {
+                let hub = self.clone();
+                let topic = Arc::clone(topic);
+                tokio::spawn(async move { hub.drain_presence(&topic).await });
+            }
+            Admission::Waiting(false) | Admission::Cancelled => {}
+        }
+    }
+
+    /// Announces a topic's waiting changes as its budget allows, until none is left.
+    async fn drain_presence(&self, topic: &Arc<str>) {
+        let rate = self.inner.settings.presence_rate;
+        loop {
+            let (released, wait) = self.inner.presence.pacer.release(topic, rate);
+            for change in released {
+                self.announce_presence(topic, change);
+            }
+            let Some(wait) = wait else {
+                return;
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Forgets the pace of topics that have been quiet long enough.
+    pub(super) fn sweep_presence_pace(&self) {
+        self.inner
+            .presence
+            .pacer
+            .sweep(self.inner.settings.presence_rate);
+    }
+
+    fn presence_watched_here(&self, topic: &Arc<str>) -> bool {
+        self.inner.cluster.is_some()
+            || self
+                .inner
+                .registry
+                .is_received(&StreamKey::Presence(Arc::clone(topic)))
+    }
+
+    /// Publishes a change on the topic's presence stream, in the background.
+    fn announce_presence(&self, topic: &Arc<str>, change: pacing::Change) {
+        if !self.presence_watched_here(topic) {
+            return;
+        }
+        let time = crate::time::rfc3339(change.time);
+        let joined = change.joined;
+        let body = PresenceChange {
+            topic: topic.to_string(),
+            user: change.user.to_string(),
+            client_id: change.client_id,
+            joined: joined.then(|| time.clone()),
+            left: (!joined).then_some(time),
+        };
+        let Ok(data) = serde_json::value::to_raw_value(&body) else {
             return;
         };
         let event = NewEvent {
-            streams: vec![stream],
+            streams: vec![StreamKey::Presence(Arc::clone(topic))],
             kind: PRESENCE.to_owned(),
             data,
             time: SystemTime::now(),

@@ -37,6 +37,7 @@ fn settings() -> HubSettings {
         max_replays_per_address: None,
         mercure_subscriptions: false,
         presence_grace: Duration::from_millis(100),
+        presence_rate: 20,
         log_file: None,
     }
 }

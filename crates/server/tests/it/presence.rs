@@ -250,6 +250,54 @@ async fn a_storm_of_reconnects_is_not_a_storm_of_presence_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topics_presence_events_are_paced_and_a_waiting_pair_cancels_out() {
+    // Two a second after a burst of two; a grace period of 200 ms.
+    let server = TestServer::start_with(|config| {
+        config.retry = std::time::Duration::from_millis(100);
+        config.presence.presence_rate = 2;
+    })
+    .await;
+    let mut watcher = server
+        .connected_as(&reqwest::Client::new(), "topic=lobby&presence=true")
+        .await;
+    let as_user = |user: &str| client_with_token(&token(user, &[], &[], false));
+    let mut tabs = Vec::new();
+    for user in ["u0", "u1", "u2", "u3"] {
+        tabs.push(server.connected_as(&as_user(user), "topic=lobby").await);
+    }
+    // Brief comes and goes while its arrival still waits behind u2's and u3's: the departure,
+    // due after the grace period, cancels it, and neither is announced.
+    let brief = server.connected_as(&as_user("brief"), "topic=lobby").await;
+    drop(brief);
+    tabs.push(server.connected_as(&as_user("last"), "topic=lobby").await);
+
+    let mut seen = Vec::new();
+    let mut first_at = None;
+    loop {
+        let (event, data) = next_change(&mut watcher).await;
+        assert_eq!(event, "herald.presence");
+        first_at.get_or_insert_with(std::time::Instant::now);
+        assert!(data.get("joined").is_some(), "{data}");
+        let user = data["user"].as_str().unwrap().to_owned();
+        seen.push(user.clone());
+        if user == "last" {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        ["u0", "u1", "u2", "u3", "last"],
+        "in order, brief never"
+    );
+    // Five announcements: two at once, then one every half second.
+    let spread = first_at.unwrap().elapsed();
+    assert!(
+        spread >= std::time::Duration::from_millis(1_400),
+        "paced: {spread:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_and_leaves_are_announced_once_across_a_cluster() {
     let redis = RedisServer::start().await;
     let nodes = crate::cluster::nodes(&redis, 2, |config| {
