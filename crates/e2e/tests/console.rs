@@ -557,6 +557,7 @@ async fn the_overview_draws_the_hubs_figures_as_they_move() {
             |text| text.contains("local: 1 connections"),
         )
         .await;
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
     browser.close().await;
 }
 
@@ -574,5 +575,6 @@ async fn the_console_shows_who_is_on_its_topics() {
         )
         .await;
     assert!(line.contains("ada (1)"), "{line}");
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
     browser.close().await;
 }
