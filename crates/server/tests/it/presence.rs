@@ -322,3 +322,48 @@ async fn joins_and_leaves_are_announced_once_across_a_cluster() {
     let left = next_change(&mut watcher).await;
     assert!(change("left", "alice")(&left), "{left:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_users_of_a_node_that_died_leave_once_its_record_lapses() {
+    let redis = RedisServer::start().await;
+    let doomed = crate::cluster::node_process(&redis).await;
+    let survivor = crate::support::TestServer::start_node(&redis.url(), |config| {
+        config.retention_interval = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let mut watcher = survivor
+        .connected_as(&reqwest::Client::new(), "topic=lobby&presence=true")
+        .await;
+    let zed = client_with_token(&token("zed", &[], &[], false));
+    let response = zed
+        .get(doomed.url("/events?topic=lobby"))
+        .send()
+        .await
+        .unwrap();
+    let mut on_doomed = SseStream::new(response);
+    on_doomed.connected().await;
+    let joined = next_change(&mut watcher).await;
+    assert!(change("joined", "zed")(&joined), "{joined:?}");
+
+    // Killed: it withdraws nothing, and zed's connection on it is counted until its node
+    // record lapses; then the survivor's retention pass says zed left, once.
+    doomed.crash().await;
+    let left = next_change(&mut watcher).await;
+    assert!(change("left", "zed")(&left), "{left:?}");
+    assert_eq!(left.1["client_id"], "", "no connection to name");
+    let (status, counts) = presence(&survivor, &reqwest::Client::new(), "lobby").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        counts,
+        json!({"topic": "lobby", "connections": 1, "clients": 1}),
+        "the watcher alone"
+    );
+
+    // Nothing more: the next is a marker.
+    let marker = survivor.publish("lobby", "note", json!("marker")).await;
+    let (event, data) = next_change(&mut watcher).await;
+    assert_eq!(
+        (event.as_str(), data["id"].as_str()),
+        ("note", Some(marker.id.as_str()))
+    );
+}
