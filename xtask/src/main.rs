@@ -8,11 +8,14 @@
 //! - `cargo xtask console`: only build the console into dist/.
 //! - `cargo xtask dist`: the release archive, under target/dist/: the binary with the console
 //!   built in, the README, the licence, an example configuration and a systemd unit.
+//! - `cargo xtask types [--check]`: write (or check) the browser library's TypeScript
+//!   declarations of the protocol types, `clients/js/src/protocol.ts`.
 //! - `cargo xtask bench [--quick] [--reps N] [--scenarios a,b]`: Herald against nchan.
 
 mod bench;
 mod dist;
 mod tools;
+mod types;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,6 +38,7 @@ fn main() -> Result<()> {
             let path = tools::ensure_build_tools()?;
             build_console(&path)
         }
+        "types" => types::types(&root, rest.iter().any(|arg| arg == "--check")),
         "dist" => {
             let path = tools::ensure_build_tools()?;
             dist::dist(&path)
@@ -45,6 +49,7 @@ fn main() -> Result<()> {
                  test           fmt, clippy, unit, integration and browser tests\n  setup          install the build tools\n  \
                  console        build the console into dist/\n  \
                  dist           the release archive under target/dist/\n  \
+                 types [--check] the browser library's protocol types (clients/js/src/protocol.ts)\n  \
                  bench [--quick] [--reps N] [--scenarios a,b]\n                 Herald against nchan, side by side"
             );
             if command.is_empty() || command == "help" || command == "--help" {
@@ -166,6 +171,10 @@ fn test() -> Result<()> {
             "warnings",
         ]))
     })?;
+    step(
+        "the browser library's protocol types are up to date",
+        || types::types(&std::env::current_dir()?, true),
+    )?;
     build_console(&path)?;
     step(
         "cargo test (unit, integration and browser tests; console state natively)",

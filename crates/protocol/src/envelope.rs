@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// The JSON carried in the `data:` field of every published event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct Envelope {
     /// The event id, the same as the frame's `id:` field.
     pub id: String,

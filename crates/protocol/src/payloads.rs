@@ -25,6 +25,7 @@ pub fn countdown_message(n: u32) -> String {
 /// Data of `chat.delta`: the next piece of the answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct ChatDelta {
     pub text: String,
 }
@@ -32,6 +33,7 @@ pub struct ChatDelta {
 /// Data of `chat.done`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct ChatDone {
     /// `"stop"` when the answer is complete.
     pub finish_reason: String,
@@ -40,6 +42,7 @@ pub struct ChatDone {
 /// Data of `chat.error`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct ChatError {
     pub code: String,
     pub message: String,
@@ -48,6 +51,7 @@ pub struct ChatError {
 /// A stored notification, as pushed in `event: notification` and listed in the inbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct Notification {
     pub id: String,
     pub title: String,
@@ -62,7 +66,9 @@ pub struct Notification {
 /// Data of `notification.read`: what changed and the new unread count, so every tab agrees.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct NotificationRead {
     pub ids: Vec<String>,
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
     pub unread_count: u64,
 }

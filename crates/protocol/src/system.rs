@@ -15,6 +15,7 @@ pub const PRESENCE: &str = "herald.presence";
 /// last closed (`left`), each with its time (RFC 3339).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct PresenceChange {
     pub topic: String,
     pub user: String,
@@ -29,6 +30,7 @@ pub struct PresenceChange {
 /// Data of `herald.connected`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct Connected {
     /// The client id to reconnect with (`client_id=` query parameter) to keep this identity.
     pub client_id: String,
@@ -36,11 +38,17 @@ pub struct Connected {
     pub connection_id: String,
     /// The topics this connection is subscribed to.
     pub topics: Vec<String>,
+    /// The reconnection delay this stream's `retry:` field set, in milliseconds, for clients
+    /// that cannot read that field (`EventSource` does not show it).
+    #[serde(default)]
+    #[cfg_attr(feature = "typescript", ts(type = "number"))]
+    pub retry_ms: u64,
 }
 
 /// Data of `herald.reset`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct Reset {
     pub reason: ResetReason,
     /// The newest event id at the time of the reset; live events follow it.
@@ -50,6 +58,7 @@ pub struct Reset {
 /// Why history could not be replayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ResetReason {
     /// The last event id was never issued by this server (or by a previous, forgotten history).
@@ -61,6 +70,7 @@ pub enum ResetReason {
 /// Data of `herald.closing`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 pub struct Closing {
     pub reason: CloseReason,
     /// Whether the client should reconnect (with its last event id) or stay away.
@@ -70,6 +80,7 @@ pub struct Closing {
 /// Why the server ended a stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "typescript", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum CloseReason {
     /// The server is shutting down.

@@ -59,22 +59,18 @@ impl Hub {
         // Announced after the position is read, so the subscriber's own subscription reaches
         // it live when it selects it.
         self.announce(&connection, true).await?;
+        let retry_ms = self.retry_with_jitter();
         let connected = Connected {
             client_id: connection.client_id.to_string(),
             connection_id: connection.id.as_str().to_owned(),
             topics: connection.topic_names(),
+            retry_ms,
         };
         tracing::debug!(
             connection = connection.id.as_str(),
             "subscribed to the Mercure hub"
         );
-        let mut subscription = Subscription::new(
-            self.clone(),
-            guard,
-            start,
-            &connected,
-            self.retry_with_jitter(),
-        );
+        let mut subscription = Subscription::new(self.clone(), guard, start, &connected, retry_ms);
         if let Some(streams) = replay_streams {
             subscription = subscription.replaying(streams);
         }

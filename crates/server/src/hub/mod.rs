@@ -295,10 +295,12 @@ impl Hub {
                 },
             },
         };
+        let retry_ms = self.retry_with_jitter();
         let connected = Connected {
             client_id: connection.client_id.to_string(),
             connection_id: connection.id.as_str().to_owned(),
             topics: connection.topic_names(),
+            retry_ms,
         };
         tracing::debug!(connection = connection.id.as_str(), client = %connection.client_id, "subscribed");
         Ok(Subscription::new(
@@ -306,7 +308,7 @@ impl Hub {
             guard,
             start,
             &connected,
-            self.retry_with_jitter(),
+            retry_ms,
         ))
     }
 
