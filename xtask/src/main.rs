@@ -10,6 +10,7 @@
 //!   built in, the README, the licence, an example configuration and a systemd unit.
 //! - `cargo xtask types [--check]`: write (or check) the browser library's TypeScript
 //!   declarations of the protocol types, `clients/js/src/protocol.ts`.
+//! - `cargo xtask js`: test and build the browser library in `clients/js` (needs Node and npm).
 //! - `cargo xtask bench [--quick] [--reps N] [--scenarios a,b]`: Herald against nchan.
 
 mod bench;
@@ -39,6 +40,7 @@ fn main() -> Result<()> {
             build_console(&path)
         }
         "types" => types::types(&root, rest.iter().any(|arg| arg == "--check")),
+        "js" => build_js_client(),
         "dist" => {
             let path = tools::ensure_build_tools()?;
             dist::dist(&path)
@@ -50,6 +52,7 @@ fn main() -> Result<()> {
                  console        build the console into dist/\n  \
                  dist           the release archive under target/dist/\n  \
                  types [--check] the browser library's protocol types (clients/js/src/protocol.ts)\n  \
+                 js             test and build the browser library (clients/js)\n  \
                  bench [--quick] [--reps N] [--scenarios a,b]\n                 Herald against nchan, side by side"
             );
             if command.is_empty() || command == "help" || command == "--help" {
@@ -198,6 +201,23 @@ fn test() -> Result<()> {
     )?;
     println!("==> all checks passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// The browser library in `clients/js`: installs its one build tool (TypeScript), runs its
+/// tests under Node and builds it into `clients/js/dist`, which the browser tests load.
+fn build_js_client() -> Result<()> {
+    let dir = std::env::current_dir()?.join("clients/js");
+    step(
+        "browser library (clients/js): npm ci, node tests, tsc build",
+        || {
+            let npm = |args: &[&str]| {
+                tools::run_command(Command::new("npm").args(args).current_dir(&dir))
+            };
+            npm(&["ci", "--no-audit", "--no-fund", "--loglevel=error"])?;
+            npm(&["test", "--silent"])?;
+            npm(&["run", "build", "--silent"])
+        },
+    )
 }
 
 fn build_console(path: &std::ffi::OsStr) -> Result<()> {
