@@ -467,3 +467,35 @@ impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
         (http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
     }
 }
+
+/// A folder for Herald to serve: the browser library (`clients/js/dist`, or
+/// `HERALD_JS_CLIENT_DIST`) under `/herald-client/`, and a page using it at `/` (see
+/// `fixtures/client/index.html`).
+pub fn js_client_site() -> PathBuf {
+    let built = std::env::var_os("HERALD_JS_CLIENT_DIST")
+        .map_or_else(|| workspace_root().join("clients/js/dist"), PathBuf::from);
+    assert!(
+        built.join("index.js").is_file(),
+        "no built browser library in {}: run `cargo xtask js` (cargo xtask test does)",
+        built.display()
+    );
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    let site = std::env::temp_dir().join(format!("herald-e2e-site-{}-{nanos}", std::process::id()));
+    let library = site.join("herald-client");
+    std::fs::create_dir_all(&library).expect("the site's folder");
+    for entry in std::fs::read_dir(&built).expect("the built library") {
+        let path = entry.expect("a built file").path();
+        if path.extension().is_some_and(|extension| extension == "js") {
+            std::fs::copy(&path, library.join(path.file_name().expect("a file name")))
+                .expect("the library is copied");
+        }
+    }
+    std::fs::copy(
+        workspace_root().join("crates/e2e/fixtures/client/index.html"),
+        site.join("index.html"),
+    )
+    .expect("the page is copied");
+    site
+}
