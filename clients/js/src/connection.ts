@@ -23,7 +23,7 @@ export type State = "connecting" | "open" | "reconnecting" | "paused" | "closed"
  * Gives the credential (a JWT) the stream is opened with, or `null` for none. Called before
  * the first connection, shortly before the credential expires, when the server closes the
  * stream because it expired, and after the server refused the stream. `renew` is true when the
- * current credential must not be given again.
+ * current credential must not be given again; answering `null` then ends the stream.
  */
 export type CredentialProvider = (renew: boolean) => string | null | undefined | Promise<string | null | undefined>;
 
@@ -184,6 +184,11 @@ export class Stream {
         this.token = null;
       }
       if (generation !== this.generation) return;
+      // Nothing to replace the credential with: the stream ends rather than going on anonymously.
+      if (renew && this.token === null) {
+        this.setState("closed", "no credential");
+        return;
+      }
     }
     const url = eventsUrl(this.options.url, this.wants, this.clientId, this.lastEventId, this.token);
     const source = new this.env.EventSource(url);

@@ -182,6 +182,21 @@ test("a refused stream comes back as a new client first, then with a new credent
   sub.close();
 });
 
+test("with nothing to renew the credential with, the stream ends", async () => {
+  const clock = new Clock();
+  const sub = subscribe(["a"], {
+    share: false,
+    env: fakeEnv(clock),
+    credential: (renew) => (renew ? null : "only-one"),
+  });
+  await settle();
+  FakeEventSource.last().connected("c");
+  FakeEventSource.last().frame("herald.closing", { reason: "credential_expired", reconnect: false });
+  await settle();
+  assert.equal(sub.state, "closed");
+  assert.equal(FakeEventSource.opened.length, 1, "not reopened without a credential");
+});
+
 test("a paused stream closes and resumes where it stopped", async () => {
   const clock = new Clock();
   const sub = subscribe(["a"], { share: false, env: fakeEnv(clock) });

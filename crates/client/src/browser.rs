@@ -163,7 +163,7 @@ pub struct Event<T> {
 /// An event whose data is not a `T`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Undecodable {
-    pub envelope: Envelope,
+    pub envelope: Box<Envelope>,
     pub error: String,
 }
 
@@ -177,7 +177,7 @@ fn decode<T: DeserializeOwned>(envelope: &Envelope) -> Result<Event<T>, Undecoda
             time: envelope.time.clone(),
         }),
         Err(err) => Err(Undecodable {
-            envelope: envelope.clone(),
+            envelope: Box::new(envelope.clone()),
             error: err.to_string(),
         }),
     }

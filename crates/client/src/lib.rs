@@ -15,17 +15,15 @@
 //! it and relays to the others; the TypeScript library in `clients/js` speaks the same).
 //!
 //! The rules live in machines that take what happened and say what to do ([`stream`],
-//! [`group`], [`delivery`]), tested natively; the browser driver runs them on wasm32.
+//! [`group`], [`delivery`]), tested natively; the browser driver runs them.
 
 pub mod delivery;
 pub mod group;
 pub mod ids;
 pub mod stream;
 
-#[cfg(target_arch = "wasm32")]
 mod browser;
 
-#[cfg(target_arch = "wasm32")]
 pub use browser::{CredentialFuture, Event, Events, Options, Subscription, Undecodable, subscribe};
 pub use stream::{Report, State, Wants};
 

@@ -115,7 +115,8 @@ pub enum Output {
     CloseSource,
     SetTimer(Timer, Duration),
     CancelTimer(Timer),
-    /// Ask the credential provider; `renew` when the current one must not be given again.
+    /// Ask the credential provider; `renew` when the current one must not be given again (an
+    /// answer of `None` then ends the stream).
     AskCredential {
         renew: bool,
     },
@@ -130,8 +131,8 @@ const RENEW_AHEAD: Duration = Duration::from_secs(60);
 /// Why the provider is being asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Asking {
-    /// To open the stream.
-    ToOpen,
+    /// To open the stream; `renew` when the current credential must not be given again.
+    ToOpen { renew: bool },
     /// To replace a credential about to expire, on a stream that stays open meanwhile.
     ToRenew,
 }
@@ -237,7 +238,7 @@ impl StreamMachine {
     /// Asks for a credential first when one is needed, else opens the source.
     fn open(&mut self, renew: bool, out: &mut Vec<Output>) {
         if self.config.credential && (renew || self.token.is_none()) {
-            self.asking = Some(Asking::ToOpen);
+            self.asking = Some(Asking::ToOpen { renew });
             out.push(Output::AskCredential { renew });
             return;
         }
@@ -273,7 +274,12 @@ impl StreamMachine {
 
     fn on_credential(&mut self, token: Option<String>, out: &mut Vec<Output>) {
         match self.asking.take() {
-            Some(Asking::ToOpen) => {
+            // Nothing to replace the credential with: the stream ends rather than going on
+            // anonymously.
+            Some(Asking::ToOpen { renew: true }) if token.is_none() => {
+                self.set_state(State::Closed, Some("no credential".into()), out);
+            }
+            Some(Asking::ToOpen { .. }) => {
                 self.token = token;
                 out.push(Output::Open(self.url()));
             }

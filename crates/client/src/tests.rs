@@ -266,6 +266,9 @@ fn a_refused_stream_comes_back_as_a_new_client_first_then_with_a_new_credential(
     stream.handle(Input::Error { refused: true }, NOW, 0.5);
     let out = stream.handle(Input::Timer(Timer::Reconnect), NOW, 0.5);
     assert_eq!(out, [Output::AskCredential { renew: true }]);
+    // Nothing to renew it with: the stream ends instead of going on anonymously.
+    stream.handle(Input::Credential(None), NOW, 0.5);
+    assert_eq!(stream.state(), State::Closed);
 }
 
 #[test]
