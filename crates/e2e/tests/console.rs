@@ -578,3 +578,49 @@ async fn the_console_shows_who_is_on_its_topics() {
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_console_tabs_share_one_connection() {
+    let server = Server::start(dist_dir()).await;
+    let browser = Browser::launch("two_tabs").await;
+    let first_tab = browser.client.window().await.expect("the first tab");
+    let client_id = open_console(&server, &browser).await;
+    let second_tab = browser
+        .client
+        .new_window(true)
+        .await
+        .expect("a second tab")
+        .handle;
+    browser
+        .client
+        .switch_to_window(second_tab.clone())
+        .await
+        .expect("to the second tab");
+    assert_eq!(
+        open_console(&server, &browser).await,
+        client_id,
+        "the second tab shows the shared connection's client"
+    );
+    let clients = server.clients().await;
+    assert_eq!(clients.len(), 1, "one connection for two tabs: {clients:?}");
+    assert_eq!(clients[0].client_id, client_id);
+
+    let ack = publish(&server, json!("to both tabs")).await;
+    browser
+        .wait_text("shown in the second tab", &event(&ack.id), |text| {
+            text.contains("to both tabs")
+        })
+        .await;
+    browser
+        .client
+        .switch_to_window(first_tab)
+        .await
+        .expect("back to the first tab");
+    browser
+        .wait_text("shown in the first tab", &event(&ack.id), |text| {
+            text.contains("to both tabs")
+        })
+        .await;
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    browser.close().await;
+}

@@ -3,26 +3,20 @@
 
 use std::time::Duration;
 
+use herald_client::{Options, State, Subscription};
 use herald_protocol::Envelope;
 use herald_protocol::api::DevUser;
-use herald_protocol::names::DEFAULT_EVENT_TYPE;
 use herald_protocol::payloads::{NOTIFICATION, NOTIFICATION_READ, Notification, NotificationRead};
-use herald_protocol::system::CloseReason;
+use herald_protocol::system::{Connected, Reset, ResetReason};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
+use serde_json::Value;
 
-use crate::source::{Source, SourceSignal};
-use crate::state::{
-    Account, ConnectionState, EventLog, HubEvent, Inbox, LogEntry, LogFilter, Signal,
-    decode_hub_event, events_url,
-};
+use crate::state::{Account, ConnectionState, EventLog, Inbox, LogEntry, LogFilter};
 use crate::{alerts, api};
 
 /// How many events the log keeps.
 const LOG_CAPACITY: usize = 500;
-/// The first reconnection delay; it doubles with each failed attempt up to the maximum.
-const RECONNECT_BASE: Duration = Duration::from_millis(1000);
-const RECONNECT_MAX: Duration = Duration::from_secs(15);
 /// How long received events gather before the log re-renders, so bursts do not freeze the page.
 const FLUSH_EVERY: Duration = Duration::from_millis(50);
 
@@ -41,11 +35,12 @@ pub struct Session {
     /// Why signing in failed, if it did.
     pub account_error: RwSignal<Option<String>>,
     pub inbox: RwSignal<Inbox>,
-    source: StoredValue<Option<Source>, LocalStorage>,
+    /// The stream, shared with the console's other tabs signed in as the same user.
+    subscription: StoredValue<Option<Subscription<Value>>, LocalStorage>,
+    /// Reconnection attempts since the stream was last open.
+    attempts: StoredValue<u32, LocalStorage>,
     incoming: StoredValue<Vec<LogEntry>, LocalStorage>,
     flush_scheduled: StoredValue<bool, LocalStorage>,
-    /// Whether the last refusal was already answered by reconnecting without the client id.
-    retried_as_new: StoredValue<bool, LocalStorage>,
 }
 
 impl Session {
@@ -61,10 +56,10 @@ impl Session {
             dev_users: RwSignal::new(Vec::new()),
             account_error: RwSignal::new(None),
             inbox: RwSignal::new(Inbox::default()),
-            source: StoredValue::new_local(None),
+            subscription: StoredValue::new_local(None),
+            attempts: StoredValue::new_local(0),
             incoming: StoredValue::new_local(Vec::new()),
             flush_scheduled: StoredValue::new_local(false),
-            retried_as_new: StoredValue::new_local(false),
         }
     }
 
@@ -145,6 +140,7 @@ impl Session {
             .is_some_and(|current| current.user == account.user);
         api::set_token(Some(token));
         self.account_error.set(None);
+        self.close_subscription();
         if !same_user {
             self.client_id.set(None);
             self.last_event_id.set(None);
@@ -166,148 +162,141 @@ impl Session {
         }
     }
 
-    /// Renews an expired development credential and resumes the stream where it stopped.
-    fn renew_credential(self) {
-        match self.account.get_untracked() {
-            Some(account) if account.development => self.sign_in_as(account.user),
-            _ => self
-                .account_error
-                .set(Some("the credential expired; sign in again".into())),
+    /// The credential for the stream: the current token; asked to renew, a development
+    /// session signs in again as the same demo user, and any other has none to give (the
+    /// stream ends, and the person is asked to sign in again).
+    async fn credential(self, renew: bool) -> Option<String> {
+        if renew {
+            let account = self.account.get_untracked()?;
+            if !account.development {
+                self.account_error
+                    .set(Some("the credential expired; sign in again".into()));
+                return None;
+            }
+            let answer = api::dev_token(&account.user).await.ok()?;
+            api::set_token(Some(answer.token));
         }
+        api::token()
     }
 
     /// Opens the stream, keeping the client id and resuming after the last event id.
     pub fn connect(self) {
-        self.state
-            .update(|state| *state = state.next(Signal::UserConnect));
-        self.open_stream();
-    }
-
-    /// Opens an `EventSource` whose URL carries the current topics, client id and position.
-    fn open_stream(self) {
-        self.drop_source();
-        let encode = |text: &str| String::from(web_sys::js_sys::encode_uri_component(text));
-        let url = events_url(
-            &self.topics.get_untracked(),
-            self.client_id.get_untracked().as_deref(),
-            self.last_event_id.get_untracked().as_deref(),
-            api::token().as_deref(),
-            encode,
-        );
-        match Source::open(&url, move |signal| self.on_signal(signal)) {
-            Ok(source) => {
-                // With `all_types`, every event comes as `message`; Herald's own keep their
-                // names.
-                for name in [
-                    herald_protocol::system::CONNECTED,
-                    herald_protocol::system::RESET,
-                    herald_protocol::system::CLOSING,
-                    DEFAULT_EVENT_TYPE,
-                ] {
-                    source.listen(name);
-                }
-                self.source.set_value(Some(source));
-            }
-            Err(error) => {
-                self.state
-                    .set(ConnectionState::ClosedByServer { reason: error });
-            }
+        self.close_subscription();
+        let user = self
+            .account
+            .get_untracked()
+            .map_or_else(|| "anonymous".to_owned(), |account| account.user);
+        let mut options = Options::default()
+            // The console's tabs signed in as one user share one connection.
+            .share_group(format!("console:{user}"))
+            .credential(move |renew| self.credential(renew));
+        if let Some(client_id) = self.client_id.get_untracked() {
+            options = options.client_id(client_id);
         }
+        if let Some(id) = self.last_event_id.get_untracked() {
+            options = options.last_event_id(id);
+        }
+        let topics = self.topics.get_untracked();
+        let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let subscription = herald_client::subscribe::<Value>(&topics, options);
+        subscription.on_event(move |event| match event {
+            Ok(event) => self.on_envelope(Envelope {
+                id: event.id,
+                topic: event.topic,
+                kind: event.kind,
+                data: event.data,
+                time: event.time,
+            }),
+            Err(undecodable) => leptos::logging::warn!("{}", undecodable.error),
+        });
+        subscription.on_connected(move |connected| self.on_connected(connected));
+        subscription.on_reset(move |reset| self.on_reset(reset));
+        subscription.on_state(move |state, detail| self.on_state(state, detail));
+        self.attempts.set_value(0);
+        self.state.set(ConnectionState::Connecting);
+        self.subscription.set_value(Some(subscription));
     }
 
     /// Closes the stream on purpose: the state says so, and it is not an error.
     pub fn disconnect(self) {
-        self.drop_source();
-        self.state
-            .update(|state| *state = state.next(Signal::UserDisconnect));
+        self.close_subscription();
+        self.state.set(ConnectionState::ClosedByYou);
     }
 
     /// Replaces the topics; a live stream reconnects with its last event id, so nothing is missed.
     pub fn set_topics(self, topics: Vec<String>) {
-        self.topics.set(topics);
+        self.topics.set(topics.clone());
         if self.state.get_untracked().wants_stream() {
-            self.connect();
+            self.subscription.with_value(|subscription| {
+                if let Some(subscription) = subscription {
+                    subscription.set_topics(&topics);
+                }
+            });
         }
     }
 
-    fn drop_source(self) {
-        // Dropping the source closes it and detaches its listeners.
-        self.source.set_value(None);
+    fn close_subscription(self) {
+        if let Some(subscription) = self.subscription.try_update_value(Option::take).flatten() {
+            // Position and identity are kept for the next stream.
+            self.client_id.set(subscription.client_id());
+            if let Some(id) = subscription.last_event_id() {
+                self.last_event_id.set(Some(id));
+            }
+            subscription.close();
+        }
     }
 
-    fn on_signal(self, signal: SourceSignal) {
-        match signal {
-            SourceSignal::Error { .. } if !self.state.get_untracked().wants_stream() => {}
-            SourceSignal::Error { retrying } => {
-                // The browser would reconnect with the URL it was opened with, which may lack
-                // the client id issued since; reconnect here instead, with identity and position.
-                self.drop_source();
-                if retrying {
-                    self.state
-                        .update(|state| *state = state.next(Signal::Lost { retrying }));
-                    self.reconnect_later();
-                } else if self.client_id.get_untracked().is_some()
-                    && !self.retried_as_new.get_value()
-                {
-                    // Refused: most likely the server no longer knows this client id. Try once
-                    // as a new client, still resuming by event id.
-                    self.retried_as_new.set_value(true);
-                    self.client_id.set(None);
-                    self.state
-                        .update(|state| *state = state.next(Signal::Lost { retrying: true }));
-                    self.reconnect_later();
-                } else {
-                    self.state
-                        .update(|state| *state = state.next(Signal::Lost { retrying: false }));
+    fn on_state(self, state: State, detail: Option<&str>) {
+        match state {
+            State::Open => {
+                self.attempts.set_value(0);
+                // A tab that joined a shared stream learns its client from the leading tab.
+                let client_id = self.subscription.with_value(|subscription| {
+                    subscription.as_ref().and_then(Subscription::client_id)
+                });
+                if client_id.is_some() && client_id != self.client_id.get_untracked() {
+                    self.client_id.set(client_id);
                 }
             }
-            SourceSignal::Message(message) => match decode_hub_event(&message.event, &message.data)
-            {
-                Ok(HubEvent::Connected(connected)) => {
-                    self.client_id.set(Some(connected.client_id));
-                    if !message.last_event_id.is_empty() {
-                        self.last_event_id.set(Some(message.last_event_id));
-                    }
-                    self.retried_as_new.set_value(false);
-                    self.state
-                        .update(|state| *state = state.next(Signal::Opened));
-                }
-                Ok(HubEvent::Event(envelope)) => {
-                    self.last_event_id.set(Some(envelope.id.clone()));
-                    self.apply_to_inbox(&envelope);
-                    self.enqueue(LogEntry::Event(envelope));
-                }
-                Ok(HubEvent::Reset(reset)) => {
-                    self.last_event_id.set(Some(reset.latest_id.clone()));
-                    let reason = match reset.reason {
-                        herald_protocol::system::ResetReason::UnknownId => {
-                            "the last event id was unknown"
-                        }
-                        herald_protocol::system::ResetReason::HistoryExpired => {
-                            "missed events are no longer kept"
-                        }
-                    };
-                    self.enqueue(LogEntry::Gap {
-                        reason: reason.to_owned(),
-                    });
-                }
-                Ok(HubEvent::Closing(closing)) => {
-                    let signal = Signal::Closing {
-                        reason: describe(closing.reason),
-                        reconnect: closing.reconnect,
-                    };
-                    self.state.update(|state| *state = state.next(signal));
-                    if !closing.reconnect {
-                        // EventSource reconnects by itself unless closed.
-                        self.drop_source();
-                    }
-                    if closing.reason == CloseReason::CredentialExpired {
-                        self.renew_credential();
-                    }
-                }
-                Err(error) => leptos::logging::warn!("{error}"),
-            },
+            State::Reconnecting => self.attempts.update_value(|attempts| *attempts += 1),
+            _ => {}
         }
+        // A close asked for here is shown by `disconnect`.
+        if state == State::Closed && detail.is_none() {
+            return;
+        }
+        self.state.set(ConnectionState::from_client(
+            state,
+            detail,
+            self.attempts.get_value(),
+        ));
+    }
+
+    fn on_connected(self, connected: &Connected) {
+        self.client_id.set(Some(connected.client_id.clone()));
+        let position = self
+            .subscription
+            .with_value(|subscription| subscription.as_ref().and_then(Subscription::last_event_id));
+        if position.is_some() {
+            self.last_event_id.set(position);
+        }
+    }
+
+    fn on_envelope(self, envelope: Envelope) {
+        self.last_event_id.set(Some(envelope.id.clone()));
+        self.apply_to_inbox(&envelope);
+        self.enqueue(LogEntry::Event(envelope));
+    }
+
+    fn on_reset(self, reset: &Reset) {
+        self.last_event_id.set(Some(reset.latest_id.clone()));
+        let reason = match reset.reason {
+            ResetReason::UnknownId => "the last event id was unknown",
+            ResetReason::HistoryExpired => "missed events are no longer kept",
+        };
+        self.enqueue(LogEntry::Gap {
+            reason: reason.to_owned(),
+        });
     }
 
     /// Keeps the inbox in step with the user's stream, and shows new notifications.
@@ -329,30 +318,6 @@ impl Session {
         }
     }
 
-    /// Reopens the stream after a back-off that doubles with each attempt (with jitter), unless
-    /// the user disconnected meanwhile.
-    fn reconnect_later(self) {
-        let attempt = match self.state.get_untracked() {
-            ConnectionState::Reconnecting { attempt } => attempt,
-            _ => 1,
-        };
-        let base =
-            RECONNECT_BASE.as_millis() as f64 * 2f64.powi(attempt.saturating_sub(1).min(6) as i32);
-        let delay = base.min(RECONNECT_MAX.as_millis() as f64)
-            * (0.75 + web_sys::js_sys::Math::random() / 2.0);
-        set_timeout(
-            move || {
-                if matches!(
-                    self.state.get_untracked(),
-                    ConnectionState::Reconnecting { .. }
-                ) {
-                    self.open_stream();
-                }
-            },
-            Duration::from_millis(delay as u64),
-        );
-    }
-
     /// Collects an entry and renders the batch shortly, once, however many arrive meanwhile.
     fn enqueue(self, entry: LogEntry) {
         self.incoming.update_value(|incoming| incoming.push(entry));
@@ -371,18 +336,5 @@ impl Session {
             },
             FLUSH_EVERY,
         );
-    }
-}
-
-/// A reason as a person reads it.
-fn describe(reason: CloseReason) -> String {
-    match reason {
-        CloseReason::AdminClose => "an administrator closed this client".into(),
-        CloseReason::Shutdown => "the server is shutting down".into(),
-        CloseReason::SlowConsumer => "this client fell too far behind".into(),
-        CloseReason::MaxLifetime => "the connection reached its maximum lifetime".into(),
-        CloseReason::CredentialExpired => "the credential expired".into(),
-        CloseReason::StorageUnavailable => "the event store is unavailable".into(),
-        CloseReason::Resync => "the server is catching up with its cluster".into(),
     }
 }

@@ -2,15 +2,13 @@
 
 mod account;
 mod connection;
-mod decode;
 mod inbox;
 mod log;
 mod overview;
 mod publish;
 
 pub use account::Account;
-pub use connection::{ConnectionState, Signal, events_url};
-pub use decode::{HubEvent, decode_hub_event};
+pub use connection::ConnectionState;
 pub use inbox::Inbox;
 pub use log::{EventLog, LogEntry, LogFilter};
 pub use overview::{Overview, Series};
