@@ -178,6 +178,7 @@ fn test() -> Result<()> {
         "the browser library's protocol types are up to date",
         || types::types(&std::env::current_dir()?, true),
     )?;
+    build_js_client()?;
     build_console(&path)?;
     step(
         "cargo test (unit, integration and browser tests; console state natively)",
