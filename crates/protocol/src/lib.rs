@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod names;
 pub mod payloads;
 pub mod sse;
+pub mod streams;
 pub mod system;
 
 pub use envelope::{Envelope, EnvelopeRef};

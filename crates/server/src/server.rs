@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, AppSettings};
+use crate::app::{App, AppSettings, StreamSettings};
 use crate::auth::{Authenticator, RateLimiter};
 use crate::config::{Config, StorageKind};
 use crate::http::{AppState, router};
@@ -292,15 +292,30 @@ fn start_app(
         closed,
         shutdown.clone(),
     ));
+    let streams = &config.streams;
     let settings = AppSettings {
         max_notifications_per_user: config.max_notifications_per_user,
         connection_lifetime: config.connection_lifetime(),
+        streams: StreamSettings {
+            default_ttl: streams.stream_ttl,
+            max_ttl: streams.stream_max_ttl,
+            max_chunk_bytes: streams.stream_max_chunk,
+            limits: crate::storage::streams::StreamLimits {
+                max_chunks: streams.stream_max_chunks,
+                max_bytes: streams.stream_max_bytes,
+            },
+            max_open: streams.stream_max_open,
+            heartbeat: config.heartbeat,
+            expiry_interval: config.retention_interval,
+        },
     };
-    App::new(
+    let app = App::new(
         hub,
         storage,
         Arc::clone(metrics),
         settings,
         shutdown.clone(),
-    )
+    );
+    tokio::spawn(app.clone().expire_streams());
+    app
 }

@@ -7,6 +7,7 @@ mod demo;
 mod inbox;
 mod mercure;
 mod publish;
+mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ use crate::storage::{NodeRecord, Storage, StorageError};
 pub use demo::{DemoStream, ORDER_PLACED, ORDERS_TOPIC};
 pub use mercure::MercureUpdate;
 pub use publish::Target;
+pub use streams::{Access, Caller, ReadFrom, StreamSettings, access};
 
 /// What the use cases are configured with.
 #[derive(Debug, Clone)]
@@ -29,6 +31,7 @@ pub struct AppSettings {
     pub max_notifications_per_user: usize,
     /// How long a demo stream may live, as any connection; `None` for ever.
     pub connection_lifetime: Option<Duration>,
+    pub streams: StreamSettings,
 }
 
 /// The use cases, on one hub and its storage; clones share them.
@@ -46,6 +49,8 @@ struct Inner {
     settings: AppSettings,
     /// Cancelled on shutdown; ends the streams that do not belong to the hub (the demos).
     shutdown: CancellationToken,
+    /// The readers of response streams, woken when one grows or ends.
+    wakers: streams::Wakers,
 }
 
 /// Why a use case could not be carried out.
@@ -57,6 +62,13 @@ pub enum AppError {
     /// The request names something that does not exist.
     #[error("{message}")]
     NotFound { code: &'static str, message: String },
+    /// The request is refused for the reason `kind` says.
+    #[error("{message}")]
+    Rejected {
+        kind: Rejection,
+        code: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Publish(#[from] PublishError),
     #[error(transparent)]
@@ -65,7 +77,30 @@ pub enum AppError {
     Storage(#[from] StorageError),
 }
 
+/// Why a request was refused, beyond being invalid or naming nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The thing is not in a state that allows it (an ended stream).
+    Conflict,
+    /// The caller may not do it.
+    Forbidden,
+    /// It would exceed a size limit.
+    TooLarge,
+    /// The caller holds too many of something.
+    Limited,
+    /// This server cannot do it.
+    Unavailable,
+}
+
 impl AppError {
+    pub fn rejected(kind: Rejection, code: &'static str, message: impl Into<String>) -> Self {
+        Self::Rejected {
+            kind,
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
         Self::Invalid {
             code,
@@ -96,6 +131,7 @@ impl App {
                 metrics,
                 settings,
                 shutdown,
+                wakers: streams::Wakers::default(),
             }),
         }
     }

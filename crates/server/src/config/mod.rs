@@ -16,6 +16,7 @@ mod operations;
 mod presence;
 mod protocol;
 mod show;
+mod streams;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -34,6 +35,7 @@ pub use operations::{LogFormat, Operations};
 pub use presence::PresenceSettings;
 pub use protocol::Protocols;
 pub use show::defaults as defaults_toml;
+pub use streams::StreamLimits;
 pub use validate::ConfigError;
 
 /// The settings the server runs with. A limit of 0 means "no limit" where its help says so.
@@ -536,6 +538,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub presence: PresenceSettings,
+
+    #[command(flatten)]
+    pub streams: StreamLimits,
 }
 
 /// Where the event log and the client directory live.

@@ -40,6 +40,7 @@ impl Config {
         self.protocols.check().map_err(ConfigError::Invalid)?;
         self.identity.check().map_err(ConfigError::Invalid)?;
         self.presence.check().map_err(ConfigError::Invalid)?;
+        self.streams.check().map_err(ConfigError::Invalid)?;
         if self
             .jwt_secret
             .as_ref()

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use herald_protocol::api::{ErrorBody, ErrorDetail};
 use serde::de::DeserializeOwned;
 
-use crate::app::AppError;
+use crate::app::{AppError, Rejection};
 use crate::auth::{CredentialError, Denied};
 use crate::hub::{PublishError, SubscribeError};
 use crate::storage::{StorageError, StorageErrorKind};
@@ -141,6 +141,20 @@ impl From<AppError> for ApiError {
         match err {
             AppError::Invalid { code, message } => Self::bad_request(code, message),
             AppError::NotFound { code, message } => Self::not_found(code, message),
+            AppError::Rejected {
+                kind,
+                code,
+                message,
+            } => {
+                let status = match kind {
+                    Rejection::Conflict => StatusCode::CONFLICT,
+                    Rejection::Forbidden => StatusCode::FORBIDDEN,
+                    Rejection::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                    Rejection::Limited => StatusCode::TOO_MANY_REQUESTS,
+                    Rejection::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                Self::new(status, code, message)
+            }
             AppError::Publish(err) => err.into(),
             AppError::Subscribe(err) => err.into(),
             AppError::Storage(err) => err.into(),

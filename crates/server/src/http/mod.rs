@@ -19,6 +19,7 @@ mod presence;
 mod publish;
 mod responses;
 mod stats;
+mod streams;
 
 pub use console::embedded as console_embedded;
 pub use error::ApiError;
@@ -85,24 +86,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/dev/users", get(dev::users))
         .route("/api/dev/token", post(dev::token))
         .route("/api/openapi.json", get(openapi::document))
-        .route(
-            "/.well-known/mercure",
-            get(mercure::subscribe)
-                .head(mercure::probe)
-                .post(mercure::publish),
-        )
-        .route(
-            "/.well-known/mercure/subscriptions",
-            get(mercure_subscriptions::list),
-        )
-        .route(
-            "/.well-known/mercure/subscriptions/{*rest}",
-            get(mercure_subscriptions::list),
-        )
         .route("/api/{*rest}", axum::routing::any(route_not_found))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .method_not_allowed_fallback(method_not_allowed);
+    let api = mercure_routes(stream_routes(api));
     // With an internal listener for them, the metrics are not public.
     let api = if state.config.operations.metrics_listen.is_none() {
         api.route("/metrics", get(ops::metrics))
@@ -152,6 +140,36 @@ pub fn router(state: AppState) -> Router {
         )),
         None => routes,
     }
+}
+
+/// The response streams' routes.
+fn stream_routes(api: Router<AppState>) -> Router<AppState> {
+    api.route("/api/streams", post(streams::create))
+        .route(
+            "/api/streams/{id}",
+            get(streams::info).delete(streams::cancel),
+        )
+        .route("/api/streams/{id}/append", post(streams::append))
+        .route("/api/streams/{id}/end", post(streams::end))
+        .route("/streams/{id}", get(streams::follow))
+}
+
+/// The Mercure hub's routes.
+fn mercure_routes(api: Router<AppState>) -> Router<AppState> {
+    api.route(
+        "/.well-known/mercure",
+        get(mercure::subscribe)
+            .head(mercure::probe)
+            .post(mercure::publish),
+    )
+    .route(
+        "/.well-known/mercure/subscriptions",
+        get(mercure_subscriptions::list),
+    )
+    .route(
+        "/.well-known/mercure/subscriptions/{*rest}",
+        get(mercure_subscriptions::list),
+    )
 }
 
 /// The operations endpoints alone (`/metrics`, `/healthz`, `/readyz`), for the internal

@@ -24,6 +24,7 @@ mod inbox;
 mod memory;
 mod redis;
 mod sqlite;
+pub mod streams;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod timed;
@@ -330,4 +331,9 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
         &'a self,
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Seq>, StorageError>>;
+
+    /// The response streams, where this store keeps them.
+    fn streams(&self) -> Option<&dyn streams::StreamStore> {
+        None
+    }
 }

@@ -241,4 +241,8 @@ impl Storage for Timed {
     ) -> BoxFuture<'a, Result<Option<Seq>, StorageError>> {
         self.timed(Operation::FindMercureId, self.inner.find_mercure_id(id))
     }
+
+    fn streams(&self) -> Option<&dyn super::streams::StreamStore> {
+        self.inner.streams()
+    }
 }

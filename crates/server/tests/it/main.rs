@@ -30,4 +30,5 @@ mod slow_consumer;
 mod stats;
 mod storage_contract;
 mod streaming;
+mod streams;
 mod targeting;

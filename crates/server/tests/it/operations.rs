@@ -106,6 +106,11 @@ async fn the_openapi_document_describes_the_api() {
         "/api/topics/{topic}/presence",
         "/api/stats",
         "/api/stats/stream",
+        "/api/streams",
+        "/api/streams/{id}",
+        "/api/streams/{id}/append",
+        "/api/streams/{id}/end",
+        "/streams/{id}",
     ] {
         assert!(document["paths"][path].is_object(), "{path} is documented");
     }

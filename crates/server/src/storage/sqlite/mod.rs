@@ -21,6 +21,7 @@ mod log;
 mod pool;
 mod retention;
 mod schema;
+mod streams;
 #[cfg(test)]
 mod tests;
 
@@ -310,5 +311,9 @@ impl Storage for SqliteStorage {
     ) -> BoxFuture<'a, Result<Option<Seq>, StorageError>> {
         let id = id.to_owned();
         self.read(move |_, reader| log::find_mercure_id(reader, &id))
+    }
+
+    fn streams(&self) -> Option<&dyn super::streams::StreamStore> {
+        Some(self)
     }
 }

@@ -6,10 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::Connection;
 
-use super::{Inner, Seq, SqliteSettings, inbox};
+use super::{Inner, Seq, SqliteSettings, inbox, streams};
 
 /// The schema this code reads and writes, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 /// The writer's page cache, in KiB (SQLite's default is 2 MiB per connection). Appends touch
 /// the last pages of the log and its indexes (client ids lead with their issue time, so new
@@ -113,6 +113,11 @@ fn migrate_locked(writer: &Connection) -> Result<(), String> {
                  PRAGMA user_version = 3;",
             )
             .map_err(|e| format!("cannot add the Mercure fields: {e}"))?;
+    }
+    if version < 4 {
+        writer
+            .execute_batch(&format!("{} PRAGMA user_version = 4;", streams::SCHEMA))
+            .map_err(|e| format!("cannot add the response streams: {e}"))?;
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use herald_server::storage::{
 use serde_json::value::to_raw_value;
 
 mod mercure;
+mod streams;
 
 use crate::support::services::RedisServer;
 use crate::support::{eventually, fresh_data_dir};

@@ -15,6 +15,8 @@ use super::{
 };
 use crate::ids::ClientId;
 
+mod streams;
+
 #[derive(Debug)]
 pub struct MemoryStorage {
     /// Events kept per stream.
@@ -22,6 +24,8 @@ pub struct MemoryStorage {
     /// The position before the first event of this run: ids at or below it are from before.
     floor: Seq,
     state: Mutex<State>,
+    /// The response streams.
+    responses: Mutex<streams::Responses>,
 }
 
 #[derive(Debug, Default)]
@@ -68,6 +72,7 @@ impl MemoryStorage {
                 latest: floor,
                 ..State::default()
             }),
+            responses: Mutex::default(),
         }
     }
 
@@ -257,6 +262,10 @@ impl Storage for MemoryStorage {
     ) -> BoxFuture<'a, Result<Option<Seq>, StorageError>> {
         let found = self.state().mercure_ids.get(id).copied();
         Box::pin(async move { Ok(found) })
+    }
+
+    fn streams(&self) -> Option<&dyn super::streams::StreamStore> {
+        Some(self)
     }
 
     fn register_client<'a>(
