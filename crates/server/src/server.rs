@@ -317,5 +317,6 @@ fn start_app(
         shutdown.clone(),
     );
     tokio::spawn(app.clone().expire_streams());
+    tokio::spawn(app.clone().follow_stream_notices());
     app
 }

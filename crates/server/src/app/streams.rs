@@ -405,6 +405,29 @@ impl App {
         Ok(self.stream_store()?.read_chunks(id, after, PAGE).await?)
     }
 
+    /// Wakes this node's readers of the streams other nodes change (in a cluster), until
+    /// shutdown.
+    pub async fn follow_stream_notices(self) {
+        let Some(mut notices) = self
+            .inner
+            .storage
+            .streams()
+            .and_then(StreamStore::stream_notices)
+        else {
+            return;
+        };
+        let shutdown = self.inner.shutdown.clone();
+        loop {
+            tokio::select! {
+                notice = notices.recv() => match notice {
+                    Some(id) => self.inner.wakers.wake(&id),
+                    None => return,
+                },
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
     /// Ends the streams left open past their ttl and forgets those ended past it, every
     /// `expiry_interval`, until shutdown.
     pub async fn expire_streams(self) {

@@ -145,6 +145,12 @@ pub trait StreamStore: Send + Sync {
     /// Removes the streams ended more than their ttl before `now`, and those open with nothing
     /// appended for their ttl (which their readers see end as `error`); returns the latter.
     fn expire_streams(&self, now: SystemTime) -> BoxFuture<'_, Result<Vec<String>, StorageError>>;
+
+    /// The ids of streams other nodes sharing this store changed, as they announce them (a
+    /// store shared by a cluster); `None` for a store this node alone uses.
+    fn stream_notices(&self) -> Option<tokio::sync::mpsc::Receiver<String>> {
+        None
+    }
 }
 
 /// The compacted form of a stream's chunks: a text stream's whole text as one JSON string, a

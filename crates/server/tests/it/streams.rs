@@ -437,3 +437,33 @@ async fn a_stream_survives_a_restart_on_sqlite() {
     drop(herald);
     let _ = std::fs::remove_dir_all(data_dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_started_through_one_node_is_read_live_on_another() {
+    let redis = crate::support::services::RedisServer::start().await;
+    let nodes = crate::cluster::nodes(&redis, 2, |_| {}).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let writer = writer();
+    let id = create(a, &writer, json!({})).await;
+    append(a, &writer, &id, json!(["from ", "node a"])).await;
+    let mut on_b = read(b, &reqwest::Client::new(), &id, None).await;
+    assert_eq!(chunk(&mut on_b).await.1, json!("from "));
+    assert_eq!(chunk(&mut on_b).await.1, json!("node a"));
+    // Live: appended through a, read through b as it comes.
+    append(a, &writer, &id, json!([", live"])).await;
+    assert_eq!(chunk(&mut on_b).await, ("17".to_owned(), json!(", live")));
+    // The creator may go on through b as well.
+    append(b, &writer, &id, json!(["!"])).await;
+    assert_eq!(chunk(&mut on_b).await.1, json!("!"));
+    let (status, _) = post(
+        a,
+        &writer,
+        &format!("/api/streams/{id}/end"),
+        json!({"status": "done"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(end(&mut on_b).await, json!({"status": "done"}));
+    let (_, info) = b.get_json(&format!("/api/streams/{id}")).await;
+    assert_eq!(info["text"], "from node a, live!");
+}

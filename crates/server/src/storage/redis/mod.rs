@@ -24,6 +24,8 @@ mod inbox;
 mod mercure;
 mod node;
 mod presence;
+mod scripts;
+mod streams;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -31,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{RedisError, Script, Value};
+use redis::{RedisError, Value};
 
 use super::{
     BoxFuture, InboxItem, InboxPage, InboxQuery, MercureFields, NewEvent, NewInboxItem, ReadChange,
@@ -39,6 +41,8 @@ use super::{
 };
 use crate::ids::ClientId;
 use crate::time;
+
+use scripts::Scripts;
 
 pub use codec::FeedEntry;
 pub use node::{FeedReader, MercureRecord, NodeRecord};
@@ -148,50 +152,6 @@ impl Keys {
     fn node(&self, node: &str) -> String {
         format!("{}node:{node}", self.prefix)
     }
-}
-
-#[derive(Debug)]
-struct Scripts {
-    append: Script,
-    latest: Script,
-    read: Script,
-    control: Script,
-    cutoff: Script,
-    trim: Script,
-    expire_clients: Script,
-    forget_oldest: Script,
-    notify: Script,
-    inbox: Script,
-    mark_read: Script,
-    earliest: Script,
-    presence: Script,
-    watched: Script,
-}
-
-impl Scripts {
-    fn new() -> Self {
-        Self {
-            append: with_sequence(include_str!("lua/append.lua")),
-            latest: with_sequence(include_str!("lua/latest.lua")),
-            read: Script::new(include_str!("lua/read.lua")),
-            control: with_sequence(include_str!("lua/control.lua")),
-            cutoff: Script::new(include_str!("lua/cutoff.lua")),
-            trim: Script::new(include_str!("lua/trim.lua")),
-            expire_clients: Script::new(include_str!("lua/expire_clients.lua")),
-            forget_oldest: Script::new(include_str!("lua/forget_oldest.lua")),
-            notify: Script::new(include_str!("lua/notify.lua")),
-            inbox: Script::new(include_str!("lua/inbox.lua")),
-            mark_read: Script::new(include_str!("lua/mark_read.lua")),
-            earliest: Script::new(include_str!("lua/earliest.lua")),
-            presence: Script::new(include_str!("lua/presence.lua")),
-            watched: Script::new(include_str!("lua/watched.lua")),
-        }
-    }
-}
-
-/// A script that issues or reads positions, after the function that keeps the sequence.
-fn with_sequence(body: &str) -> Script {
-    Script::new(&format!("{}\n{body}", include_str!("lua/sequence.lua")))
 }
 
 impl RedisStorage {
@@ -595,5 +555,9 @@ impl Storage for RedisStorage {
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Seq>, StorageError>> {
         Box::pin(self.mercure_id(id))
+    }
+
+    fn streams(&self) -> Option<&dyn super::streams::StreamStore> {
+        Some(self)
     }
 }

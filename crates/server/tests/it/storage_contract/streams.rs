@@ -213,6 +213,12 @@ macro_rules! stream_contract {
                 super::$case(super::Backend::Sqlite).await;
             })*
         }
+        mod redis {
+            $(#[tokio::test]
+            async fn $case() {
+                super::$case(super::Backend::Redis).await;
+            })*
+        }
     };
 }
 
