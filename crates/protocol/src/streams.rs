@@ -80,6 +80,25 @@ pub struct CreateStream {
     /// The user the stream belongs to: that user may read it (a credential with this `sub`).
     #[serde(default)]
     pub user: Option<String>,
+    /// Relay mode: Herald itself calls this OpenAI-compatible streaming endpoint and appends
+    /// each piece of the answer as it arrives (a `text` stream only).
+    #[serde(default)]
+    pub upstream: Option<StreamUpstream>,
+}
+
+/// An OpenAI-compatible streaming endpoint to relay (`/v1/chat/completions`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StreamUpstream {
+    /// The endpoint; it must start with an entry of the server's `--stream-upstream`.
+    pub url: String,
+    /// Headers to send (`Authorization` for the provider's key, say).
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The request's JSON body (`model`, `messages`, ...); `"stream": true` is set.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub body: serde_json::Value,
 }
 
 /// Answer of `POST /api/streams`.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{App, AppSettings, StreamSettings};
+use crate::app::{App, AppSettings, RelaySettings, StreamSettings};
 use crate::auth::{Authenticator, RateLimiter};
 use crate::config::{Config, StorageKind};
 use crate::http::{AppState, router};
@@ -307,6 +307,15 @@ fn start_app(
             max_open: streams.stream_max_open,
             heartbeat: config.heartbeat,
             expiry_interval: config.retention_interval,
+        },
+        relay: RelaySettings {
+            // Checked when the settings were validated.
+            allowed: streams
+                .stream_upstream
+                .iter()
+                .filter_map(|prefix| reqwest::Url::parse(prefix).ok())
+                .collect(),
+            silence: streams.stream_upstream_timeout,
         },
     };
     let app = App::new(

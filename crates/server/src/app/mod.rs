@@ -7,6 +7,7 @@ mod demo;
 mod inbox;
 mod mercure;
 mod publish;
+mod relay;
 mod streams;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::storage::{NodeRecord, Storage, StorageError};
 pub use demo::{DemoStream, ORDER_PLACED, ORDERS_TOPIC};
 pub use mercure::MercureUpdate;
 pub use publish::Target;
+pub use relay::RelaySettings;
 pub use streams::{Access, Caller, ReadFrom, StreamSettings, access};
 
 /// What the use cases are configured with.
@@ -32,6 +34,7 @@ pub struct AppSettings {
     /// How long a demo stream may live, as any connection; `None` for ever.
     pub connection_lifetime: Option<Duration>,
     pub streams: StreamSettings,
+    pub relay: RelaySettings,
 }
 
 /// The use cases, on one hub and its storage; clones share them.
@@ -51,6 +54,10 @@ struct Inner {
     shutdown: CancellationToken,
     /// The readers of response streams, woken when one grows or ends.
     wakers: streams::Wakers,
+    /// The relays this node runs.
+    relays: relay::Relays,
+    /// Calls relayed upstreams.
+    upstream: reqwest::Client,
 }
 
 /// Why a use case could not be carried out.
@@ -132,6 +139,8 @@ impl App {
                 settings,
                 shutdown,
                 wakers: streams::Wakers::default(),
+                relays: relay::Relays::default(),
+                upstream: reqwest::Client::new(),
             }),
         }
     }

@@ -266,6 +266,9 @@ impl App {
         match ended {
             Ended::Ended(stream) => {
                 self.inner.wakers.wake(id);
+                if status == StreamStatus::Cancelled {
+                    self.inner.relays.abort(id);
+                }
                 Ok(*stream)
             }
             Ended::NotFound => Err(AppError::not_found(

@@ -66,6 +66,28 @@ pub struct StreamLimits {
         default_value = "100"
     )]
     pub stream_max_open: usize,
+
+    /// URL prefixes of the OpenAI-compatible endpoints streams may relay
+    /// (`https://api.openai.com/v1/`, `http://127.0.0.1:11434/v1/`); repeat or separate with
+    /// commas. None by default: relay mode is off until an operator allows an upstream.
+    #[arg(
+        long,
+        env = "HERALD_STREAM_UPSTREAM",
+        value_name = "URL_PREFIX",
+        value_delimiter = ','
+    )]
+    pub stream_upstream: Vec<String>,
+
+    /// How long a relayed upstream may stay silent (before answering, or between two pieces)
+    /// before the stream ends as an error.
+    #[arg(
+        long,
+        env = "HERALD_STREAM_UPSTREAM_TIMEOUT",
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = parse_duration
+    )]
+    pub stream_upstream_timeout: Duration,
 }
 
 impl StreamLimits {
@@ -80,6 +102,18 @@ impl StreamLimits {
         }
         if self.stream_max_open == 0 {
             return Err("stream_max_open must be above 0".into());
+        }
+        for prefix in &self.stream_upstream {
+            let parsed = reqwest::Url::parse(prefix)
+                .map_err(|err| format!("stream_upstream {prefix:?} is not a URL: {err}"))?;
+            if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+                return Err(format!(
+                    "stream_upstream {prefix:?} must be an http(s) URL with a host"
+                ));
+            }
+        }
+        if self.stream_upstream_timeout.is_zero() {
+            return Err("stream_upstream_timeout must be above 0".into());
         }
         Ok(())
     }

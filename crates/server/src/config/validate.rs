@@ -230,5 +230,8 @@ impl Config {
         self.protocols.normalize();
         self.identity.normalize();
         self.mercure.normalize();
+        self.streams
+            .stream_upstream
+            .retain(|prefix| !prefix.is_empty());
     }
 }

@@ -104,6 +104,7 @@ use utoipa::{Modify, OpenApi};
         OrderPlaced,
         OrderReceipt,
         herald_protocol::streams::CreateStream,
+        herald_protocol::streams::StreamUpstream,
         herald_protocol::streams::StreamCreated,
         herald_protocol::streams::AppendChunks,
         herald_protocol::streams::Appended,

@@ -7,7 +7,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_protocol::api::ErrorBody;
 use herald_protocol::streams::{
-    AppendChunks, Appended, CreateStream, EndStream, StreamCreated, StreamInfo, StreamStatus,
+    AppendChunks, Appended, CreateStream, EndStream, StreamCreated, StreamInfo, StreamKind,
+    StreamStatus,
 };
 
 use super::AppState;
@@ -80,7 +81,7 @@ async fn owned(
         (status = 201, description = "Created", body = StreamCreated),
         (status = 400, description = "Invalid kind, ttl or user", body = ErrorBody),
         (status = 401, response = Unauthorized),
-        (status = 403, description = "No `publish` selector grants `streams/{id}`", body = ErrorBody),
+        (status = 403, description = "No `publish` selector grants `streams/{id}`, or the upstream is not under a `--stream-upstream` prefix", body = ErrorBody),
         (status = 413, response = TooLarge),
         (status = 415, response = NotJson),
         (status = 429, description = "The publisher holds `--stream-max-open` open streams, or publishes too fast", body = ErrorBody),
@@ -99,10 +100,25 @@ pub async fn create(
     let id = ClientId::generate().to_string();
     let credential = principal.require_publish(&format!("streams/{id}"))?;
     limit_publish_rate(&state, credential, 0)?;
+    let relay = match &request.upstream {
+        Some(upstream) if request.kind == StreamKind::Text => {
+            Some((state.app.check_upstream(upstream)?, upstream.clone()))
+        }
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_upstream",
+                "only a text stream relays an upstream",
+            ));
+        }
+        None => None,
+    };
     let id = state
         .app
         .create_stream(id, &credential.user, &request)
         .await?;
+    if let Some((url, upstream)) = relay {
+        state.app.relay(id.clone(), url, upstream);
+    }
     let url = format!("/streams/{id}");
     Ok((StatusCode::CREATED, Json(StreamCreated { id, url })).into_response())
 }

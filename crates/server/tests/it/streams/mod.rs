@@ -5,12 +5,19 @@ use serde_json::{Value, json};
 
 use crate::support::{HeraldProcess, SseStream, TestServer, client_with_token, eventually, token};
 
+mod relay;
+
 /// A publisher that may create streams.
 fn writer() -> reqwest::Client {
     client_with_token(&token("writer", &["streams/*"], &[], false))
 }
 
 async fn create(server: &TestServer, http: &reqwest::Client, body: Value) -> String {
+    create_answer(server, http, body).await
+}
+
+/// Creates a stream; its id.
+async fn create_answer(server: &TestServer, http: &reqwest::Client, body: Value) -> String {
     let response = http
         .post(server.url("/api/streams"))
         .json(&body)
