@@ -624,3 +624,64 @@ async fn two_console_tabs_share_one_connection() {
     assert_eq!(browser.console_errors().await, Vec::<String>::new());
     browser.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloading_the_console_mid_answer_shows_the_whole_answer_then_the_rest() {
+    let server = Server::start(dist_dir()).await;
+    let browser = Browser::launch("chat_reload").await;
+    open_console(&server, &browser).await;
+    browser
+        .fill(
+            "prompt",
+            "[data-testid=chat-prompt]",
+            "Will it survive a reload?",
+        )
+        .await;
+    browser.click("send", "[data-testid=chat-send]").await;
+    browser
+        .wait_text("a few words in", "[data-testid=chat-answer]", |text| {
+            text.split(' ').count() > 3
+        })
+        .await;
+    // The answer's stream, as the page keeps it; still being written when the page reloads.
+    let kept = browser
+        .client
+        .execute("return localStorage.getItem('herald.chat');", vec![])
+        .await
+        .expect("the kept answer");
+    let kept: Value = serde_json::from_str(kept.as_str().expect("kept as text")).unwrap();
+    let id = kept["stream"].as_str().expect("a stream id").to_owned();
+    let info = |server: &Server| {
+        let request = server.http.get(server.url(&format!("/api/streams/{id}")));
+        async move {
+            request
+                .send()
+                .await
+                .expect("the stream")
+                .json::<Value>()
+                .await
+                .expect("its state")
+        }
+    };
+    assert_eq!(info(&server).await["status"], "open", "mid-answer");
+    browser.client.refresh().await.expect("the page reloads");
+    browser
+        .wait_text(
+            "done after the reload",
+            "[data-testid=chat-status]",
+            |text| text == "done",
+        )
+        .await;
+    let whole = info(&server).await["text"]
+        .as_str()
+        .expect("the whole text")
+        .to_owned();
+    assert!(whole.ends_with("stops the moment you do."), "{whole}");
+    assert_eq!(
+        browser.text("answer", "[data-testid=chat-answer]").await,
+        whole,
+        "the whole answer, each piece once"
+    );
+    assert_eq!(browser.console_errors().await, Vec::<String>::new());
+    browser.close().await;
+}

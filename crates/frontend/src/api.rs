@@ -144,3 +144,14 @@ pub async fn mark_all_read() -> Result<NotificationRead, String> {
 pub async fn place_order() -> Result<OrderReceipt, String> {
     answer(authorized(Request::post("/demo/orders")).send().await).await
 }
+
+/// Asks the chat demo for an answer, written into a response stream; its id and URL.
+pub async fn demo_answer(
+    prompt: &str,
+    delay_ms: u64,
+) -> Result<herald_protocol::streams::StreamCreated, String> {
+    let request = Request::post("/demo/chat")
+        .json(&serde_json::json!({"prompt": prompt, "delay_ms": delay_ms}))
+        .map_err(|err| format!("cannot encode the question: {err}"))?;
+    answer(request.send().await).await
+}

@@ -78,22 +78,75 @@ impl App {
         fail_after: Option<usize>,
         resume_after: usize,
     ) -> Result<Option<DemoStream>, AppError> {
-        if prompt.len() > MAX_PROMPT_BYTES {
-            return Err(AppError::invalid(
-                "invalid_parameter",
-                format!("a prompt is at most {MAX_PROMPT_BYTES} bytes"),
-            ));
-        }
-        let prompt = prompt.trim();
-        if prompt.is_empty() {
-            return Err(AppError::invalid(
-                "missing_prompt",
-                "give a prompt (?prompt=...)",
-            ));
-        }
+        let prompt = checked_prompt(prompt)?;
         check_interval("delay_ms", delay_ms)?;
         let frames = chat_frames(&answer_pieces(prompt), fail_after);
         Ok(self.demo_stream("chat", frames, delay_ms, resume_after))
+    }
+
+    /// The chat demo's answer to `prompt` as a response stream, written in the background one
+    /// piece every `delay_ms` (an upstream failure after `fail_after` ends it as an error); the
+    /// stream's id. A reader that reloads mid-answer reads it whole from the stream.
+    pub async fn demo_answer(
+        &self,
+        prompt: &str,
+        delay_ms: u64,
+        fail_after: Option<usize>,
+    ) -> Result<String, AppError> {
+        let prompt = checked_prompt(prompt)?;
+        check_interval("delay_ms", delay_ms)?;
+        let request = herald_protocol::streams::CreateStream {
+            ttl: Some(serde_json::json!(DEMO_ANSWER_TTL_SECS)),
+            ..Default::default()
+        };
+        let id = crate::ids::ClientId::generate().to_string();
+        let id = self.create_stream(id, DEMO_OWNER, &request).await?;
+        let pieces = answer_pieces(prompt);
+        let app = self.clone();
+        let answer = id.clone();
+        tokio::spawn(async move {
+            let shutdown = app.inner.shutdown.clone();
+            tokio::select! {
+                () = app.write_answer(&answer, pieces, delay_ms, fail_after) => {}
+                () = shutdown.cancelled() => {}
+            }
+        });
+        Ok(id)
+    }
+
+    async fn write_answer(
+        &self,
+        id: &str,
+        pieces: Vec<String>,
+        delay_ms: u64,
+        fail_after: Option<usize>,
+    ) {
+        let failure_point = fail_after.map(|n| n.min(pieces.len()));
+        for piece in pieces.into_iter().take(failure_point.unwrap_or(usize::MAX)) {
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+            let Ok(stream) = self.response_stream(id).await else {
+                return;
+            };
+            if self
+                .append_chunks(&stream, vec![serde_json::Value::String(piece)])
+                .await
+                .is_err()
+            {
+                // Cancelled, or gone.
+                return;
+            }
+        }
+        let (status, result) = match failure_point {
+            Some(_) => (
+                herald_protocol::streams::StreamStatus::Error,
+                serde_json::json!({"reason": "the model stopped answering; try again"}),
+            ),
+            None => (
+                herald_protocol::streams::StreamStatus::Done,
+                serde_json::json!({"finish_reason": "stop"}),
+            ),
+        };
+        let _ = self.end_stream(id, status, Some(result)).await;
     }
 
     fn demo_stream(
@@ -163,6 +216,29 @@ impl App {
             notified_admins: admins,
         })
     }
+}
+
+/// The owner of the chat demo's answers.
+const DEMO_OWNER: &str = "herald-demo";
+/// How long a demo answer is kept after it ends.
+const DEMO_ANSWER_TTL_SECS: u64 = 600;
+
+/// A prompt, trimmed, if it is not empty or too long.
+fn checked_prompt(prompt: &str) -> Result<&str, AppError> {
+    if prompt.len() > MAX_PROMPT_BYTES {
+        return Err(AppError::invalid(
+            "invalid_parameter",
+            format!("a prompt is at most {MAX_PROMPT_BYTES} bytes"),
+        ));
+    }
+    let prompt = prompt.trim();
+    if prompt.is_empty() {
+        return Err(AppError::invalid(
+            "missing_prompt",
+            "give a prompt (?prompt=...)",
+        ));
+    }
+    Ok(prompt)
 }
 
 fn check_interval(name: &str, millis: u64) -> Result<(), AppError> {

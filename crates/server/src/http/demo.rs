@@ -12,7 +12,7 @@ use utoipa::IntoParams;
 
 use super::AppState;
 use super::caller::limit_publish_rate;
-use super::error::{ApiError, ApiQuery};
+use super::error::{ApiError, ApiJson, ApiQuery};
 use super::events::event_stream_response;
 use super::responses::{NotAdmin, RateLimited, Unauthorized, Unavailable};
 use crate::app::DemoStream;
@@ -87,6 +87,48 @@ pub async fn chat(
         resume_after(&headers),
     )?;
     Ok(respond(demo))
+}
+
+/// What `POST /demo/chat` asks.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerRequest {
+    /// The question, 1 to 4096 bytes.
+    prompt: String,
+    /// Milliseconds between pieces of the answer, 10 to 60000. Default 40.
+    delay_ms: Option<u64>,
+    /// Simulates an upstream failure after this many pieces.
+    fail_after: Option<usize>,
+}
+
+/// The chat demo's answer as a response stream: written in the background, read (and read
+/// again after a reload, whole) at the returned `url`, as `stream.chunk` text pieces and a
+/// final `stream.end`.
+#[utoipa::path(
+    post,
+    path = "/demo/chat",
+    tag = "demo",
+    request_body = AnswerRequest,
+    responses(
+        (status = 201, description = "The answer's stream", body = herald_protocol::streams::StreamCreated),
+        (status = 400, description = "Missing or oversized prompt, or a parameter out of range", body = ErrorBody),
+    )
+)]
+pub async fn answer(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<AnswerRequest>,
+) -> Result<Response, ApiError> {
+    let id = state
+        .app
+        .demo_answer(
+            &request.prompt,
+            request.delay_ms.unwrap_or(40),
+            request.fail_after,
+        )
+        .await?;
+    let url = format!("/streams/{id}");
+    let created = herald_protocol::streams::StreamCreated { id, url };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
 /// The frame a reconnecting client saw last, from `Last-Event-ID`; 0 for none.

@@ -101,7 +101,7 @@ pub fn router(state: AppState) -> Router {
     // asked for.
     let api = if state.config.dev || state.config.demos {
         api.route("/demo/countdown", get(demo::countdown))
-            .route("/demo/chat", get(demo::chat))
+            .route("/demo/chat", get(demo::chat).post(demo::answer))
             .route("/demo/orders", post(demo::place_order))
     } else {
         api.route("/demo/{*rest}", axum::routing::any(route_not_found))

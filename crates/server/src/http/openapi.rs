@@ -48,6 +48,7 @@ use utoipa::{Modify, OpenApi};
         super::clients::close,
         super::demo::countdown,
         super::demo::chat,
+        super::demo::answer,
         super::demo::place_order,
         super::ops::healthz,
         super::ops::readyz,

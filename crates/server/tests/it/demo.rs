@@ -153,3 +153,57 @@ async fn demo_parameters_are_checked() {
         .await;
     assert_eq!(status, 400, "counted in bytes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_answer_as_a_response_stream_is_read_whole_from_any_point() {
+    let server = demo_server().await;
+    let response = server
+        .post_json("/demo/chat", &json!({"prompt": "And now?", "delay_ms": 10}))
+        .await;
+    assert_eq!(response.status(), 201);
+    let created: serde_json::Value = response.json().await.unwrap();
+    let url = created["url"].as_str().unwrap().to_owned();
+    let mut reader = server.get_stream(&url).await;
+    let mut text = String::new();
+    loop {
+        let event = reader.next_event().await;
+        let envelope: serde_json::Value = serde_json::from_str(&event.data).unwrap();
+        if event.event == "stream.end" {
+            assert_eq!(
+                envelope["data"],
+                json!({"status": "done", "result": {"finish_reason": "stop"}})
+            );
+            break;
+        }
+        text.push_str(envelope["data"].as_str().unwrap());
+    }
+    assert!(
+        text.starts_with("You asked: \u{201c}And now?\u{201d}."),
+        "{text}"
+    );
+    // Read again after the end: the same answer, in one piece.
+    let mut again = server.get_stream(&url).await;
+    let whole: serde_json::Value = serde_json::from_str(&again.next_event().await.data).unwrap();
+    assert_eq!(whole["data"], text.as_str());
+
+    let response = server
+        .post_json(
+            "/demo/chat",
+            &json!({"prompt": "fail", "delay_ms": 10, "fail_after": 2}),
+        )
+        .await;
+    let created: serde_json::Value = response.json().await.unwrap();
+    let mut failing = server.get_stream(created["url"].as_str().unwrap()).await;
+    let end = loop {
+        let event = failing.next_event().await;
+        if event.event == "stream.end" {
+            break event;
+        }
+    };
+    let end: serde_json::Value = serde_json::from_str(&end.data).unwrap();
+    assert_eq!(end["data"]["status"], "error");
+    let response = server
+        .post_json("/demo/chat", &json!({"prompt": "  "}))
+        .await;
+    assert_eq!(response.status(), 400);
+}
