@@ -18,6 +18,7 @@ mod pool;
 mod procfs;
 mod publish;
 mod scenarios;
+mod streams;
 mod wire;
 mod worker;
 
@@ -53,6 +54,9 @@ enum Cmd {
     /// Holds event streams over HTTP/2 (h2c, or TLS with --tls-ca) and prints the server's
     /// memory per idle stream and, with --broadcasts, CPU time per delivery, as JSON.
     Http2(http2::Http2IdleArgs),
+    /// Measures response streams: appends per second with one and several writers, and a late
+    /// reader's catch-up with a long stream; prints the figures as JSON.
+    Streams(streams::StreamsArgs),
     /// A worker process (started by `run`; reads commands on stdin).
     #[command(hide = true)]
     Worker {
@@ -194,6 +198,25 @@ fn main() -> Result<()> {
                     figures.loadgen_cpu_share
                 );
             }
+            println!("{}", serde_json::to_string(&figures)?);
+            Ok(())
+        }
+        Cmd::Streams(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let local = tokio::task::LocalSet::new();
+            let figures = local.block_on(&runtime, streams::run(args))?;
+            for appends in &figures.appends {
+                eprintln!(
+                    "streams: {} writer(s): {:.0} appends/s (p50 {:.2} ms, p99 {:.2} ms per acknowledged append)",
+                    appends.writers, appends.per_second, appends.p50_ms, appends.p99_ms
+                );
+            }
+            eprintln!(
+                "streams: a late reader catches up with {} chunks in {:.1} ms (open), {:.1} ms after the end (compacted)",
+                figures.catch_up_chunks, figures.catch_up_open_ms, figures.catch_up_ended_ms
+            );
             println!("{}", serde_json::to_string(&figures)?);
             Ok(())
         }

@@ -16,6 +16,8 @@ pub struct Publisher {
     token: Option<String>,
     buf: Vec<u8>,
     request: Vec<u8>,
+    /// The body of the last answer.
+    body: Vec<u8>,
 }
 
 impl Publisher {
@@ -26,6 +28,7 @@ impl Publisher {
             token,
             buf: Vec::with_capacity(4096),
             request: Vec::with_capacity(1024),
+            body: Vec::new(),
         }
     }
 
@@ -69,13 +72,23 @@ impl Publisher {
             .extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
         self.request.extend_from_slice(body);
         stream.write_all(&self.request).await?;
-        read_response(stream, &mut self.buf).await
+        read_response(stream, &mut self.buf, &mut self.body).await
+    }
+
+    /// The body of the last answer.
+    pub fn body(&self) -> &[u8] {
+        &self.body
     }
 }
 
-/// Reads one response (head and body) and returns its status.
-async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<u16> {
+/// Reads one response (head and body, kept in `body`) and returns its status.
+async fn read_response(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    body: &mut Vec<u8>,
+) -> Result<u16> {
     buf.clear();
+    body.clear();
     let mut chunk = [0u8; 4096];
     let end = loop {
         if let Some(end) = wire::head_end(buf) {
@@ -89,24 +102,23 @@ async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<u16>
     let code = wire::status(head).context("no status in the response")?;
     if wire::is_chunked(head) {
         let mut decoder = wire::Dechunker::default();
-        let mut body = Vec::new();
         decoder
-            .feed(&buf[end..], &mut body)
+            .feed(&buf[end..], body)
             .map_err(anyhow::Error::msg)?;
         while !decoder.finished {
             let read = stream.read(&mut chunk).await?;
             anyhow::ensure!(read > 0, "closed inside a chunked answer");
             decoder
-                .feed(&chunk[..read], &mut body)
+                .feed(&chunk[..read], body)
                 .map_err(anyhow::Error::msg)?;
         }
     } else {
         let length = wire::content_length(head).unwrap_or(0);
-        let mut have = buf.len() - end;
-        while have < length {
+        body.extend_from_slice(&buf[end..]);
+        while body.len() < length {
             let read = stream.read(&mut chunk).await?;
             anyhow::ensure!(read > 0, "closed inside an answer");
-            have += read;
+            body.extend_from_slice(&chunk[..read]);
         }
     }
     Ok(code)
