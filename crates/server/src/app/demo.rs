@@ -70,18 +70,37 @@ impl App {
 
     /// A chat-style answer to `prompt`: `chat.delta` pieces `delay_ms` apart, then `chat.done`
     /// and a final `data: [DONE]`; with `fail_after`, a simulated upstream failure after that
-    /// many pieces ends it with `chat.error` instead.
-    pub fn chat(
+    /// many pieces ends it with `chat.error` instead. The answer is written into a response
+    /// stream, and this reads it, in the frames above, skipping the `resume_after` a
+    /// reconnecting client saw; `None` when it saw them all.
+    pub async fn chat(
         &self,
         prompt: &str,
         delay_ms: u64,
         fail_after: Option<usize>,
         resume_after: usize,
-    ) -> Result<Option<DemoStream>, AppError> {
-        let prompt = checked_prompt(prompt)?;
+    ) -> Result<Option<impl Stream<Item = Bytes> + Send + 'static>, AppError> {
+        let pieces = answer_pieces(checked_prompt(prompt)?).len();
         check_interval("delay_ms", delay_ms)?;
-        let frames = chat_frames(&answer_pieces(prompt), fail_after);
-        Ok(self.demo_stream("chat", frames, delay_ms, resume_after))
+        let frames = match fail_after {
+            Some(n) => n.min(pieces) + 1,
+            None => pieces + 2,
+        };
+        if resume_after >= frames {
+            return Ok(None);
+        }
+        let id = self.demo_answer(prompt, delay_ms, fail_after).await?;
+        let stream = self.response_stream(&id).await?;
+        let framer = ChatFrames {
+            sent: 0,
+            skip: resume_after,
+        };
+        Ok(Some(self.read_with(
+            stream,
+            0,
+            Bytes::from_static(b":\n\n"),
+            framer,
+        )))
     }
 
     /// The chat demo's answer to `prompt` as a response stream, written in the background one
@@ -251,44 +270,65 @@ fn check_interval(name: &str, millis: u64) -> Result<(), AppError> {
     Ok(())
 }
 
-/// The frames of a chat answer made of `pieces`, cut short by a failure after `fail_after`.
-fn chat_frames(pieces: &[String], fail_after: Option<usize>) -> Vec<Bytes> {
-    let mut frames: Vec<Bytes> = Vec::with_capacity(pieces.len() + 2);
-    let mut id = 0usize;
-    let mut next_id = || {
-        id += 1;
-        id.to_string()
-    };
-    let failure_point = fail_after.map(|n| n.min(pieces.len()));
-    for piece in pieces.iter().take(failure_point.unwrap_or(usize::MAX)) {
-        let data = to_json(&ChatDelta {
-            text: piece.clone(),
-        });
-        frames.push(encode(
-            Frame::new().id(&next_id()).event(CHAT_DELTA).data(&data),
-        ));
+/// The chat demo's frames of a response stream: `chat.delta` per piece (numbered from 1, the
+/// first `skip` left out), then `chat.done` and `data: [DONE]`, or `chat.error`.
+struct ChatFrames {
+    sent: usize,
+    skip: usize,
+}
+
+impl ChatFrames {
+    fn next_id(&mut self) -> Option<String> {
+        self.sent += 1;
+        (self.sent > self.skip).then(|| self.sent.to_string())
     }
-    if failure_point.is_some() {
-        let error = ChatError {
-            code: "upstream_error".into(),
-            message: "the model stopped answering; try again".into(),
-        };
-        frames.push(encode(
-            Frame::new()
-                .id(&next_id())
-                .event(CHAT_ERROR)
-                .data(&to_json(&error)),
-        ));
-    } else {
-        let done = to_json(&ChatDone {
-            finish_reason: "stop".into(),
-        });
-        frames.push(encode(
-            Frame::new().id(&next_id()).event(CHAT_DONE).data(&done),
-        ));
-        frames.push(encode(Frame::new().id(&next_id()).data(CHAT_DONE_SENTINEL)));
+
+    fn delta(&mut self, text: String) -> Option<Bytes> {
+        let id = self.next_id()?;
+        let data = to_json(&ChatDelta { text });
+        Some(encode(Frame::new().id(&id).event(CHAT_DELTA).data(&data)))
     }
-    frames
+}
+
+impl super::streams::Framer for ChatFrames {
+    fn chunk(&mut self, _position: u64, data: &RawValue) -> Option<Bytes> {
+        let text = serde_json::from_str::<String>(data.get()).ok()?;
+        self.delta(text)
+    }
+
+    fn end(&mut self, stream: &crate::storage::streams::ResponseStream, after: u64) -> Vec<Bytes> {
+        let mut frames = Vec::with_capacity(3);
+        // Pieces compacted before this reader had them come as one.
+        if let Some(rest) = super::streams::rest(stream, after)
+            .and_then(|rest| serde_json::from_str::<String>(rest.get()).ok())
+            && let Some(frame) = self.delta(rest)
+        {
+            frames.push(frame);
+        }
+        if stream.status == herald_protocol::streams::StreamStatus::Done {
+            let done = to_json(&ChatDone {
+                finish_reason: "stop".into(),
+            });
+            if let Some(id) = self.next_id() {
+                frames.push(encode(Frame::new().id(&id).event(CHAT_DONE).data(&done)));
+            }
+            if let Some(id) = self.next_id() {
+                frames.push(encode(Frame::new().id(&id).data(CHAT_DONE_SENTINEL)));
+            }
+        } else if let Some(id) = self.next_id() {
+            let error = ChatError {
+                code: "upstream_error".into(),
+                message: "the model stopped answering; try again".into(),
+            };
+            frames.push(encode(
+                Frame::new()
+                    .id(&id)
+                    .event(CHAT_ERROR)
+                    .data(&to_json(&error)),
+            ));
+        }
+        frames
+    }
 }
 
 /// The demo's answer to `prompt`, cut into the pieces a language model would stream: words with

@@ -320,12 +320,33 @@ impl App {
         from: ReadFrom,
         retry_ms: u64,
     ) -> impl Stream<Item = Bytes> + Send + 'static {
+        let mut greeting = Vec::new();
+        let _ = Frame::new()
+            .comment("")
+            .retry(retry_ms)
+            .encode_into(&mut greeting);
+        let after = match from {
+            ReadFrom::Start | ReadFrom::End => 0,
+            ReadFrom::After(position) => position,
+        };
+        self.read_with(stream, after, greeting.into(), StreamFrames)
+    }
+
+    /// A reader of `stream` after position `after`, its frames written by `framer`, after
+    /// `greeting`.
+    pub(super) fn read_with(
+        &self,
+        stream: ResponseStream,
+        after: u64,
+        greeting: Bytes,
+        framer: impl Framer,
+    ) -> impl Stream<Item = Bytes> + Send + 'static {
         let (sender, receiver) = mpsc::channel::<Bytes>(16);
         let app = self.clone();
         tokio::spawn(async move {
             let shutdown = app.inner.shutdown.clone();
             tokio::select! {
-                () = app.follow(stream, from, retry_ms, &sender) => {}
+                () = app.follow(stream, after, greeting, framer, &sender) => {}
                 () = shutdown.cancelled() => {}
                 () = sender.closed() => {}
             }
@@ -338,38 +359,28 @@ impl App {
     async fn follow(
         &self,
         stream: ResponseStream,
-        from: ReadFrom,
-        retry_ms: u64,
+        mut after: u64,
+        greeting: Bytes,
+        mut framer: impl Framer,
         out: &mpsc::Sender<Bytes>,
     ) {
-        let mut greeting = Vec::new();
-        let _ = Frame::new()
-            .comment("")
-            .retry(retry_ms)
-            .encode_into(&mut greeting);
-        if out.send(greeting.into()).await.is_err() {
+        if out.send(greeting).await.is_err() {
             return;
         }
         let mut wake = self.inner.wakers.subscribe(&stream.id);
-        let mut after = match from {
-            ReadFrom::Start => 0,
-            ReadFrom::After(position) => position,
-            ReadFrom::End => return,
-        };
         let heartbeat = self.stream_settings().heartbeat;
-        let (kind, id) = (stream.kind, stream.id.clone());
+        let id = stream.id.clone();
         loop {
             wake.borrow_and_update();
             let Ok(Some(now)) = self.read_record(&id).await else {
                 return;
             };
             if now.status != StreamStatus::Open {
-                if let Some(frame) = remainder(kind, &now, after)
-                    && out.send(frame).await.is_err()
-                {
-                    return;
+                for frame in framer.end(&now, after) {
+                    if out.send(frame).await.is_err() {
+                        return;
+                    }
                 }
-                let _ = out.send(end_frame(&now)).await;
                 return;
             }
             let Ok(chunks) = self.read_page(&id, after).await else {
@@ -378,7 +389,9 @@ impl App {
             if !chunks.is_empty() {
                 for chunk in chunks {
                     after = chunk.position;
-                    let frame = chunk_frame(&chunk.position.to_string(), &chunk.data);
+                    let Some(frame) = framer.chunk(chunk.position, &chunk.data) else {
+                        continue;
+                    };
                     if out.send(frame).await.is_err() {
                         return;
                     }
@@ -510,21 +523,47 @@ fn checked_chunks(
 }
 
 /// After the end, what a reader at `after` has not had: the rest of the text, or the last
-/// value, as one frame.
-fn remainder(kind: StreamKind, stream: &ResponseStream, after: u64) -> Option<Bytes> {
+/// value.
+pub(super) fn rest(stream: &ResponseStream, after: u64) -> Option<Box<RawValue>> {
     if after >= stream.last {
         return None;
     }
     let compacted = stream.compacted.as_ref()?;
-    let data = match kind {
+    match stream.kind {
         StreamKind::Text => {
             let text: String = serde_json::from_str(compacted.get()).ok()?;
             let rest = text.get(usize::try_from(after).ok()?..)?;
-            serde_json::value::to_raw_value(rest).ok()?
+            serde_json::value::to_raw_value(rest).ok()
         }
-        StreamKind::Progress => compacted.clone(),
-    };
-    Some(chunk_frame(&stream.last.to_string(), &data))
+        StreamKind::Progress => Some(compacted.clone()),
+    }
+}
+
+/// How a reader's frames are written.
+pub(super) trait Framer: Send + 'static {
+    /// The frame of one chunk, if any.
+    fn chunk(&mut self, position: u64, data: &RawValue) -> Option<Bytes>;
+    /// The frames that end the stream: what a reader at `after` has not had of the compacted
+    /// answer, then the end.
+    fn end(&mut self, stream: &ResponseStream, after: u64) -> Vec<Bytes>;
+}
+
+/// `GET /streams/{id}`'s frames: `stream.chunk` and `stream.end`.
+struct StreamFrames;
+
+impl Framer for StreamFrames {
+    fn chunk(&mut self, position: u64, data: &RawValue) -> Option<Bytes> {
+        Some(chunk_frame(&position.to_string(), data))
+    }
+
+    fn end(&mut self, stream: &ResponseStream, after: u64) -> Vec<Bytes> {
+        let mut frames = Vec::with_capacity(2);
+        if let Some(rest) = rest(stream, after) {
+            frames.push(chunk_frame(&stream.last.to_string(), &rest));
+        }
+        frames.push(end_frame(stream));
+        frames
+    }
 }
 
 fn envelope_frame(id: &str, event: &str, data: &RawValue) -> Bytes {

@@ -80,13 +80,19 @@ pub async fn chat(
     headers: HeaderMap,
     ApiQuery(params): ApiQuery<ChatParams>,
 ) -> Result<Response, ApiError> {
-    let demo = state.app.chat(
-        params.prompt.as_deref().unwrap_or_default(),
-        params.delay_ms.unwrap_or(40),
-        params.fail_after,
-        resume_after(&headers),
-    )?;
-    Ok(respond(demo))
+    let answer = state
+        .app
+        .chat(
+            params.prompt.as_deref().unwrap_or_default(),
+            params.delay_ms.unwrap_or(40),
+            params.fail_after,
+            resume_after(&headers),
+        )
+        .await?;
+    Ok(match answer {
+        Some(frames) => event_stream_response(frames),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
 }
 
 /// What `POST /demo/chat` asks.

@@ -207,3 +207,26 @@ async fn a_chat_answer_as_a_response_stream_is_read_whole_from_any_point() {
         .await;
     assert_eq!(response.status(), 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_resumed_by_last_event_id_skips_what_the_client_saw() {
+    let server = demo_server().await;
+    let url = server.url("/demo/chat?prompt=Again&delay_ms=10");
+    let response = reqwest::Client::new()
+        .get(&url)
+        .header("Last-Event-ID", "3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut resumed = crate::support::SseStream::new(response);
+    let first = resumed.expect("chat.delta").await;
+    assert_eq!(first.id, "4", "the frames after the third");
+    let response = reqwest::Client::new()
+        .get(&url)
+        .header("Last-Event-ID", "1000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204, "everything was seen");
+}
