@@ -290,7 +290,7 @@ impl ChatFrames {
     }
 }
 
-impl super::streams::Framer for ChatFrames {
+impl super::stream_frames::Framer for ChatFrames {
     fn chunk(&mut self, _position: u64, data: &RawValue) -> Option<Bytes> {
         let text = serde_json::from_str::<String>(data.get()).ok()?;
         self.delta(text)
@@ -299,7 +299,7 @@ impl super::streams::Framer for ChatFrames {
     fn end(&mut self, stream: &crate::storage::streams::ResponseStream, after: u64) -> Vec<Bytes> {
         let mut frames = Vec::with_capacity(3);
         // Pieces compacted before this reader had them come as one.
-        if let Some(rest) = super::streams::rest(stream, after)
+        if let Some(rest) = super::stream_frames::rest(stream, after)
             .and_then(|rest| serde_json::from_str::<String>(rest.get()).ok())
             && let Some(frame) = self.delta(rest)
         {

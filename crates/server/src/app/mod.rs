@@ -8,6 +8,7 @@ mod inbox;
 mod mercure;
 mod publish;
 mod relay;
+mod stream_frames;
 mod streams;
 
 use std::sync::Arc;
