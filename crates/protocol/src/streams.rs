@@ -42,6 +42,48 @@ pub enum StreamStatus {
     Cancelled,
 }
 
+impl StreamKind {
+    /// The name on the wire and in stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Text => "text",
+            Self::Progress => "progress",
+        }
+    }
+
+    /// The kind a name written by [`StreamKind::as_str`] stands for.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "text" => Some(Self::Text),
+            "progress" => Some(Self::Progress),
+            _ => None,
+        }
+    }
+}
+
+impl StreamStatus {
+    /// The name on the wire and in stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Done => "done",
+            Self::Error => "error",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status a name written by [`StreamStatus::as_str`] stands for.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "open" => Some(Self::Open),
+            "done" => Some(Self::Done),
+            "error" => Some(Self::Error),
+            "cancelled" => Some(Self::Cancelled),
+            _ => None,
+        }
+    }
+}
+
 /// How a stream ends (`POST /api/streams/{id}/end`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

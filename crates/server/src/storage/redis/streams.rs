@@ -24,22 +24,9 @@ use crate::storage::streams::{
 };
 use crate::storage::{BoxFuture, StorageError};
 
-fn status_name(status: StreamStatus) -> &'static str {
-    match status {
-        StreamStatus::Open => "open",
-        StreamStatus::Done => "done",
-        StreamStatus::Error => "error",
-        StreamStatus::Cancelled => "cancelled",
-    }
-}
-
+/// The status a stored name stands for (an unknown one as an error).
 fn status_of(name: &str) -> StreamStatus {
-    match name {
-        "open" => StreamStatus::Open,
-        "done" => StreamStatus::Done,
-        "cancelled" => StreamStatus::Cancelled,
-        _ => StreamStatus::Error,
-    }
+    StreamStatus::from_name(name).unwrap_or(StreamStatus::Error)
 }
 
 fn millis(at: SystemTime) -> u64 {
@@ -64,11 +51,7 @@ fn record(id: &str, fields: &HashMap<String, String>) -> Option<ResponseStream> 
     };
     Some(ResponseStream {
         id: id.to_owned(),
-        kind: if text("kind")? == "progress" {
-            StreamKind::Progress
-        } else {
-            StreamKind::Text
-        },
+        kind: StreamKind::from_name(text("kind")?)?,
         owner: text("owner")?.to_owned(),
         user: text("user")
             .filter(|user| !user.is_empty())
@@ -157,10 +140,7 @@ impl RedisStorage {
             .key(self.open_key(&stream.owner))
             .key(self.expiry_key())
             .arg(&stream.id)
-            .arg(match stream.kind {
-                StreamKind::Text => "text",
-                StreamKind::Progress => "progress",
-            })
+            .arg(stream.kind.as_str())
             .arg(&stream.owner)
             .arg(stream.user.as_deref().unwrap_or(""))
             .arg(if stream.private { "1" } else { "0" })
@@ -250,7 +230,7 @@ impl RedisStorage {
                 .key(self.open_key(&stream.owner))
                 .key(self.expiry_key())
                 .arg(id)
-                .arg(status_name(status))
+                .arg(status.as_str())
                 .arg(result.map_or("", RawValue::get))
                 .arg(compacted.get())
                 .arg(millis(now))

@@ -45,31 +45,6 @@ pub(super) const SCHEMA: &str = "
 const COLUMNS: &str = "id, kind, owner, user_id, private, ttl_ms, created_ms, touched_ms, status, \
                        ended_ms, chunks, bytes, last, result, compacted";
 
-fn kind_name(kind: StreamKind) -> &'static str {
-    match kind {
-        StreamKind::Text => "text",
-        StreamKind::Progress => "progress",
-    }
-}
-
-fn status_name(status: StreamStatus) -> &'static str {
-    match status {
-        StreamStatus::Open => "open",
-        StreamStatus::Done => "done",
-        StreamStatus::Error => "error",
-        StreamStatus::Cancelled => "cancelled",
-    }
-}
-
-fn status_of(name: &str) -> StreamStatus {
-    match name {
-        "open" => StreamStatus::Open,
-        "done" => StreamStatus::Done,
-        "cancelled" => StreamStatus::Cancelled,
-        _ => StreamStatus::Error,
-    }
-}
-
 fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
@@ -87,18 +62,14 @@ fn record(row: &Row<'_>) -> rusqlite::Result<ResponseStream> {
     let status: String = row.get(8)?;
     Ok(ResponseStream {
         id: row.get(0)?,
-        kind: if kind == "progress" {
-            StreamKind::Progress
-        } else {
-            StreamKind::Text
-        },
+        kind: StreamKind::from_name(&kind).unwrap_or_default(),
         owner: row.get(2)?,
         user: row.get(3)?,
         private: row.get(4)?,
         ttl: Duration::from_millis(count(row.get(5)?)),
         created_at: from_millis(row.get(6)?),
         touched_at: from_millis(row.get(7)?),
-        status: status_of(&status),
+        status: StreamStatus::from_name(&status).unwrap_or(StreamStatus::Error),
         ended_at: row.get::<_, Option<i64>>(9)?.map(from_millis),
         chunks: count(row.get(10)?),
         bytes: count(row.get(11)?),
@@ -160,7 +131,7 @@ fn finish(
          WHERE id = ?1",
         params![
             stream.id,
-            status_name(status),
+            status.as_str(),
             result,
             compacted.get(),
             millis(now)
@@ -193,7 +164,7 @@ fn create(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, 'open')",
         params![
             stream.id,
-            kind_name(stream.kind),
+            stream.kind.as_str(),
             stream.owner,
             stream.user,
             stream.private,
