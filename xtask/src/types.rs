@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
-use herald_protocol::{envelope, names, payloads, system};
+use herald_protocol::{envelope, names, payloads, streams, system};
 use ts_rs::TS;
 
 /// Where the declarations go, from the workspace root.
@@ -83,6 +83,10 @@ pub fn declarations() -> String {
         declare::<system::PresenceChange>(),
         declare::<payloads::Notification>(),
         declare::<payloads::NotificationRead>(),
+        declare::<streams::StreamKind>(),
+        declare::<streams::StreamStatus>(),
+        declare::<streams::StreamEnd>(),
+        declare::<streams::StreamInfo>(),
     ] {
         out.push('\n');
         out.push_str(&declaration);

@@ -124,3 +124,43 @@ created_at: string, read: boolean, };
  * Data of `notification.read`: what changed and the new unread count, so every tab agrees.
  */
 export type NotificationRead = { ids: Array<string>, unread_count: number, };
+
+/**
+ * What a stream carries.
+ */
+export type StreamKind = "text" | "progress";
+
+/**
+ * Where a stream stands.
+ */
+export type StreamStatus = "open" | "done" | "error" | "cancelled";
+
+/**
+ * Data of `stream.end`.
+ */
+export type StreamEnd = { status: StreamStatus, result?: JsonValue, };
+
+/**
+ * Answer of `GET /api/streams/{id}`: where the stream stands, and all of it so far.
+ */
+export type StreamInfo = { id: string, kind: StreamKind, status: StreamStatus, 
+/**
+ * A `text` stream's text so far.
+ */
+text?: string, 
+/**
+ * A `progress` stream's latest value (`null` before the first).
+ */
+value?: JsonValue, 
+/**
+ * Chunks appended.
+ */
+chunks: number, 
+/**
+ * The id of the last chunk, if any.
+ */
+last_id?: string, result?: JsonValue, 
+/**
+ * RFC 3339.
+ */
+created_at: string, ended_at?: string, };
