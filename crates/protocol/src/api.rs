@@ -34,6 +34,40 @@ pub struct PublishResponse {
     pub topics: Vec<String>,
 }
 
+/// Body of a batch publish (`POST /api/publish` with `events`): stored together, in order, all
+/// or none.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct PublishBatch {
+    pub events: Vec<PublishRequest>,
+}
+
+/// Answer to a batch publish: each event's id and topics, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PublishBatchResponse {
+    pub events: Vec<PublishResponse>,
+}
+
+/// What `POST /api/publish` takes: one event, or a batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum PublishBody {
+    Batch(PublishBatch),
+    One(PublishRequest),
+}
+
+/// What `POST /api/publish` answers: for one event, or for a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum PublishAnswer {
+    Batch(PublishBatchResponse),
+    One(PublishResponse),
+}
+
 /// Body of the sends that name their audience in the path: to a client, a user, or everyone.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

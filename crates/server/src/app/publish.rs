@@ -91,4 +91,35 @@ impl App {
         self.metrics().latency_window.record(started.elapsed());
         Ok(stored)
     }
+
+    /// Stores a batch of events for topics together, in order, all or none (each `(target,
+    /// type, data)` checked as [`App::publish`] checks one), and queues them; returns once they
+    /// are stored.
+    pub async fn publish_batch(
+        &self,
+        batch: Vec<(Target, Option<String>, Option<Box<RawValue>>)>,
+    ) -> Result<Vec<Arc<StoredEvent>>, AppError> {
+        let started = Instant::now();
+        let now = SystemTime::now();
+        let mut events = Vec::with_capacity(batch.len());
+        for (n, (target, kind, data)) in batch.into_iter().enumerate() {
+            let kind = kind.unwrap_or_else(|| DEFAULT_EVENT_TYPE.to_owned());
+            validate_publishable_event_type(&kind)
+                .map_err(|err| AppError::invalid("invalid_type", format!("event {n}: {err}")))?;
+            events.push(NewEvent {
+                mercure: None,
+                streams: target.streams(),
+                kind,
+                data: data.unwrap_or_default(),
+                time: now,
+            });
+        }
+        let stored = self.hub().publish_all(events).await?;
+        let elapsed = started.elapsed();
+        self.metrics()
+            .publish_latency
+            .observe(elapsed.as_secs_f64());
+        self.metrics().latency_window.record(elapsed);
+        Ok(stored)
+    }
 }

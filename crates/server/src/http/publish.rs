@@ -7,9 +7,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use herald_protocol::api::{ErrorBody, PublishRequest, PublishResponse, SendRequest, SendResponse};
+use herald_protocol::api::{
+    ErrorBody, PublishAnswer, PublishBatch, PublishBatchResponse, PublishBody, PublishRequest,
+    PublishResponse, SendRequest, SendResponse,
+};
 use herald_protocol::auth::{client_target, user_target};
 use herald_protocol::names::{validate_topic, validate_user_id};
+use serde_json::value::RawValue;
 
 use super::AppState;
 use super::caller::{limit_publish_rate, publish_cost};
@@ -19,18 +23,19 @@ use crate::app::{AppError, Target};
 use crate::auth::Principal;
 use crate::ids::ClientId;
 
-/// Publishes one event to one or several topics.
+/// Publishes one event to one or several topics, or a batch of them (`{"events": [...]}`),
+/// stored together, in order, all or none.
 #[utoipa::path(
     post,
     path = "/api/publish",
     tag = "publish",
-    request_body = PublishRequest,
+    request_body = PublishBody,
     responses(
-        (status = 200, description = "Stored and queued for every subscriber", body = PublishResponse),
-        (status = 400, description = "Invalid topic, type or body", body = ErrorBody),
+        (status = 200, description = "Stored and queued for every subscriber: one event's answer, or a batch's (each event's, in order)", body = PublishAnswer),
+        (status = 400, description = "Invalid topic, type or body (in a batch: nothing is stored)", body = ErrorBody),
         (status = 401, response = Unauthorized),
         (status = 403, description = "The credential may not publish to a topic named", body = ErrorBody),
-        (status = 413, response = TooLarge),
+        (status = 413, description = "The body is too large, or a batch holds more than 1,000 events", body = ErrorBody),
         (status = 415, response = NotJson),
         (status = 429, response = RateLimited),
         (status = 503, response = Unavailable),
@@ -40,9 +45,28 @@ use crate::ids::ClientId;
 pub async fn publish(
     State(state): State<AppState>,
     principal: Principal,
-    ApiJson(request): ApiJson<PublishRequest>,
-) -> Result<Json<PublishResponse>, ApiError> {
+    ApiJson(body): ApiJson<Box<RawValue>>,
+) -> Result<Json<PublishAnswer>, ApiError> {
     let credential = principal.require_credential("publishing")?;
+    let batch = serde_json::from_str::<Shape>(body.get())
+        .map_err(|err| ApiError::bad_request("invalid_body", err.to_string()))?
+        .events
+        .is_some();
+    if batch {
+        let batch: PublishBatch = serde_json::from_str(body.get()).map_err(|err| {
+            ApiError::bad_request(
+                "invalid_body",
+                format!("the body has the wrong shape: {err}"),
+            )
+        })?;
+        return publish_batch(&state, &principal, credential, batch.events).await;
+    }
+    let request: PublishRequest = serde_json::from_str(body.get()).map_err(|err| {
+        ApiError::bad_request(
+            "invalid_body",
+            format!("the body has the wrong shape: {err}"),
+        )
+    })?;
     let topics = topics_of(&request, state.config.max_topics_per_publish)?;
     for topic in &topics {
         principal.require_publish(topic)?;
@@ -53,21 +77,99 @@ pub async fn publish(
         topics.len(),
     );
     limit_publish_rate(&state, credential, cost)?;
-    let target = Target::Topics {
+    let stored = state
+        .app
+        .publish(
+            target(&topics, request.private),
+            request.kind.as_deref(),
+            request.data,
+        )
+        .await?;
+    Ok(Json(PublishAnswer::One(PublishResponse {
+        id: stored.id.clone(),
+        topics,
+    })))
+}
+
+/// The most events of one batch publish.
+const MAX_BATCH: usize = 1000;
+
+/// Tells a batch (`events`) from a single event.
+#[derive(serde::Deserialize)]
+struct Shape {
+    #[serde(default)]
+    events: Option<serde::de::IgnoredAny>,
+}
+
+fn target(topics: &[String], private: bool) -> Target {
+    Target::Topics {
         topics: topics
             .iter()
             .map(|topic| Arc::from(topic.as_str()))
             .collect(),
-        private: request.private,
-    };
-    let stored = state
-        .app
-        .publish(target, request.kind.as_deref(), request.data)
-        .await?;
-    Ok(Json(PublishResponse {
-        id: stored.id.clone(),
-        topics,
-    }))
+        private,
+    }
+}
+
+/// Checks every event of a batch, then stores them together.
+async fn publish_batch(
+    state: &AppState,
+    principal: &Principal,
+    credential: &crate::auth::Credential,
+    events: Vec<PublishRequest>,
+) -> Result<Json<PublishAnswer>, ApiError> {
+    if events.is_empty() {
+        return Err(ApiError::bad_request(
+            "missing_events",
+            "events must hold at least one event",
+        ));
+    }
+    if events.len() > MAX_BATCH {
+        return Err(ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_events",
+            format!("a batch holds at most {MAX_BATCH} events"),
+        ));
+    }
+    let mut cost = 0;
+    let mut checked = Vec::with_capacity(events.len());
+    for (n, request) in events.into_iter().enumerate() {
+        let topics = topics_of(&request, state.config.max_topics_per_publish).map_err(|err| {
+            ApiError::new(err.status, err.code, format!("event {n}: {}", err.message))
+        })?;
+        for topic in &topics {
+            principal.require_publish(topic)?;
+        }
+        cost += publish_cost(
+            request.kind.as_deref(),
+            request.data.as_deref(),
+            topics.len(),
+        );
+        checked.push((topics, request));
+    }
+    limit_publish_rate(state, credential, cost)?;
+    let batch = checked
+        .iter_mut()
+        .map(|(topics, request)| {
+            (
+                target(topics, request.private),
+                request.kind.take(),
+                request.data.take(),
+            )
+        })
+        .collect();
+    let stored = state.app.publish_batch(batch).await?;
+    let answers = stored
+        .iter()
+        .zip(checked)
+        .map(|(event, (topics, _))| PublishResponse {
+            id: event.id.clone(),
+            topics,
+        })
+        .collect();
+    Ok(Json(PublishAnswer::Batch(PublishBatchResponse {
+        events: answers,
+    })))
 }
 
 /// Sends an event to every live connection of one client, and keeps it for the client's replay.

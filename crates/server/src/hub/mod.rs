@@ -240,10 +240,23 @@ impl Hub {
     /// Appends an event to the log and queues it for every live connection that receives one of
     /// its streams. Returns once storage has it.
     pub async fn publish(&self, event: NewEvent) -> Result<Arc<StoredEvent>, PublishError> {
+        let stored = self.publish_all(vec![event]).await?;
+        stored
+            .into_iter()
+            .next()
+            .ok_or_else(|| PublishError::Storage(StorageError::unavailable("no event stored")))
+    }
+
+    /// Appends `events` to the log together, in order, all or none, and queues them as
+    /// [`Hub::publish`] does.
+    pub async fn publish_all(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, PublishError> {
         let (reply, answer) = oneshot::channel();
         self.inner
             .publish_queue
-            .send(PublishJob { event, reply })
+            .send(PublishJob { events, reply })
             .await
             .map_err(|_| PublishError::ShuttingDown)?;
         answer

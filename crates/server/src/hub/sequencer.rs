@@ -10,11 +10,11 @@ use super::registry::Registry;
 use crate::metrics::Metrics;
 use crate::storage::{NewEvent, Storage, StorageError, StoredEvent};
 
-/// One publish waiting for its place in the log.
+/// One publish (of one event or a batch, stored together) waiting for its place in the log.
 #[derive(Debug)]
 pub struct PublishJob {
-    pub event: NewEvent,
-    pub reply: oneshot::Sender<Result<Arc<StoredEvent>, StorageError>>,
+    pub events: Vec<NewEvent>,
+    pub reply: oneshot::Sender<Result<Vec<Arc<StoredEvent>>, StorageError>>,
 }
 
 /// What the sequencer works with. It holds no [`Hub`](super::Hub), so when the last hub handle
@@ -36,8 +36,13 @@ impl Sequencer {
     pub async fn run(self, mut jobs: mpsc::Receiver<PublishJob>, batch: usize) {
         let mut pending = Vec::with_capacity(batch);
         while jobs.recv_many(&mut pending, batch).await > 0 {
-            let (events, replies): (Vec<_>, Vec<_>) =
-                pending.drain(..).map(|job| (job.event, job.reply)).unzip();
+            let mut events = Vec::with_capacity(pending.len());
+            let mut replies = Vec::with_capacity(pending.len());
+            for job in pending.drain(..) {
+                replies.push((job.events.len(), job.reply));
+                events.extend(job.events);
+            }
+            // One append for the whole group: a batch is stored with it, all or none.
             match self.storage.append(events).await {
                 Ok(stored) => {
                     self.metrics.events_published.inc_by(stored.len() as u64);
@@ -47,14 +52,17 @@ impl Sequencer {
                             self.fanned_out_through.store(last.seq, Ordering::Release);
                         }
                     }
-                    for (event, reply) in stored.into_iter().zip(replies) {
-                        // The publisher may have given up waiting; the event is stored either way.
-                        let _ = reply.send(Ok(event));
+                    let mut stored = stored.into_iter();
+                    for (count, reply) in replies {
+                        let events = stored.by_ref().take(count).collect();
+                        // The publisher may have given up waiting; the events are stored either
+                        // way.
+                        let _ = reply.send(Ok(events));
                     }
                 }
                 Err(err) => {
                     tracing::error!(%err, "appending events failed");
-                    for reply in replies {
+                    for (_, reply) in replies {
                         let _ = reply.send(Err(err.clone()));
                     }
                 }
@@ -117,7 +125,12 @@ mod tests {
                 data: to_raw_value(&value).unwrap(),
                 time: SystemTime::now(),
             };
-            jobs.send(PublishJob { event, reply }).await.unwrap();
+            jobs.send(PublishJob {
+                events: vec![event],
+                reply,
+            })
+            .await
+            .unwrap();
             answers.push(answer);
         }
         drop(jobs);
@@ -125,7 +138,7 @@ mod tests {
         sequencer.run(queue, 256).await;
         let mut results = Vec::new();
         for answer in answers {
-            results.push(answer.await.unwrap());
+            results.push(answer.await.unwrap().map(|mut stored| stored.remove(0)));
         }
         results
     }

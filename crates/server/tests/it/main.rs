@@ -12,6 +12,7 @@ mod support;
 mod architecture;
 mod authorization;
 mod bad_input;
+mod batch_publish;
 mod cluster;
 mod config_tools;
 mod console;
