@@ -168,6 +168,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_publish_of_several_events_gets_its_own_back_in_order() {
+        let storage = Arc::new(Instrumented::new(MemoryStorage::new(100)));
+        let (sequencer, _) = sequencer(storage, true);
+        let (jobs, queue) = mpsc::channel(16);
+        let event = |n: u32| NewEvent {
+            mercure: None,
+            streams: vec![StreamKey::Topic(Arc::from("a"))],
+            kind: "message".into(),
+            data: to_raw_value(&n).unwrap(),
+            time: SystemTime::now(),
+        };
+        let mut answers = Vec::new();
+        for events in [
+            vec![event(0)],
+            vec![event(1), event(2), event(3)],
+            vec![event(4)],
+        ] {
+            let (reply, answer) = oneshot::channel();
+            jobs.send(PublishJob { events, reply }).await.unwrap();
+            answers.push(answer);
+        }
+        drop(jobs);
+        sequencer.run(queue, 256).await;
+        let mut data = Vec::new();
+        for answer in answers {
+            let stored = answer.await.unwrap().unwrap();
+            data.push(
+                stored
+                    .iter()
+                    .map(|event| event.data.get().to_owned())
+                    .collect::<Vec<_>>(),
+            );
+        }
+        assert_eq!(data, [vec!["0"], vec!["1", "2", "3"], vec!["4"]]);
+    }
+
+    #[tokio::test]
     async fn a_failed_append_is_answered_to_every_publish_of_the_batch_and_fans_out_nothing() {
         let storage = Arc::new(Instrumented::new(MemoryStorage::new(100)));
         storage.down.store(true, Ordering::SeqCst);
