@@ -167,6 +167,17 @@ impl App {
         }
         let mut decoder = Decoder::new();
         let mut finish = None;
+        // What a stream may hold, with room for the JSON around each piece: an upstream that
+        // sends more (or one endless line) is cut off.
+        let most = self
+            .inner
+            .settings
+            .streams
+            .limits
+            .max_bytes
+            .saturating_mul(8)
+            .max(1 << 20);
+        let mut received: u64 = 0;
         loop {
             let bytes = match tokio::time::timeout(silence, response.chunk()).await {
                 Err(_) => return Outcome::Failed("the upstream stalled".into()),
@@ -176,6 +187,10 @@ impl App {
                 }
                 Ok(Ok(Some(bytes))) => bytes,
             };
+            received += bytes.len() as u64;
+            if received > most {
+                return Outcome::Failed("the upstream sent more than this server keeps".into());
+            }
             let mut pieces = Vec::new();
             let mut done = false;
             for item in decoder.feed(&bytes) {
@@ -191,8 +206,10 @@ impl App {
                     Delta::Error(reason) => return Outcome::Failed(reason),
                 }
             }
-            if !pieces.is_empty() && !self.append_relayed(id, pieces).await {
-                return Outcome::Gone;
+            if !pieces.is_empty()
+                && let Err(outcome) = self.append_relayed(id, pieces).await
+            {
+                return outcome;
             }
             if done {
                 return Outcome::Done(finish);
@@ -200,13 +217,21 @@ impl App {
         }
     }
 
-    /// Appends what the upstream sent; `false` when the stream is no longer open.
-    async fn append_relayed(&self, id: &str, pieces: Vec<String>) -> bool {
-        let Ok(stream) = self.response_stream(id).await else {
-            return false;
-        };
+    /// Appends what the upstream sent; how the relay ends when it cannot.
+    async fn append_relayed(&self, id: &str, pieces: Vec<String>) -> Result<(), Outcome> {
+        let stream = self.response_stream(id).await.map_err(|_| Outcome::Gone)?;
         let chunks = pieces.into_iter().map(serde_json::Value::String).collect();
-        self.append_chunks(&stream, chunks).await.is_ok()
+        match self.append_chunks(&stream, chunks).await {
+            Ok(_) => Ok(()),
+            // Ended meanwhile (cancelled): nothing more to do.
+            Err(AppError::Rejected {
+                kind: Rejection::Conflict,
+                ..
+            }) => Err(Outcome::Gone),
+            Err(err) => Err(Outcome::Failed(format!(
+                "the answer could not be kept: {err}"
+            ))),
+        }
     }
 }
 

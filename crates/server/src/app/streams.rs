@@ -172,10 +172,16 @@ impl App {
 
     /// The stream `id`, or 404.
     pub async fn response_stream(&self, id: &str) -> Result<ResponseStream, AppError> {
+        let unknown = || AppError::not_found("unknown_stream", format!("no stream {id:?}"));
+        // Only ids Herald issues are looked up: anything else names no stream, and never
+        // reaches the store as a key.
+        if crate::ids::ClientId::parse(id).is_none() {
+            return Err(unknown());
+        }
         self.stream_store()?
             .response_stream(id)
             .await?
-            .ok_or_else(|| AppError::not_found("unknown_stream", format!("no stream {id:?}")))
+            .ok_or_else(unknown)
     }
 
     /// Creates a stream owned by `owner`; its id.

@@ -301,8 +301,13 @@ async fn limits_and_bad_input_are_clear_4xx_answers() {
         (got, answer["error"]["code"].as_str()),
         (429, Some("too_many_streams"))
     );
-    let (got, _) = server.get_json("/api/streams/nosuchstream").await;
-    assert_eq!(got, 404);
+    for unknown in ["nosuchstream", "a%3Ac", "0193aaaabbbbccccddddeeeeffff0000"] {
+        let (got, body) = server.get_json(&format!("/api/streams/{unknown}")).await;
+        assert_eq!(
+            (got, body["error"]["code"].as_str()),
+            (404, Some("unknown_stream"))
+        );
+    }
     let response = reqwest::Client::new()
         .get(server.url(&format!("/streams/{id}")))
         .header("Last-Event-ID", "not-a-position")

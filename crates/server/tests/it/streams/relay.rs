@@ -293,3 +293,30 @@ async fn only_allowed_upstreams_are_called() {
         "nothing was called"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_longer_than_a_stream_holds_ends_it_as_an_error() {
+    let (upstream, feed, _) = Upstream::start(Plan::Feed).await;
+    let prefix = upstream.url.clone();
+    let server = TestServer::start_with(move |config| {
+        config.streams.stream_upstream = vec![prefix];
+        config.streams.stream_max_bytes = 40;
+    })
+    .await;
+    let writer = writer();
+    let id = create_answer(&server, &writer, json!({"upstream": upstream.body("long")})).await;
+    let mut reader = read(&server, &reqwest::Client::new(), &id, None).await;
+    feed.send(Bytes::from(delta("0123456789"))).unwrap();
+    assert_eq!(chunk(&mut reader).await.1, json!("0123456789"));
+    for _ in 0..4 {
+        let _ = feed.send(Bytes::from(delta("0123456789")));
+    }
+    // Three pieces of 12 bytes of JSON fit in 40; the fourth does not.
+    for _ in 0..2 {
+        assert_eq!(chunk(&mut reader).await.1, json!("0123456789"));
+    }
+    let ended = end(&mut reader).await;
+    assert_eq!(ended["status"], "error");
+    let reason = ended["result"]["reason"].as_str().unwrap();
+    assert!(reason.contains("could not be kept"), "{reason}");
+}
