@@ -8,6 +8,12 @@ use herald_server::auth::{Authenticator, claims_for};
 use herald_server::config::{ConfigError, Invocation, LogFormat, TokenArgs};
 use tracing_subscriber::EnvFilter;
 
+/// With the `mimalloc` feature, mimalloc serves every allocation (the allocator A/B of
+/// docs/benchmarks.md); by default the system's allocator does.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let invocation = match herald_server::config::load() {
