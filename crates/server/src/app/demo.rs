@@ -143,11 +143,9 @@ impl App {
         let failure_point = fail_after.map(|n| n.min(pieces.len()));
         for piece in pieces.into_iter().take(failure_point.unwrap_or(usize::MAX)) {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            let Ok(stream) = self.response_stream(id).await else {
-                return;
-            };
+            let piece = vec![serde_json::Value::String(piece)];
             if self
-                .append_chunks(&stream, vec![serde_json::Value::String(piece)])
+                .append_chunks(id, herald_protocol::streams::StreamKind::Text, piece)
                 .await
                 .is_err()
             {

@@ -9,7 +9,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use herald_protocol::sse::{Decoder, Item};
-use herald_protocol::streams::{StreamStatus, StreamUpstream};
+use herald_protocol::streams::{StreamKind, StreamStatus, StreamUpstream};
 use tokio_util::sync::CancellationToken;
 
 use super::{App, AppError, Rejection};
@@ -219,15 +219,17 @@ impl App {
 
     /// Appends what the upstream sent; how the relay ends when it cannot.
     async fn append_relayed(&self, id: &str, pieces: Vec<String>) -> Result<(), Outcome> {
-        let stream = self.response_stream(id).await.map_err(|_| Outcome::Gone)?;
         let chunks = pieces.into_iter().map(serde_json::Value::String).collect();
-        match self.append_chunks(&stream, chunks).await {
+        match self.append_chunks(id, StreamKind::Text, chunks).await {
             Ok(_) => Ok(()),
-            // Ended meanwhile (cancelled): nothing more to do.
-            Err(AppError::Rejected {
-                kind: Rejection::Conflict,
-                ..
-            }) => Err(Outcome::Gone),
+            // Ended meanwhile (cancelled), or gone: nothing more to do.
+            Err(
+                AppError::Rejected {
+                    kind: Rejection::Conflict,
+                    ..
+                }
+                | AppError::NotFound { .. },
+            ) => Err(Outcome::Gone),
             Err(err) => Err(Outcome::Failed(format!(
                 "the answer could not be kept: {err}"
             ))),

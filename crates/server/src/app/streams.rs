@@ -46,23 +46,54 @@ pub(super) struct Wakers {
 }
 
 impl Wakers {
-    fn subscribe(&self, id: &str) -> watch::Receiver<u64> {
+    fn subscribe(&self, id: &str) -> Wake<'_> {
         let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
-        streams
+        let receiver = streams
             .entry(id.to_owned())
             .or_insert_with(|| watch::channel(0).0)
-            .subscribe()
+            .subscribe();
+        Wake {
+            wakers: self,
+            id: id.to_owned(),
+            receiver: Some(receiver),
+        }
     }
 
     /// Tells the readers of `id` to read again.
     pub(super) fn wake(&self, id: &str) {
-        let mut streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
+        let streams = self.streams.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(sender) = streams.get(id) {
-            if sender.receiver_count() == 0 {
-                streams.remove(id);
-            } else {
-                sender.send_modify(|version| *version += 1);
-            }
+            sender.send_modify(|version| *version += 1);
+        }
+    }
+}
+
+/// One reader's wake-ups; the last reader of a stream to go takes its entry with it.
+struct Wake<'a> {
+    wakers: &'a Wakers,
+    id: String,
+    receiver: Option<watch::Receiver<u64>>,
+}
+
+impl Wake<'_> {
+    fn receiver(&mut self) -> &mut watch::Receiver<u64> {
+        self.receiver.get_or_insert_with(|| watch::channel(0).1)
+    }
+}
+
+impl Drop for Wake<'_> {
+    fn drop(&mut self) {
+        drop(self.receiver.take());
+        let mut streams = self
+            .wakers
+            .streams
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if streams
+            .get(&self.id)
+            .is_some_and(|sender| sender.receiver_count() == 0)
+        {
+            streams.remove(&self.id);
         }
     }
 }
@@ -221,23 +252,24 @@ impl App {
     /// Appends chunks to an open stream, once stored; the last position and the chunk count.
     pub async fn append_chunks(
         &self,
-        stream: &ResponseStream,
+        id: &str,
+        kind: StreamKind,
         chunks: Vec<serde_json::Value>,
     ) -> Result<(u64, u64), AppError> {
         let settings = *self.stream_settings();
-        let chunks = checked_chunks(stream.kind, chunks, settings.max_chunk_bytes)?;
+        let chunks = checked_chunks(kind, chunks, settings.max_chunk_bytes)?;
         let appended = self
             .stream_store()?
-            .append_chunks(&stream.id, chunks, settings.limits, SystemTime::now())
+            .append_chunks(id, chunks, settings.limits, SystemTime::now())
             .await?;
         match appended {
             Appended::Appended { last, chunks } => {
-                self.inner.wakers.wake(&stream.id);
+                self.inner.wakers.wake(id);
                 Ok((last, chunks))
             }
             Appended::NotFound => Err(AppError::not_found(
                 "unknown_stream",
-                format!("no stream {:?}", stream.id),
+                format!("no stream {id:?}"),
             )),
             Appended::Ended(status) => Err(already_ended(status)),
             Appended::TooLong => Err(AppError::rejected(
@@ -370,22 +402,13 @@ impl App {
         if out.send(greeting).await.is_err() {
             return;
         }
-        let mut wake = self.inner.wakers.subscribe(&stream.id);
+        let id = stream.id;
+        let mut wake = self.inner.wakers.subscribe(&id);
         let heartbeat = self.stream_settings().heartbeat;
-        let id = stream.id.clone();
         loop {
-            wake.borrow_and_update();
-            let Ok(Some(now)) = self.read_record(&id).await else {
-                return;
-            };
-            if now.status != StreamStatus::Open {
-                for frame in framer.end(&now, after) {
-                    if out.send(frame).await.is_err() {
-                        return;
-                    }
-                }
-                return;
-            }
+            wake.receiver().borrow_and_update();
+            // The chunks first: the record is read only when none is left, to see whether the
+            // stream ended (its chunks are compacted away in the same change as its end).
             let Ok(chunks) = self.read_page(&id, after).await else {
                 return;
             };
@@ -401,8 +424,19 @@ impl App {
                 }
                 continue;
             }
+            let Ok(Some(now)) = self.read_record(&id).await else {
+                return;
+            };
+            if now.status != StreamStatus::Open {
+                for frame in framer.end(&now, after) {
+                    if out.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
             tokio::select! {
-                changed = wake.changed() => if changed.is_err() { return },
+                changed = wake.receiver().changed() => if changed.is_err() { return },
                 () = tokio::time::sleep(heartbeat) => {
                     if out.send(Bytes::from_static(b": heartbeat\n\n")).await.is_err() {
                         return;

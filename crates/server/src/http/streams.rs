@@ -13,7 +13,7 @@ use herald_protocol::streams::{
 
 use super::AppState;
 use super::caller::limit_publish_rate;
-use super::error::{ApiError, ApiJson, ApiPath};
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use super::events::event_stream_response;
 use super::publish::check_user_id;
 use super::responses::{NotJson, RateLimited, TooLarge, Unauthorized, Unavailable};
@@ -154,7 +154,10 @@ pub async fn append(
     if let Some(credential) = principal.credential() {
         limit_publish_rate(&state, credential, 0)?;
     }
-    let (last, chunks) = state.app.append_chunks(&stream, request.chunks).await?;
+    let (last, chunks) = state
+        .app
+        .append_chunks(&stream.id, stream.kind, request.chunks)
+        .await?;
     Ok(Json(Appended {
         last_id: last.to_string(),
         chunks,
@@ -247,6 +250,12 @@ pub async fn info(
     Ok(Json(state.app.stream_info(&stream).await?))
 }
 
+/// The query of `GET /streams/{id}` (`access_token` is read with the credential).
+#[derive(Debug, serde::Deserialize)]
+pub struct FollowParams {
+    last_event_id: Option<String>,
+}
+
 /// Follows a stream: every chunk from the first (or after `Last-Event-ID`) as `event:
 /// stream.chunk`, then live, then `event: stream.end`, after which the response ends. Once
 /// ended, the chunks come compacted: the whole text (or the last value) in one frame.
@@ -276,19 +285,13 @@ pub async fn follow(
     principal: Principal,
     ApiPath(id): ApiPath,
     headers: HeaderMap,
-    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    ApiQuery(params): ApiQuery<FollowParams>,
 ) -> Result<Response, ApiError> {
     let stream = readable(&state, &principal, &id).await?;
     let header = headers
         .get("last-event-id")
-        .and_then(|value| value.to_str().ok())
-        .map(str::to_owned);
-    let from_query = query.as_deref().and_then(|query| {
-        form_urlencoded::parse(query.as_bytes())
-            .find(|(key, _)| key == "last_event_id")
-            .map(|(_, value)| value.into_owned())
-    });
-    let from = ReadFrom::parse(header.or(from_query).as_deref())?;
+        .and_then(|value| value.to_str().ok());
+    let from = ReadFrom::parse(header.or(params.last_event_id.as_deref()))?;
     if from == ReadFrom::End {
         return Ok(StatusCode::NO_CONTENT.into_response());
     }

@@ -21,6 +21,10 @@ use mercure::{
     lists_topic_streams_and_where_their_history_begins,
     mercure_updates_keep_their_fields_and_are_found_by_id,
 };
+use streams::{
+    a_stream_grows_within_its_limits_then_ends_compacted,
+    streams_go_after_their_ttl_and_idle_ones_end_first,
+};
 
 /// Events kept per stream by every store under test.
 const KEPT: usize = 3;
@@ -514,5 +518,7 @@ contract!(
     marking_read_changes_only_the_owners_inbox_once,
     mercure_updates_keep_their_fields_and_are_found_by_id,
     lists_topic_streams_and_where_their_history_begins,
+    a_stream_grows_within_its_limits_then_ends_compacted,
+    streams_go_after_their_ttl_and_idle_ones_end_first,
     answers_a_ping,
 );

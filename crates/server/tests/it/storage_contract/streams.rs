@@ -198,31 +198,3 @@ pub(super) async fn streams_go_after_their_ttl_and_idle_ones_end_first(backend: 
     );
     assert!(streams.response_stream("idle").await.unwrap().is_none());
 }
-
-macro_rules! stream_contract {
-    ($($case:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test]
-            async fn $case() {
-                super::$case(super::Backend::Memory).await;
-            })*
-        }
-        mod sqlite {
-            $(#[tokio::test]
-            async fn $case() {
-                super::$case(super::Backend::Sqlite).await;
-            })*
-        }
-        mod redis {
-            $(#[tokio::test]
-            async fn $case() {
-                super::$case(super::Backend::Redis).await;
-            })*
-        }
-    };
-}
-
-stream_contract!(
-    a_stream_grows_within_its_limits_then_ends_compacted,
-    streams_go_after_their_ttl_and_idle_ones_end_first,
-);
