@@ -96,9 +96,11 @@ impl fmt::Display for ClientId {
     }
 }
 
-/// One connection's identity, random so that it is unique across a cluster too.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ConnectionId(Arc<str>);
+/// One connection's identity, random so that it is unique across a cluster too. A number,
+/// shown as 16 hex digits: every index of a connection holds a copy, and a number costs no
+/// allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionId(u64);
 
 impl ConnectionId {
     /// A random starting point per process, counted up from: unique within the process and,
@@ -107,12 +109,13 @@ impl ConnectionId {
         static BASE: OnceLock<u64> = OnceLock::new();
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let base = *BASE.get_or_init(|| u64::from_le_bytes(random_bytes()));
-        let id = base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed));
-        Self(Arc::from(hex(&id.to_be_bytes())))
+        Self(base.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)))
     }
+}
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
     }
 }
 
@@ -135,6 +138,20 @@ mod tests {
             assert_eq!(id.as_str().len(), 32);
             assert_eq!(ClientId::parse(id.as_str()), Some(id));
         }
+    }
+
+    #[test]
+    fn connection_ids_are_unique_and_shown_as_16_hex_digits() {
+        let ids: Vec<ConnectionId> = (0..1000).map(|_| ConnectionId::generate()).collect();
+        let shown: std::collections::HashSet<String> =
+            ids.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), ids.len());
+        assert!(shown.iter().all(|id| {
+            id.len() == 16
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }));
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl Cluster {
         fanned_out_through: Arc<AtomicU64>,
         shutdown: CancellationToken,
     ) -> Self {
-        let node = ConnectionId::generate().as_str().to_owned();
+        let node = ConnectionId::generate().to_string();
         tracing::info!(node, "cluster mode: following the shared log in Redis");
         let (presence, changes) = mpsc::unbounded_channel();
         let following = Arc::new(AtomicBool::new(false));
@@ -107,7 +107,7 @@ impl Cluster {
     pub fn left(&self, connection: &Connection) {
         let _ = self
             .presence
-            .send(Presence::Left(connection.id.as_str().to_owned()));
+            .send(Presence::Left(connection.id.to_string()));
     }
 
     /// Every live connection of the cluster: this node's from its registry, the others' as
@@ -153,7 +153,7 @@ impl Cluster {
 pub fn record(connection: &Connection) -> NodeRecord {
     NodeRecord {
         client_id: connection.client_id.to_string(),
-        connection_id: connection.id.as_str().to_owned(),
+        connection_id: connection.id.to_string(),
         user: connection.holder.user.as_ref().map(ToString::to_string),
         admin: connection.holder.admin,
         topics: connection.topic_names(),

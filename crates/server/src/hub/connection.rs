@@ -72,12 +72,20 @@ pub struct Connection {
 impl Connection {
     pub fn new(
         client_id: ClientId,
-        topics: Vec<Arc<str>>,
-        holder: Holder,
+        mut topics: Vec<Arc<str>>,
+        mut holder: Holder,
         capacity: usize,
         options: StreamOptions,
     ) -> Arc<Self> {
-        let mut streams: Vec<StreamKey> = topics.iter().cloned().map(StreamKey::Topic).collect();
+        // Held for as long as the connection lives: no spare room.
+        topics.shrink_to_fit();
+        holder.private_topics.shrink_to_fit();
+        let presence = if options.presence { topics.len() } else { 0 };
+        // Its client's stream, its user's, and broadcasts.
+        let own = 2 + usize::from(holder.user.is_some());
+        let mut streams =
+            Vec::with_capacity(topics.len() + presence + holder.private_topics.len() + own);
+        streams.extend(topics.iter().cloned().map(StreamKey::Topic));
         if options.presence {
             streams.extend(topics.iter().cloned().map(StreamKey::Presence));
         }

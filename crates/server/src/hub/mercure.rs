@@ -62,12 +62,12 @@ impl Hub {
         let retry_ms = self.retry_with_jitter();
         let connected = Connected {
             client_id: connection.client_id.to_string(),
-            connection_id: connection.id.as_str().to_owned(),
+            connection_id: connection.id.to_string(),
             topics: connection.topic_names(),
             retry_ms,
         };
         tracing::debug!(
-            connection = connection.id.as_str(),
+            connection = %connection.id,
             "subscribed to the Mercure hub"
         );
         let mut subscription = Subscription::new(self.clone(), guard, start, &connected, retry_ms);

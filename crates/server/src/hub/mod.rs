@@ -10,6 +10,7 @@ mod activity;
 mod cluster;
 mod connection;
 pub mod frames;
+mod members;
 mod mercure;
 mod pacing;
 mod presence;
@@ -283,9 +284,11 @@ impl Hub {
                 client
             }
         };
+        let mut topics = request.topics;
+        self.registry().share_topic_names(&mut topics);
         let connection = Connection::new(
             client_id,
-            request.topics,
+            topics,
             request.holder,
             inner.settings.queue_capacity,
             request.options,
@@ -311,11 +314,11 @@ impl Hub {
         let retry_ms = self.retry_with_jitter();
         let connected = Connected {
             client_id: connection.client_id.to_string(),
-            connection_id: connection.id.as_str().to_owned(),
+            connection_id: connection.id.to_string(),
             topics: connection.topic_names(),
             retry_ms,
         };
-        tracing::debug!(connection = connection.id.as_str(), client = %connection.client_id, "subscribed");
+        tracing::debug!(connection = %connection.id, client = %connection.client_id, "subscribed");
         Ok(Subscription::new(
             self.clone(),
             guard,

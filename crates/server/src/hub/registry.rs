@@ -1,8 +1,8 @@
 //! [`Registry`]: the live connections, indexed by the streams they receive, and the one way
 //! events reach them live: [`Registry::deliver`].
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
-use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::connection::{Connection, Limits, TooManyConnections};
 use super::frames;
+use super::members::{Left, Members, release_spare};
 use super::queue::Queued;
 use crate::ids::{ClientId, ConnectionId};
 use crate::storage::{StoredEvent, StreamKey};
@@ -41,24 +42,13 @@ struct Inner {
     connections: HashMap<ConnectionId, Arc<Connection>>,
     /// Topic and client streams to the connections receiving them. Broadcasts go to every
     /// connection, so they have no entry.
-    streams: HashMap<StreamKey, HashMap<ConnectionId, Arc<Connection>>>,
+    streams: HashMap<StreamKey, Members>,
     /// Mercure subscribers with a `*` or template selector: offered every event with a topic.
     mercure_patterns: HashMap<ConnectionId, Arc<Connection>>,
     /// Live connections per client address.
     addresses: HashMap<IpAddr, usize>,
     /// Clients that left with their last activity not yet recorded.
     left: Vec<ClientId>,
-}
-
-/// Gives back most of a map's spare room once it is less than half full. A map never shrinks on
-/// its own, so without this the indexes would hold the capacity of the largest crowd of
-/// connections ever seen. Shrinking to a quarter above the length leaves room to grow again
-/// before the next doubling, so the cost stays proportional to the changes that caused it.
-fn release_spare<K: Eq + Hash, V>(map: &mut HashMap<K, V>) {
-    const SMALL: usize = 64;
-    if map.capacity() > SMALL && map.len() < map.capacity() / 2 {
-        map.shrink_to(map.len() + map.len() / 4);
-    }
 }
 
 impl Registry {
@@ -92,7 +82,7 @@ impl Registry {
         limits: Limits,
     ) -> Result<(), TooManyConnections> {
         let mut inner = self.write();
-        let held = |stream: StreamKey| inner.streams.get(&stream).map_or(0, HashMap::len);
+        let held = |stream: StreamKey| inner.streams.get(&stream).map_or(0, Members::len);
         if held(StreamKey::Client(connection.client_id.clone())) >= limits.per_client {
             return Err(TooManyConnections {
                 scope: "client",
@@ -119,7 +109,7 @@ impl Registry {
         }
         inner
             .connections
-            .insert(connection.id.clone(), Arc::clone(connection));
+            .insert(connection.id, Arc::clone(connection));
         if connection
             .mercure
             .as_ref()
@@ -127,15 +117,16 @@ impl Registry {
         {
             inner
                 .mercure_patterns
-                .insert(connection.id.clone(), Arc::clone(connection));
+                .insert(connection.id, Arc::clone(connection));
         }
         for stream in &connection.streams {
             if *stream != StreamKey::Broadcast {
-                inner
-                    .streams
-                    .entry(stream.clone())
-                    .or_default()
-                    .insert(connection.id.clone(), Arc::clone(connection));
+                match inner.streams.entry(stream.clone()) {
+                    Entry::Occupied(mut members) => members.get_mut().insert(connection),
+                    Entry::Vacant(place) => {
+                        place.insert(Members::new(connection));
+                    }
+                }
             }
         }
         Ok(())
@@ -148,6 +139,18 @@ impl Registry {
             .keys()
             .filter(|stream| matches!(stream, StreamKey::Topic(_)))
             .count()
+    }
+
+    /// Points `topics` at the names the registry already holds, where a live connection
+    /// receives the same topic: subscribers of a topic then share one copy of its name.
+    pub fn share_topic_names(&self, topics: &mut [Arc<str>]) {
+        let inner = self.read();
+        for topic in topics {
+            let key = StreamKey::Topic(Arc::clone(topic));
+            if let Some((StreamKey::Topic(held), _)) = inner.streams.get_key_value(&key) {
+                *topic = Arc::clone(held);
+            }
+        }
     }
 
     /// Whether a live connection receives `stream`.
@@ -182,13 +185,10 @@ impl Registry {
             }
         }
         for stream in &connection.streams {
-            if let Some(members) = inner.streams.get_mut(stream) {
-                members.remove(&connection.id);
-                if members.is_empty() {
-                    inner.streams.remove(stream);
-                } else {
-                    release_spare(members);
-                }
+            if let Some(members) = inner.streams.get_mut(stream)
+                && members.remove(connection.id) == Left::None
+            {
+                inner.streams.remove(stream);
             }
         }
         release_spare(&mut inner.connections);
@@ -256,7 +256,7 @@ impl Registry {
         let Some(members) = inner.streams.get(&StreamKey::Client(client.clone())) else {
             return 0;
         };
-        for connection in members.values() {
+        for connection in members.iter() {
             connection.close(reason);
         }
         members.len()
@@ -355,7 +355,7 @@ impl Inner {
             let targets: Box<dyn Iterator<Item = &Arc<Connection>>> = match stream {
                 StreamKey::Broadcast => Box::new(self.connections.values()),
                 other => match self.streams.get(other) {
-                    Some(members) => Box::new(members.values()),
+                    Some(members) => Box::new(members.iter()),
                     None => continue,
                 },
             };

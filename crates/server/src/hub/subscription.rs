@@ -73,7 +73,7 @@ impl Drop for Registration {
                 .inc();
         }
         tracing::debug!(
-            connection = self.connection.id.as_str(),
+            connection = %self.connection.id,
             "connection released"
         );
     }
@@ -92,7 +92,7 @@ impl Drop for Loan {
 /// One subscriber's stream. Call [`Subscription::next`] until it returns `None`.
 #[derive(Debug)]
 pub struct Subscription {
-    hub: Hub,
+    /// Holds the hub too.
     registration: Registration,
     /// The first chunk: `retry`, `herald.connected`, and `herald.reset` when there is a gap.
     greeting: Option<Bytes>,
@@ -119,7 +119,7 @@ pub struct Subscription {
     expires: Option<(Instant, CloseReason)>,
     /// The streams history is read from, when they are not the connection's own: those of a
     /// Mercure subscriber's `*` and template selectors.
-    replay_streams: Option<Vec<StreamKey>>,
+    replay_streams: Option<Box<[StreamKey]>>,
 }
 
 impl Subscription {
@@ -162,7 +162,6 @@ impl Subscription {
         let expires = deadline.map(|(after, reason)| (now + after, reason));
         let first_deadline = next_deadline(now + settings.heartbeat, expires);
         Self {
-            hub,
             registration,
             greeting: Some(greeting.freeze()),
             phase,
@@ -179,8 +178,12 @@ impl Subscription {
 
     /// Reads history from `streams` rather than the connection's own.
     pub(super) fn replaying(mut self, streams: Vec<StreamKey>) -> Self {
-        self.replay_streams = Some(streams);
+        self.replay_streams = Some(streams.into_boxed_slice());
         self
+    }
+
+    fn hub(&self) -> &Hub {
+        &self.registration.hub
     }
 
     fn connection(&self) -> &Arc<Connection> {
@@ -238,7 +241,7 @@ impl Subscription {
                         .take_sink(&mut self.last_sent);
                     let reason = self.connection().close_reason();
                     tracing::debug!(
-                        connection = self.connection().id.as_str(),
+                        connection = %self.connection().id,
                         reason = reason.as_str(),
                         "closing stream"
                     );
@@ -258,10 +261,10 @@ impl Subscription {
                 self.go_live();
                 return None;
             }
-            let storage = self.hub.storage();
+            let storage = self.hub().storage();
             // Boxed: waiting for a place is rare and short, and every idle stream's task would
             // otherwise be sized for it.
-            let place = Box::pin(self.hub.replays().place(connection.holder.address)).await;
+            let place = Box::pin(self.hub().replays().place(connection.holder.address)).await;
             let streams = self
                 .replay_streams
                 .as_deref()
@@ -284,10 +287,10 @@ impl Subscription {
                         Ok(latest) => {
                             self.last_sent = latest;
                             self.go_live();
-                            self.hub.metrics().resets.inc();
+                            self.hub().metrics().resets.inc();
                             Some(frames::reset(
                                 ResetReason::HistoryExpired,
-                                &self.hub.format_id(latest),
+                                &self.hub().format_id(latest),
                             ))
                         }
                         Err(err) => self.storage_failed(&err),
@@ -316,8 +319,8 @@ impl Subscription {
             };
             if let Some(frame) = frame {
                 chunk.extend_from_slice(&frame);
-                self.hub.metrics().events_replayed.inc();
-                self.hub.metrics().events_delivered.inc();
+                self.hub().metrics().events_replayed.inc();
+                self.hub().metrics().events_delivered.inc();
             }
             self.last_sent = event.seq;
         }
@@ -350,12 +353,12 @@ impl Subscription {
         }
         // Read before checking the queue: everything fanned out up to `through` was queued
         // before it was published, so an empty queue now means it has all been written.
-        let through = self.hub.fanned_out_through();
+        let through = self.hub().fanned_out_through();
         if through <= self.last_sent || !self.connection().queue.is_empty() {
             return None;
         }
         self.last_sent = through;
-        Some(self.hub.format_id(through))
+        Some(self.hub().format_id(through))
     }
 
     fn storage_failed(&mut self, err: &crate::storage::StorageError) -> Option<Bytes> {
@@ -375,7 +378,7 @@ impl Subscription {
                 return Bytes::new();
             }
             self.last_sent = first.seq;
-            self.hub.metrics().events_delivered.inc();
+            self.hub().metrics().events_delivered.inc();
             return first.bytes;
         };
         let mut chunk = BytesMut::new();
@@ -386,7 +389,7 @@ impl Subscription {
             if item.seq > self.last_sent {
                 chunk.extend_from_slice(&item.bytes);
                 self.last_sent = item.seq;
-                self.hub.metrics().events_delivered.inc();
+                self.hub().metrics().events_delivered.inc();
             }
             taken += 1;
             next = after.take();
@@ -418,7 +421,7 @@ impl Subscription {
                     self.phase = Phase::Closing;
                     return None;
                 }
-                let heartbeat = self.hub.settings().heartbeat;
+                let heartbeat = self.hub().settings().heartbeat;
                 let last_write = match connection.queue.flushed_at() {
                     Some(flushed) => flushed.max(self.last_write),
                     None => self.last_write,

@@ -127,14 +127,14 @@ async fn route(
             // A task of its own, holding only what the stream needs for as long as it is
             // open: this one, sized for everything above, ends here.
             let held = Held::new(permit, alive);
-            tokio::spawn(event_conn::serve(
+            tokio::spawn(event_conn::serve(Box::new(event_conn::Accepted {
                 stream,
-                address,
+                peer: address,
                 read,
                 head_deadline,
                 settings,
                 held,
-            ));
+            })));
             return;
         }
         Ok(Ok((route, read))) => {

@@ -1,10 +1,14 @@
 //! The socket side of an event stream: the options every accepted connection gets, Herald's
 //! socket as the hub's [`Sink`], and writing with the write timeout.
 
+use std::future::{Future, poll_fn};
 use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
 
 use crate::hub::Sink;
 use crate::metrics::Metrics;
@@ -133,19 +137,45 @@ pub fn peer_gone(stream: &TcpStream) -> bool {
 /// Writes all of `bytes`. The first attempt is a plain non-blocking write, which is all an
 /// event takes while the client keeps up; a write that then makes no progress for
 /// `write_timeout` fails, which ends the connection and frees what it held.
+///
+/// The socket is waited on through its own write-readiness slot, and the timer is allocated
+/// only once a write has to wait: an idle stream's task holds this future's largest state, so
+/// a `writable()` future and a timer kept inline would cost every subscriber their size.
 pub async fn write_all(
     stream: &TcpStream,
     mut bytes: &[u8],
     write_timeout: Duration,
     metrics: &Metrics,
 ) -> io::Result<()> {
+    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    // Whether bytes left since the timer was last set: each wait gets the whole timeout.
+    let mut progressed = true;
     while !bytes.is_empty() {
         match stream.try_write(bytes) {
-            Ok(written) => bytes = &bytes[written..],
+            Ok(written) => {
+                bytes = &bytes[written..];
+                progressed = true;
+            }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                match tokio::time::timeout(write_timeout, stream.writable()).await {
-                    Ok(ready) => ready?,
-                    Err(_) => {
+                let deadline = Instant::now() + write_timeout;
+                let timer = match &mut timer {
+                    Some(timer) => {
+                        if progressed {
+                            timer.as_mut().reset(deadline);
+                        }
+                        timer
+                    }
+                    None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                progressed = false;
+                let ready = poll_fn(|cx| match stream.poll_write_ready(cx) {
+                    Poll::Ready(ready) => Poll::Ready(Some(ready)),
+                    Poll::Pending => timer.as_mut().poll(cx).map(|()| None),
+                })
+                .await;
+                match ready {
+                    Some(ready) => ready?,
+                    None => {
                         metrics.write_timeouts.inc();
                         return Err(io::ErrorKind::TimedOut.into());
                     }
