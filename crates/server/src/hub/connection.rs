@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use herald_protocol::system::CloseReason;
 use tokio::time::Instant;
 
-use super::queue::{Full, Offered, Queue, Queued};
+use super::queue::{Full, Offered, Queue, Queued, Received};
 use crate::ids::{ClientId, ConnectionId};
 use crate::mercure::MercureSubscriber;
 use crate::storage::{Seq, StreamKey};
@@ -43,13 +43,13 @@ pub struct Connection {
     pub id: ConnectionId,
     pub client_id: ClientId,
     pub holder: Holder,
-    pub topics: Vec<Arc<str>>,
+    pub topics: Box<[Arc<str>]>,
     pub connected_at: SystemTime,
     /// The streams this connection receives: its topics (and their private events where
     /// allowed), its client stream, its user's stream and broadcasts. A Mercure subscriber's
     /// are the topics its exact selectors name, public and private, and its client stream: what
     /// it receives of them its [`MercureSubscriber`] decides.
-    pub streams: Vec<StreamKey>,
+    pub streams: Box<[StreamKey]>,
     /// Set for a subscriber of the Mercure hub: its events are framed as Mercure frames them.
     pub mercure: Option<Box<MercureSubscriber>>,
     /// Events are framed without their `event:` line (`all_types=true`), so `onmessage` gets
@@ -67,18 +67,31 @@ pub struct Connection {
     /// When storage last recorded this connection's client as seen, in milliseconds since the
     /// Unix epoch; 0 for not since the connection opened.
     recorded_ms: AtomicU64,
+    /// When the stream's timer is due (a heartbeat, or the end of its life), in
+    /// [`ticker_ms`]; [`NOT_ARMED`] while a tick is on its way or before the stream arms it.
+    due_ms: AtomicU64,
+}
+
+/// [`Connection::due_ms`] when no tick is wanted.
+const NOT_ARMED: u64 = u64::MAX;
+
+/// `at` in milliseconds since the first call, rounded up: the clock of connection timers.
+pub fn ticker_ms(at: Instant) -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    let since = at.saturating_duration_since(epoch);
+    u64::try_from(since.as_micros().div_ceil(1000)).unwrap_or(NOT_ARMED - 1)
 }
 
 impl Connection {
     pub fn new(
         client_id: ClientId,
-        mut topics: Vec<Arc<str>>,
+        topics: Vec<Arc<str>>,
         mut holder: Holder,
         capacity: usize,
         options: StreamOptions,
     ) -> Arc<Self> {
         // Held for as long as the connection lives: no spare room.
-        topics.shrink_to_fit();
         holder.private_topics.shrink_to_fit();
         let presence = if options.presence { topics.len() } else { 0 };
         // Its client's stream, its user's, and broadcasts.
@@ -155,9 +168,9 @@ impl Connection {
             id: ConnectionId::generate(),
             client_id,
             holder,
-            topics,
+            topics: topics.into_boxed_slice(),
             connected_at: SystemTime::now(),
-            streams,
+            streams: streams.into_boxed_slice(),
             mercure,
             all_types,
             queue: Queue::new(capacity),
@@ -165,6 +178,7 @@ impl Connection {
             close_reason: OnceLock::new(),
             dropped: AtomicBool::new(false),
             recorded_ms: AtomicU64::new(0),
+            due_ms: AtomicU64::new(NOT_ARMED),
         };
         Arc::new(connection)
     }
@@ -207,10 +221,35 @@ impl Connection {
         self.closing.load(Ordering::Acquire)
     }
 
-    /// The next queued event, or `None` once the stream is asked to close.
-    /// `written` is the newest position the stream has written; see [`Queue::recv`].
-    pub async fn next_queued(&self, written: &mut Seq) -> Option<Queued> {
+    /// The next queued event, a tick of the stream's timer, or the news that the stream is
+    /// asked to close. `written` is the newest position the stream has written; see
+    /// [`Queue::recv`].
+    pub async fn next_queued(&self, written: &mut Seq) -> Received {
         self.queue.recv(&self.closing, written).await
+    }
+
+    /// Sets the stream's timer: it is ticked (see [`Connection::tick_if_due`]) once `at` has
+    /// passed.
+    pub fn arm(&self, at: Instant) {
+        self.due_ms.store(ticker_ms(at), Ordering::Release);
+    }
+
+    /// Ticks the stream if its timer is due at `now_ms` ([`ticker_ms`]), disarming it until
+    /// the stream sets it again; true if it was ticked. A stream that set its timer again
+    /// meanwhile is left alone.
+    pub fn tick_if_due(&self, now_ms: u64) -> bool {
+        let due = self.due_ms.load(Ordering::Acquire);
+        if due > now_ms {
+            return false;
+        }
+        let disarmed = self
+            .due_ms
+            .compare_exchange(due, NOT_ARMED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if disarmed {
+            self.queue.tick();
+        }
+        disarmed
     }
 
     /// Whether an event for this connection was ever dropped.

@@ -203,6 +203,7 @@ impl Hub {
         };
         hub.start_presence();
         hub.start_stats(shutdown.clone());
+        hub.start_ticker(shutdown.clone());
         tokio::spawn(sequencer.run(jobs, PUBLISH_BATCH));
         let registry = Arc::clone(&hub.inner.registry);
         tokio::spawn(async move {
@@ -210,6 +211,28 @@ impl Hub {
             registry.close_all(CloseReason::Shutdown);
         });
         hub
+    }
+
+    /// Ticks the streams whose timer is due (heartbeats, the end of a connection's life), a
+    /// quarter of the heartbeat interval apart and at least every 250 ms, until `shutdown`. One
+    /// pass over the registry replaces a timer per stream, which every idle subscriber would
+    /// hold (some 130 bytes each); a stream is ticked at most that long after its time.
+    fn start_ticker(&self, shutdown: CancellationToken) {
+        let every = (self.inner.settings.heartbeat / 4)
+            .clamp(Duration::from_millis(10), Duration::from_millis(250));
+        let registry = Arc::clone(&self.inner.registry);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    now = ticks.tick() => {
+                        registry.tick_due(connection::ticker_ms(now));
+                    }
+                }
+            }
+        });
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -32,6 +32,16 @@ pub struct Queued {
     pub bytes: Bytes,
 }
 
+/// What a writer waiting on [`Queue::recv`] is given.
+#[derive(Debug)]
+pub enum Received {
+    Item(Queued),
+    /// The connection is closing.
+    Closing,
+    /// [`Queue::tick`] was called: its timer is due.
+    Tick,
+}
+
 /// The queue was full: the event was not queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
@@ -71,6 +81,8 @@ struct State {
     written_through: Seq,
     /// When the fan-out last wrote to the sink, for the task's heartbeat timer.
     flushed_at: Option<Instant>,
+    /// Set by [`Queue::tick`] until the writer receives it.
+    ticked: bool,
 }
 
 impl Queue {
@@ -84,6 +96,7 @@ impl Queue {
                 sink: None,
                 written_through: 0,
                 flushed_at: None,
+                ticked: false,
             }),
         }
     }
@@ -165,24 +178,29 @@ impl Queue {
         item
     }
 
-    /// Waits for the next item; `None` as soon as `closing` is set (checked first, so a closed
-    /// connection stops at once rather than after what is queued). Whoever sets `closing` calls
-    /// [`Queue::wake`] afterwards.
+    /// Waits for the next item; [`Received::Closing`] as soon as `closing` is set (checked
+    /// first, so a closed connection stops at once rather than after what is queued), and
+    /// [`Received::Tick`] after a [`Queue::tick`] once nothing is queued. Whoever sets
+    /// `closing` calls [`Queue::wake`] afterwards.
     ///
     /// `written` is the newest position the caller has written. While waiting, the sink is
     /// lent to fan-out from there; once something is returned, the sink is the caller's
     /// again and `written` includes what fan-out wrote meanwhile.
-    pub async fn recv(&self, closing: &AtomicBool, written: &mut Seq) -> Option<Queued> {
+    pub async fn recv(&self, closing: &AtomicBool, written: &mut Seq) -> Received {
         poll_fn(|cx| {
             let mut state = self.lock();
             if closing.load(Ordering::Acquire) {
                 take_sink(&mut state, written);
-                return Poll::Ready(None);
+                return Poll::Ready(Received::Closing);
             }
             if let Some(item) = state.items.pop_front() {
                 release_if_drained(&mut state);
                 take_sink(&mut state, written);
-                return Poll::Ready(Some(item));
+                return Poll::Ready(Received::Item(item));
+            }
+            if std::mem::take(&mut state.ticked) {
+                take_sink(&mut state, written);
+                return Poll::Ready(Received::Tick);
             }
             match &mut state.waker {
                 Some(waker) if waker.will_wake(cx.waker()) => {}
@@ -205,6 +223,18 @@ impl Queue {
     /// When fan-out last wrote to the lent sink.
     pub fn flushed_at(&self) -> Option<Instant> {
         self.lock().flushed_at
+    }
+
+    /// Tells the writer its timer is due: its wait ends with [`Received::Tick`].
+    pub fn tick(&self) {
+        let waker = {
+            let mut state = self.lock();
+            state.ticked = true;
+            state.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Wakes the writer if it is waiting.
@@ -301,6 +331,15 @@ mod tests {
 
     use super::*;
 
+    impl Received {
+        fn seq(self) -> Option<Seq> {
+            match self {
+                Self::Item(item) => Some(item.seq),
+                Self::Closing | Self::Tick => None,
+            }
+        }
+    }
+
     fn item(seq: Seq) -> Queued {
         frame(seq, b"x")
     }
@@ -383,10 +422,7 @@ mod tests {
         assert_eq!(queue.offer(item(3)), Err(Full));
         let open = AtomicBool::new(false);
         let mut written = 0;
-        assert_eq!(
-            queue.recv(&open, &mut written).await.map(|item| item.seq),
-            Some(1)
-        );
+        assert_eq!(queue.recv(&open, &mut written).await.seq(), Some(1));
         assert_eq!(queue.try_recv().map(|item| item.seq), Some(2));
         assert!(queue.try_recv().is_none());
         assert!(queue.is_empty());
@@ -401,10 +437,7 @@ mod tests {
         // No sink lent: the writer is woken to write it.
         assert_eq!(queue.offer(item(7)), Ok(Offered::Queued));
         assert_eq!(woken.0.load(Ordering::Relaxed), 1);
-        assert_eq!(
-            queue.recv(&open, &mut 0).await.map(|item| item.seq),
-            Some(7)
-        );
+        assert_eq!(queue.recv(&open, &mut 0).await.seq(), Some(7));
     }
 
     #[tokio::test]
@@ -417,10 +450,25 @@ mod tests {
         queue.wake();
         assert_eq!(woken.0.load(Ordering::Relaxed), 1);
         queue.offer(item(1)).unwrap();
-        assert_eq!(
-            queue.recv(&closing, &mut 0).await.map(|item| item.seq),
-            None
-        );
+        assert!(matches!(
+            queue.recv(&closing, &mut 0).await,
+            Received::Closing
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_tick_wakes_the_writer_after_what_is_queued() {
+        let queue = Queue::new(4);
+        let open = AtomicBool::new(false);
+        let woken = Arc::new(Woken::default());
+        start_waiting(&queue, &open, &mut 0, &woken);
+        queue.tick();
+        assert_eq!(woken.0.load(Ordering::Relaxed), 1);
+        queue.offer(item(1)).unwrap();
+        assert_eq!(queue.recv(&open, &mut 0).await.seq(), Some(1));
+        assert!(matches!(queue.recv(&open, &mut 0).await, Received::Tick));
+        // Received once: the next wait waits.
+        start_waiting(&queue, &open, &mut 0, &woken);
     }
 
     #[test]
@@ -497,7 +545,9 @@ mod tests {
         assert_eq!(woken.0.load(Ordering::Relaxed), 1, "the writer finishes it");
 
         // The writer gets the rest of the frame, and event 1 does not count as written yet.
-        let rest = queue.recv(&open, &mut written).await.unwrap();
+        let Received::Item(rest) = queue.recv(&open, &mut written).await else {
+            panic!("an item")
+        };
         assert_eq!(rest.seq, 1);
         assert_eq!(written, 0, "event 1 is not written yet");
         assert_eq!(rest.bytes.len(), big.len() - 4096);

@@ -273,6 +273,17 @@ impl Registry {
         inner.connections.len()
     }
 
+    /// Ticks every connection whose timer is due at `now_ms` (see [`Connection::tick_if_due`]);
+    /// returns how many were.
+    pub fn tick_due(&self, now_ms: u64) -> usize {
+        let inner = self.read();
+        inner
+            .connections
+            .values()
+            .filter(|connection| connection.tick_if_due(now_ms))
+            .count()
+    }
+
     /// How many connections have been removed since the start.
     pub fn removed(&self) -> u64 {
         self.removed.load(Ordering::Relaxed)

@@ -2,16 +2,15 @@
 //! events and a closing frame.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use herald_protocol::system::{CloseReason, Connected, ResetReason};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use super::connection::Connection;
-use super::queue::Queued;
+use super::queue::{Queued, Received};
 use super::sink::Sink;
 use super::{Hub, frames};
 use crate::storage::{Replay, Seq, StoredEvent, StreamKey};
@@ -109,10 +108,10 @@ pub struct Subscription {
     history_complete: bool,
     /// Whether replay is over: only then can the position move past events not yet written.
     live: bool,
-    /// The one timer of the stream: it fires a heartbeat interval after the last write or at
-    /// the end of the connection's life, whichever comes first. Finding a later write, it is
-    /// set again from there rather than moved on every write.
-    timer: Pin<Box<Sleep>>,
+    /// The stream's timer is the connection's (see [`Connection::arm`]): the hub's ticker
+    /// ticks it a heartbeat interval after the last write or at the end of the connection's
+    /// life, whichever comes first. Finding a later write, it is set again from there rather
+    /// than moved on every write.
     last_write: Instant,
     /// When the connection must end, if ever: at its maximum lifetime or when its credential
     /// expires, whichever comes first, and the reason it will be given.
@@ -160,7 +159,9 @@ impl Subscription {
             (None, None) => None,
         };
         let expires = deadline.map(|(after, reason)| (now + after, reason));
-        let first_deadline = next_deadline(now + settings.heartbeat, expires);
+        registration
+            .connection
+            .arm(next_deadline(now + settings.heartbeat, expires));
         Self {
             registration,
             greeting: Some(greeting.freeze()),
@@ -169,7 +170,6 @@ impl Subscription {
             pending: VecDeque::new(),
             history_complete: false,
             live: phase == Phase::Live,
-            timer: Box::pin(tokio::time::sleep_until(first_deadline)),
             last_write: now,
             expires,
             replay_streams: None,
@@ -403,41 +403,41 @@ impl Subscription {
     /// Waits for live events, a heartbeat, the end of the connection's lifetime, or a close.
     async fn live(&mut self) -> Option<Bytes> {
         let connection = Arc::clone(self.connection());
-        tokio::select! {
-            biased;
-            first = connection.next_queued(&mut self.last_sent) => match first {
-                Some(first) => Some(self.write_live(first)).filter(|chunk| !chunk.is_empty()),
-                None => {
-                    self.phase = Phase::Closing;
-                    None
-                }
-            },
-            () = self.timer.as_mut() => {
-                let now = Instant::now();
-                if let Some((at, reason)) = self.expires
-                    && now >= at
-                {
-                    connection.close(reason);
-                    self.phase = Phase::Closing;
-                    return None;
-                }
-                let heartbeat = self.hub().settings().heartbeat;
-                let last_write = match connection.queue.flushed_at() {
-                    Some(flushed) => flushed.max(self.last_write),
-                    None => self.last_write,
-                };
-                let due = last_write + heartbeat;
-                if due > now {
-                    // Something was written since the timer was set: wait from there.
-                    self.timer.as_mut().reset(next_deadline(due, self.expires));
-                    return None;
-                }
-                self.timer.as_mut().reset(next_deadline(now + heartbeat, self.expires));
-                connection.queue.take_sink(&mut self.last_sent);
-                let position = self.advance_position();
-                Some(frames::heartbeat(position.as_deref()))
+        match connection.next_queued(&mut self.last_sent).await {
+            Received::Item(first) => Some(self.write_live(first)).filter(|chunk| !chunk.is_empty()),
+            Received::Closing => {
+                self.phase = Phase::Closing;
+                None
             }
+            Received::Tick => self.tick(&connection),
         }
+    }
+
+    /// The stream's timer is due: the connection ends if its life is over, and a heartbeat is
+    /// written if nothing was for the heartbeat interval.
+    fn tick(&mut self, connection: &Connection) -> Option<Bytes> {
+        let now = Instant::now();
+        if let Some((at, reason)) = self.expires
+            && now >= at
+        {
+            connection.close(reason);
+            self.phase = Phase::Closing;
+            return None;
+        }
+        let heartbeat = self.hub().settings().heartbeat;
+        let last_write = match connection.queue.flushed_at() {
+            Some(flushed) => flushed.max(self.last_write),
+            None => self.last_write,
+        };
+        let due = last_write + heartbeat;
+        if due > now {
+            // Something was written since the timer was set: wait from there.
+            connection.arm(next_deadline(due, self.expires));
+            return None;
+        }
+        connection.arm(next_deadline(now + heartbeat, self.expires));
+        let position = self.advance_position();
+        Some(frames::heartbeat(position.as_deref()))
     }
 }
 

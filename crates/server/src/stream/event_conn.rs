@@ -58,7 +58,7 @@ pub async fn serve(accepted: Box<Accepted>) {
         head_deadline,
         settings,
         held: _held,
-    } = *accepted;
+    } = unbox(accepted);
     let stream = Arc::new(stream);
     configure_stream(&stream, settings.send_buffer, settings.unsent_limit);
     // Opening runs the request through the router, whose future is the largest this
@@ -85,6 +85,13 @@ pub async fn serve(accepted: Box<Accepted>) {
     }
     drop(loan);
     close(&stream);
+}
+
+/// Moves a value out of its box and frees the box at once. Destructuring `*boxed` would free it
+/// only when the boxed variable goes out of scope: for a stream, when the connection closes.
+#[allow(clippy::boxed_local)] // Freeing the box here is the point.
+fn unbox<T>(boxed: Box<T>) -> T {
+    *boxed
 }
 
 /// Reads the request and runs it through the router. A stream's subscription is returned;
