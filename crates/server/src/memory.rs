@@ -1,40 +1,44 @@
-//! Giving freed memory back to the operating system after connections go away.
+//! Giving freed memory back to the operating system after connections come and go.
 //!
 //! glibc's allocator keeps what a thread freed in that thread's arena and only returns the top
 //! of an arena to the system. A burst of connections that then close leaves their memory free
 //! but resident between allocations that live on, so the process stays at its high-water mark.
 //! `malloc_trim` walks every arena and hands back whole free pages (`madvise`), which is what
-//! brings the resident size back down once a burst is over.
+//! brings the resident size back down once a burst is over. Opening a connection leaves such
+//! memory too: its request went through the router, whose state (several kilobytes) is freed
+//! once the stream is open, so a wave of connects raises the high-water mark far above what the
+//! open streams hold.
 
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-/// How often the closes are counted, and so the soonest a trim follows a burst.
+/// How often the connections that came and went are counted, and so the soonest a trim
+/// follows a burst.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 
-/// Closed connections since the last trim that make the next check trim. Below this, what a
-/// trim could return is not worth the walk over every arena and the page faults when the
-/// memory is used again.
-const CLOSES_PER_TRIM: u64 = 256;
+/// Connections opened or closed since the last trim that make the next check trim. Below this,
+/// what a trim could return is not worth the walk over every arena and the page faults when
+/// the memory is used again.
+const CHANGES_PER_TRIM: u64 = 256;
 
-/// Runs until `shutdown`: after every check that finds enough connections closed since the
-/// last trim (`closed` counts them since the start), returns the allocator's free pages to the
-/// system on a blocking thread.
-pub async fn release_after_closes(closed: impl Fn() -> u64, shutdown: CancellationToken) {
+/// Runs until `shutdown`: after every check that finds enough connections opened or closed
+/// since the last trim (`changes` counts them since the start), returns the allocator's free
+/// pages to the system on a blocking thread.
+pub async fn release_after_churn(changes: impl Fn() -> u64, shutdown: CancellationToken) {
     let mut ticker = tokio::time::interval(CHECK_EVERY);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut trimmed_at = closed();
+    let mut trimmed_at = changes();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let now_closed = closed();
-        if now_closed.saturating_sub(trimmed_at) < CLOSES_PER_TRIM {
+        let now_changed = changes();
+        if now_changed.saturating_sub(trimmed_at) < CHANGES_PER_TRIM {
             continue;
         }
-        trimmed_at = now_closed;
+        trimmed_at = now_changed;
         let trim = tokio::task::spawn_blocking(|| {
             let started = Instant::now();
             (release_free_memory(), started.elapsed())

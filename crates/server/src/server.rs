@@ -284,12 +284,12 @@ fn start_app(
         shutdown.clone(),
     );
     tokio::spawn(hub.clone().retain(shutdown.clone()));
-    let closed = {
-        let hub = hub.clone();
-        move || hub.connections_closed()
+    let changes = {
+        let (hub, metrics) = (hub.clone(), Arc::clone(metrics));
+        move || hub.connections_closed() + metrics.connections_opened.get()
     };
-    tokio::spawn(crate::memory::release_after_closes(
-        closed,
+    tokio::spawn(crate::memory::release_after_churn(
+        changes,
         shutdown.clone(),
     ));
     let streams = &config.streams;

@@ -101,11 +101,9 @@ pub struct Subscription {
     /// stream waits for live events with its sink lent to fan-out, the queue holds the
     /// position and hands it back with the sink.
     last_sent: Seq,
-    /// Events of the current replay page not written yet.
-    pending: VecDeque<Arc<StoredEvent>>,
-    /// Whether the current replay page holds everything storage had after the position when
-    /// it was read: once it is written the stream is live, with no further read.
-    history_complete: bool,
+    /// What the replay keeps between pages, while the stream replays; boxed, and dropped once
+    /// the stream is live.
+    replay: Option<Box<Replaying>>,
     /// Whether replay is over: only then can the position move past events not yet written.
     live: bool,
     /// The stream's timer is the connection's (see [`Connection::arm`]): the hub's ticker
@@ -116,9 +114,19 @@ pub struct Subscription {
     /// When the connection must end, if ever: at its maximum lifetime or when its credential
     /// expires, whichever comes first, and the reason it will be given.
     expires: Option<(Instant, CloseReason)>,
+}
+
+/// What a replay keeps between its pages.
+#[derive(Debug, Default)]
+struct Replaying {
+    /// Events of the current replay page not written yet.
+    pending: VecDeque<Arc<StoredEvent>>,
+    /// Whether the current replay page holds everything storage had after the position when
+    /// it was read: once it is written the stream is live, with no further read.
+    history_complete: bool,
     /// The streams history is read from, when they are not the connection's own: those of a
     /// Mercure subscriber's `*` and template selectors.
-    replay_streams: Option<Box<[StreamKey]>>,
+    streams: Option<Box<[StreamKey]>>,
 }
 
 impl Subscription {
@@ -167,18 +175,18 @@ impl Subscription {
             greeting: Some(greeting.freeze()),
             phase,
             last_sent,
-            pending: VecDeque::new(),
-            history_complete: false,
+            replay: (phase == Phase::Replay).then(Box::default),
             live: phase == Phase::Live,
             last_write: now,
             expires,
-            replay_streams: None,
         }
     }
 
     /// Reads history from `streams` rather than the connection's own.
     pub(super) fn replaying(mut self, streams: Vec<StreamKey>) -> Self {
-        self.replay_streams = Some(streams.into_boxed_slice());
+        if let Some(replay) = &mut self.replay {
+            replay.streams = Some(streams.into_boxed_slice());
+        }
         self
     }
 
@@ -224,7 +232,9 @@ impl Subscription {
                         self.phase = Phase::Closing;
                         continue;
                     }
-                    if let Some(chunk) = self.replay_page().await {
+                    // Boxed: a replay is read once per resume, and every idle stream's
+                    // task would otherwise be sized for its reads.
+                    if let Some(chunk) = Box::pin(self.replay_page()).await {
                         return Some(chunk);
                     }
                 }
@@ -255,9 +265,18 @@ impl Subscription {
 
     /// Writes the next piece of history, or moves on to live (or a reset) when there is none.
     async fn replay_page(&mut self) -> Option<Bytes> {
+        let mut replay = self.replay.take().unwrap_or_default();
+        let chunk = self.replay_step(&mut replay).await;
+        if self.phase == Phase::Replay {
+            self.replay = Some(replay);
+        }
+        chunk
+    }
+
+    async fn replay_step(&mut self, replay: &mut Replaying) -> Option<Bytes> {
         let connection = Arc::clone(self.connection());
-        if self.pending.is_empty() {
-            if self.history_complete {
+        if replay.pending.is_empty() {
+            if replay.history_complete {
                 self.go_live();
                 return None;
             }
@@ -265,10 +284,7 @@ impl Subscription {
             // Boxed: waiting for a place is rare and short, and every idle stream's task would
             // otherwise be sized for it.
             let place = Box::pin(self.hub().replays().place(connection.holder.address)).await;
-            let streams = self
-                .replay_streams
-                .as_deref()
-                .unwrap_or(&connection.streams);
+            let streams = replay.streams.as_deref().unwrap_or(&connection.streams);
             let read = storage
                 .read_after(streams, self.last_sent, REPLAY_PAGE)
                 .await;
@@ -279,8 +295,8 @@ impl Subscription {
                     return None;
                 }
                 Ok(Replay::Events { events, complete }) => {
-                    self.pending.extend(events);
-                    self.history_complete = complete;
+                    replay.pending.extend(events);
+                    replay.history_complete = complete;
                 }
                 Ok(Replay::Expired) => {
                     return match storage.latest().await {
@@ -301,7 +317,7 @@ impl Subscription {
         }
         let mut chunk = BytesMut::new();
         while chunk.len() < REPLAY_CHUNK_BYTES {
-            let Some(event) = self.pending.pop_front() else {
+            let Some(event) = replay.pending.pop_front() else {
                 break;
             };
             if event.seq <= self.last_sent {
@@ -324,7 +340,7 @@ impl Subscription {
             }
             self.last_sent = event.seq;
         }
-        if !self.history_complete {
+        if !replay.history_complete {
             self.discard_replayed();
         }
         Some(chunk.freeze())

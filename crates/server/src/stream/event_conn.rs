@@ -193,9 +193,10 @@ mod tests {
 
     /// A stream's task is this future, held for as long as the stream is open and sized for
     /// the largest state it can be in: a read buffer kept across an await, the router's future
-    /// held inline rather than boxed (some 900 bytes), a copy of the settings, or the routing
-    /// that came before (hyper's connection, some 500 bytes) would cost every idle subscriber
-    /// its size.
+    /// held inline rather than boxed (some 900 bytes), a copy of the settings, a replay's reads,
+    /// or the routing that came before (hyper's connection, some 500 bytes) would cost every
+    /// idle subscriber its size. Tokio allocates a task in steps of 128 bytes, with some 100
+    /// bytes of its own: up to 408 bytes of future, a task takes 512 bytes; past it, 640.
     #[tokio::test]
     async fn an_open_stream_holds_a_small_future() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -216,7 +217,7 @@ mod tests {
         }));
         let size = std::mem::size_of_val(&serving);
         assert!(
-            size < 600,
+            size <= 408,
             "the event-stream task's future takes {size} bytes"
         );
     }
