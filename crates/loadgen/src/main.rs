@@ -85,6 +85,10 @@ pub enum Scenario {
     Broadcast,
     /// Many topics with a few subscribers each.
     Groups,
+    /// Groups, with Herald's publisher sending every event due at once in one batch
+    /// (`POST /api/publish` with `{"events": [...]}`); nchan has none and is published to one
+    /// event at a time.
+    GroupsBatch,
     /// One stream per subscriber (Herald client streams, nchan channels).
     Unicast,
     /// Everyone disconnects, events are published, everyone reconnects with its last event id.

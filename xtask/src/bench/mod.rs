@@ -103,6 +103,22 @@ const SCENARIOS: &[Scenario] = &[
         quick: &[("--rates", "1000,5000,10000"), ("--step-secs", "3")],
     },
     Scenario {
+        name: "groups-batch",
+        args: &[
+            "--scenario",
+            "groups-batch",
+            "--subscribers",
+            "10000",
+            "--topics",
+            "1000",
+            "--rates",
+            "1000,2000,5000,10000",
+            "--step-secs",
+            "6",
+        ],
+        quick: &[("--rates", "1000,5000,10000"), ("--step-secs", "3")],
+    },
+    Scenario {
         name: "unicast",
         args: &[
             "--scenario",

@@ -1,5 +1,6 @@
 //! The scenarios: what is connected, what is published, and which figures come out.
 
+mod batch;
 mod churn;
 mod idle;
 mod rates;
@@ -194,7 +195,7 @@ pub async fn run(args: RunArgs) -> Result<Outcome> {
         Scenario::Idle | Scenario::Broadcast | Scenario::Slow => {
             (Plan::topics(target, 1, args.payload), args.subscribers, 1)
         }
-        Scenario::Groups | Scenario::Resume => (
+        Scenario::Groups | Scenario::GroupsBatch | Scenario::Resume => (
             Plan::topics(target, args.topics, args.payload),
             args.subscribers,
             1,
@@ -227,6 +228,10 @@ pub async fn run(args: RunArgs) -> Result<Outcome> {
         Scenario::Broadcast => run.rates("broadcast", &[1.0, 5.0, 10.0, 20.0]).await?,
         Scenario::Groups => {
             run.rates("groups", &[1000.0, 2000.0, 5000.0, 10000.0])
+                .await?
+        }
+        Scenario::GroupsBatch => {
+            run.rates("groups-batch", &[1000.0, 2000.0, 5000.0, 10000.0])
                 .await?
         }
         Scenario::Unicast => run.rates("unicast", &[1000.0, 5000.0]).await?,
@@ -387,6 +392,9 @@ impl Run {
     /// the server. Events of one stream are still sent one at a time, each after the previous
     /// one's answer, so they reach the server in the order they are numbered.
     async fn publish(&mut self, rate: f64, total: u64) -> Result<f64> {
+        if self.args.scenario == Scenario::GroupsBatch && self.plan.target == Target::Herald {
+            return self.publish_batches(rate, total).await;
+        }
         let streams = self.plan.streams.len();
         let connections =
             ((rate / PUBLISHES_PER_CONNECTION).ceil() as usize).clamp(1, MAX_PUBLISH_CONNECTIONS);
@@ -438,6 +446,20 @@ impl Run {
                 (failures, first_error)
             }));
         }
+        self.join_publishers(tasks).await?;
+        // A server that answers a publish only after delivering it holds the publisher back:
+        // the rate reached is what counts, not the one asked for.
+        let span = pace.started.elapsed().as_secs_f64().max(1.0 / rate);
+        Ok((total as f64 / span).min(rate))
+    }
+}
+
+impl Run {
+    /// Waits for the publishing tasks and counts their failures.
+    async fn join_publishers(
+        &mut self,
+        tasks: Vec<tokio::task::JoinHandle<(u64, Option<String>)>>,
+    ) -> Result<()> {
         for task in tasks {
             let (failures, error) = task.await.context("publisher task")?;
             self.publish_failures += failures;
@@ -447,10 +469,7 @@ impl Run {
                 self.errors.push(error);
             }
         }
-        // A server that answers a publish only after delivering it holds the publisher back:
-        // the rate reached is what counts, not the one asked for.
-        let span = pace.started.elapsed().as_secs_f64().max(1.0 / rate);
-        Ok((total as f64 / span).min(rate))
+        Ok(())
     }
 }
 
@@ -481,6 +500,13 @@ impl Pace {
         let after = Duration::from_secs_f64(index as f64 / self.rate);
         tokio::time::sleep_until(self.started + after).await;
         self.started_us + u64::try_from(after.as_micros()).unwrap_or(u64::MAX)
+    }
+
+    /// Event `index`'s stamp if it is due already.
+    fn due_now(&self, index: u64) -> Option<u64> {
+        let after = Duration::from_secs_f64(index as f64 / self.rate);
+        (self.started + after <= tokio::time::Instant::now())
+            .then(|| self.started_us + u64::try_from(after.as_micros()).unwrap_or(u64::MAX))
     }
 }
 
