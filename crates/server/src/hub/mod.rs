@@ -204,7 +204,7 @@ impl Hub {
         hub.start_presence();
         hub.start_stats(shutdown.clone());
         hub.start_ticker(shutdown.clone());
-        tokio::spawn(sequencer.run(jobs, PUBLISH_BATCH));
+        sequencer.start(jobs, PUBLISH_BATCH);
         let registry = Arc::clone(&hub.inner.registry);
         tokio::spawn(async move {
             shutdown.cancelled().await;

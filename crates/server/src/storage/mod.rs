@@ -224,6 +224,16 @@ impl StorageError {
     }
 }
 
+/// An append that runs on the calling thread and blocks it until the events are stored: what a
+/// store whose writes are blocking work anyway (SQLite) offers, so that the sequencer keeps the
+/// writer on a thread of its own rather than handing each batch to a pool of blocking threads
+/// and waiting to be woken.
+pub trait AppendBlocking: Send + Sync + fmt::Debug + 'static {
+    /// Appends `events` as [`Storage::append`] does.
+    fn append_blocking(&self, events: Vec<NewEvent>)
+    -> Result<Vec<Arc<StoredEvent>>, StorageError>;
+}
+
 /// The event log and client directory the hub is built on.
 pub trait Storage: Send + Sync + fmt::Debug + 'static {
     /// Appends `events` in order, assigning each the next sequence number.
@@ -231,6 +241,12 @@ pub trait Storage: Send + Sync + fmt::Debug + 'static {
         &self,
         events: Vec<NewEvent>,
     ) -> BoxFuture<'_, Result<Vec<Arc<StoredEvent>>, StorageError>>;
+
+    /// This store's [`AppendBlocking`], if appending to it is blocking work; `None` for a store
+    /// that appends without blocking (in memory) or over the network (Redis).
+    fn blocking_appender(&self) -> Option<Arc<dyn AppendBlocking>> {
+        None
+    }
 
     /// The position of the newest event, or of the start of the log when it is empty.
     fn latest(&self) -> BoxFuture<'_, Result<Seq, StorageError>>;

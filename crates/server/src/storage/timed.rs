@@ -9,8 +9,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::{
-    BoxFuture, InboxItem, InboxPage, InboxQuery, NewEvent, NewInboxItem, ReadChange, ReadTarget,
-    Replay, Seq, Storage, StorageError, StoredEvent, StreamKey,
+    AppendBlocking, BoxFuture, InboxItem, InboxPage, InboxQuery, NewEvent, NewInboxItem,
+    ReadChange, ReadTarget, Replay, Seq, Storage, StorageError, StoredEvent, StreamKey,
 };
 use crate::ids::ClientId;
 use crate::metrics::Metrics;
@@ -114,12 +114,44 @@ impl Timed {
     }
 }
 
+/// The inner store's [`AppendBlocking`], timed as its `append`.
+#[derive(Debug)]
+struct TimedAppend {
+    inner: Arc<dyn AppendBlocking>,
+    duration: Histogram,
+    errors: Counter,
+}
+
+impl AppendBlocking for TimedAppend {
+    fn append_blocking(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, StorageError> {
+        let started = Instant::now();
+        let result = self.inner.append_blocking(events);
+        self.duration.observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.errors.inc();
+        }
+        result
+    }
+}
+
 impl Storage for Timed {
     fn append(
         &self,
         events: Vec<NewEvent>,
     ) -> BoxFuture<'_, Result<Vec<Arc<StoredEvent>>, StorageError>> {
         self.timed(Operation::Append, self.inner.append(events))
+    }
+
+    fn blocking_appender(&self) -> Option<Arc<dyn AppendBlocking>> {
+        let (duration, errors) = self.meters[Operation::Append as usize].clone();
+        Some(Arc::new(TimedAppend {
+            inner: self.inner.blocking_appender()?,
+            duration,
+            errors,
+        }))
     }
 
     fn latest(&self) -> BoxFuture<'_, Result<Seq, StorageError>> {

@@ -35,8 +35,9 @@ use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::Semaphore;
 
 use super::{
-    BoxFuture, InboxItem, InboxPage, InboxQuery, NewEvent, NewInboxItem, ReadChange, ReadTarget,
-    Replay, Seq, Storage, StorageError, StorageErrorKind, StoredEvent, StreamKey,
+    AppendBlocking, BoxFuture, InboxItem, InboxPage, InboxQuery, NewEvent, NewInboxItem,
+    ReadChange, ReadTarget, Replay, Seq, Storage, StorageError, StorageErrorKind, StoredEvent,
+    StreamKey,
 };
 use crate::ids::ClientId;
 use crate::time;
@@ -91,6 +92,21 @@ struct Inner {
     /// The newest position removed from a stream that was then forgotten for having no events
     /// left: a stream without history cannot be replayed from before it (`meta.forgotten`).
     forgotten: AtomicU64,
+}
+
+/// Appends on the calling thread: the sequencer's thread, which so keeps the writer.
+#[derive(Debug)]
+struct Appender(Arc<Inner>);
+
+impl AppendBlocking for Appender {
+    fn append_blocking(
+        &self,
+        events: Vec<NewEvent>,
+    ) -> Result<Vec<Arc<StoredEvent>>, StorageError> {
+        pool::write_now(&self.0, |inner, writer| {
+            log::append_batch(inner, writer, events)
+        })
+    }
 }
 
 fn storage_error(context: &str) -> impl Fn(rusqlite::Error) -> StorageError + '_ {
@@ -202,6 +218,10 @@ impl Storage for SqliteStorage {
         events: Vec<NewEvent>,
     ) -> BoxFuture<'_, Result<Vec<Arc<StoredEvent>>, StorageError>> {
         self.write(move |inner, writer| log::append_batch(inner, writer, events))
+    }
+
+    fn blocking_appender(&self) -> Option<Arc<dyn AppendBlocking>> {
+        Some(Arc::new(Appender(Arc::clone(&self.inner))))
     }
 
     fn latest(&self) -> BoxFuture<'_, Result<Seq, StorageError>> {

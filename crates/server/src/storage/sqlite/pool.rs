@@ -21,18 +21,9 @@ impl SqliteStorage {
     ) -> BoxFuture<'static, Result<T, StorageError>> {
         let inner = Arc::clone(&self.inner);
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let mut writer = lock(&inner.writer);
-                // A client-id commit that could not restore `synchronous = FULL` left the
-                // writer relaxed: nothing else commits until it is restored.
-                if inner.sync_relaxed.load(Ordering::Acquire) {
-                    schema::restore_full_sync(&inner, &writer)
-                        .map_err(storage_error("cannot make commits durable again"))?;
-                }
-                work(&inner, &mut writer)
-            })
-            .await
-            .map_err(|err| StorageError::unavailable(format!("storage task failed: {err}")))?
+            tokio::task::spawn_blocking(move || write_now(&inner, work))
+                .await
+                .map_err(|err| StorageError::unavailable(format!("storage task failed: {err}")))?
         })
     }
 
@@ -92,6 +83,22 @@ impl SqliteStorage {
             .map_err(|err| StorageError::unavailable(format!("storage task failed: {err}")))?
         })
     }
+}
+
+/// Runs `work` on the writer connection on the calling thread, blocking it until the writer
+/// is free and the work done.
+pub(super) fn write_now<T>(
+    inner: &Inner,
+    work: impl FnOnce(&Inner, &mut Connection) -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    let mut writer = lock(&inner.writer);
+    // A client-id commit that could not restore `synchronous = FULL` left the writer relaxed:
+    // nothing else commits until it is restored.
+    if inner.sync_relaxed.load(Ordering::Acquire) {
+        schema::restore_full_sync(inner, &writer)
+            .map_err(storage_error("cannot make commits durable again"))?;
+    }
+    work(inner, &mut writer)
 }
 
 pub(super) fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
