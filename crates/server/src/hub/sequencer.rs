@@ -184,10 +184,11 @@ mod tests {
         (sequencer, connection)
     }
 
-    /// Queues `n` publishes to topic `a`, runs the sequencer until they are all taken, and
-    /// returns their answers in order.
-    async fn run(sequencer: Sequencer, n: u64) -> Vec<Result<Arc<StoredEvent>, StorageError>> {
-        let (jobs, queue) = mpsc::channel(16);
+    type Answer = oneshot::Receiver<Result<Vec<Arc<StoredEvent>>, StorageError>>;
+
+    /// Queues `n` publishes of one event each to topic `a`, with data 0 to `n - 1`; returns
+    /// where each is answered.
+    async fn publish(jobs: &mpsc::Sender<PublishJob>, n: u64) -> Vec<Answer> {
         let mut answers = Vec::new();
         for value in 0..n {
             let (reply, answer) = oneshot::channel();
@@ -206,6 +207,14 @@ mod tests {
             .unwrap();
             answers.push(answer);
         }
+        answers
+    }
+
+    /// Queues `n` publishes to topic `a`, runs the sequencer until they are all taken, and
+    /// returns their answers in order.
+    async fn run(sequencer: Sequencer, n: u64) -> Vec<Result<Arc<StoredEvent>, StorageError>> {
+        let (jobs, queue) = mpsc::channel(16);
+        let answers = publish(&jobs, n).await;
         drop(jobs);
         // With every job queued before it runs, the sequencer takes them as one batch.
         sequencer.run(queue, 256).await;
@@ -328,26 +337,8 @@ mod tests {
         let fanned_out = Arc::clone(&sequencer.fanned_out_through);
         let (jobs, queue) = mpsc::channel(16);
         sequencer.start(queue, 256);
-        let mut answers = Vec::new();
-        for value in 0..5u32 {
-            let (reply, answer) = oneshot::channel();
-            let event = NewEvent {
-                mercure: None,
-                streams: vec![StreamKey::Topic(Arc::from("a"))],
-                kind: "message".into(),
-                data: to_raw_value(&value).unwrap(),
-                time: SystemTime::now(),
-            };
-            jobs.send(PublishJob {
-                events: vec![event],
-                reply,
-            })
-            .await
-            .unwrap();
-            answers.push(answer);
-        }
         let mut stored = Vec::new();
-        for answer in answers {
+        for answer in publish(&jobs, 5).await {
             stored.push(answer.await.unwrap().unwrap().remove(0));
         }
         let data: Vec<_> = stored.iter().map(|event| event.data.get()).collect();

@@ -101,16 +101,22 @@ impl Timed {
         operation: Operation,
         future: BoxFuture<'a, Result<T, StorageError>>,
     ) -> BoxFuture<'a, Result<T, StorageError>> {
-        let (duration, errors) = &self.meters[operation as usize];
+        let meter = &self.meters[operation as usize];
         Box::pin(async move {
             let started = Instant::now();
             let result = future.await;
-            duration.observe(started.elapsed().as_secs_f64());
-            if result.is_err() {
-                errors.inc();
-            }
+            record(meter, started, &result);
             result
         })
+    }
+}
+
+/// Records into `meter` an operation begun at `started` that ended with `result`.
+fn record<T>(meter: &(Histogram, Counter), started: Instant, result: &Result<T, StorageError>) {
+    let (duration, errors) = meter;
+    duration.observe(started.elapsed().as_secs_f64());
+    if result.is_err() {
+        errors.inc();
     }
 }
 
@@ -118,8 +124,7 @@ impl Timed {
 #[derive(Debug)]
 struct TimedAppend {
     inner: Arc<dyn AppendBlocking>,
-    duration: Histogram,
-    errors: Counter,
+    meter: (Histogram, Counter),
 }
 
 impl AppendBlocking for TimedAppend {
@@ -129,10 +134,7 @@ impl AppendBlocking for TimedAppend {
     ) -> Result<Vec<Arc<StoredEvent>>, StorageError> {
         let started = Instant::now();
         let result = self.inner.append_blocking(events);
-        self.duration.observe(started.elapsed().as_secs_f64());
-        if result.is_err() {
-            self.errors.inc();
-        }
+        record(&self.meter, started, &result);
         result
     }
 }
@@ -146,11 +148,9 @@ impl Storage for Timed {
     }
 
     fn blocking_appender(&self) -> Option<Arc<dyn AppendBlocking>> {
-        let (duration, errors) = self.meters[Operation::Append as usize].clone();
         Some(Arc::new(TimedAppend {
             inner: self.inner.blocking_appender()?,
-            duration,
-            errors,
+            meter: self.meters[Operation::Append as usize].clone(),
         }))
     }
 
